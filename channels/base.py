@@ -1,0 +1,138 @@
+"""The contract between a platform adapter and picobot's core.
+
+An adapter translates, nothing else: platform events become `InboundMessage`s handed to the
+sink the core gives it; `send`/`edit`/`delete`/`typing` perform one platform call each and
+translate the SDK's exceptions into `picobot.errors` (see each adapter's `_translate_errors`).
+Splitting, rendering, rate limits, retries, placeholders and access control live in the core,
+driven by the `Capabilities` the adapter declares.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from picobot.messages import InboundMessage
+from picobot.render import Rendered
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+InboundSink = Callable[[InboundMessage], Awaitable[None]]
+
+Format = Literal["telegram_html", "discord", "slack_mrkdwn", "plain", "markdown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`per_second` sustained, with bursts of up to `burst` calls."""
+
+    per_second: float
+    burst: int = 1
+
+    @classmethod
+    def per_minute(cls, count: float, burst: int = 1) -> Rate:
+        return cls(count / 60.0, burst)
+
+
+@dataclass(frozen=True, slots=True)
+class RateBudget:
+    """How fast the core may call the platform. `None` means no limit at that level."""
+
+    overall: Rate | None = None  # all chats together
+    per_chat: Rate | None = None
+    per_group: Rate | None = None  # extra budget for group chats
+    edits_overall: Rate | None = None  # e.g. Slack chat.update, Tier 3
+    edits_per_chat: Rate | None = None  # e.g. Discord; None: edits share `per_chat`
+
+
+UNLIMITED = RateBudget()
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel can do; the core discovers behaviour from this, not from the class."""
+
+    max_length: int
+    length_unit: Literal["codepoints", "utf16"] = "codepoints"
+    format: Format = "plain"
+    measure_visible: bool = False  # Telegram counts visible text after entity parsing
+    can_edit: bool = False
+    can_delete: bool = False
+    can_type: bool = False
+    typing_interval: float = 4.0  # refresh period of the typing indicator
+    native_streaming: bool = False
+    flush_interval: float = 1.0  # default streaming flush interval
+    rate: RateBudget = UNLIMITED
+
+
+class State(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"  # lost the platform; the library is reconnecting
+    FAILED = "failed"
+
+
+class Channel(ABC):
+    """One platform. Subclasses set `name` and `capabilities` and implement the calls.
+
+    Lifecycle: ``start()`` connects and begins handing inbound messages to the sink; ``stop()``
+    stops intake and closes the connection. Both are awaited by the daemon in that order.
+    """
+
+    name: ClassVar[str]
+    capabilities: Capabilities
+
+    def __init__(self, config: Any, sink: InboundSink) -> None:
+        self.config = config
+        self.sink = sink
+        self.state = State.STOPPED
+        self.state_detail = ""
+
+    @property
+    def connected(self) -> bool:
+        return self.state is State.CONNECTED
+
+    def set_state(self, state: State, detail: str = "") -> None:
+        self.state, self.state_detail = state, detail
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect to the platform and start intake."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop intake and close the connection. Must be safe to call after a failed start."""
+
+    @abstractmethod
+    async def send(
+        self,
+        chat_id: str,
+        message: Rendered,
+        *,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        """Send one message (already within the limit); return the platform's message id.
+
+        :raises picobot.errors.ChannelError: translated from the SDK's exception.
+        """
+
+    async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
+        """Replace a message's text. "Not modified" is success, not an error."""
+        raise NotImplementedError(f"{self.name} cannot edit messages")
+
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        raise NotImplementedError(f"{self.name} cannot delete messages")
+
+    async def typing(self, chat_id: str, thread: str | None = None) -> None:
+        """Show the typing indicator once; the core refreshes it every `typing_interval`."""
+        return None
+
+    def http_routes(self) -> Sequence[web.AbstractRouteDef]:
+        """Routes to mount on picobot's shared HTTP server (webhooks). None by default."""
+        return ()

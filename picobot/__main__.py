@@ -1,0 +1,3 @@
+from picobot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The agent: turns inbound messages into replies with an LLM and tools."""

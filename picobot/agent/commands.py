@@ -1,0 +1,68 @@
+"""Slash commands, handled before the LLM. Unknown ``/x`` is not a command: the model gets it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from picobot.agent.turns import Agent
+
+# Telegram sends `/cmd@botname` in groups; the suffix is dropped.
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
+
+# name -> canonical name
+COMMANDS = {
+    "help": "help",
+    "start": "help",  # Telegram's first contact
+    "new": "new",
+    "reset": "new",
+    "stop": "stop",
+    "status": "status",
+}
+
+HELP = (
+    "Commands:\n"
+    "/new — start a new conversation (also /reset)\n"
+    "/stop — stop the current answer and drop waiting messages\n"
+    "/status — model, conversation length, waiting messages\n"
+    "/help — this list\n\n"
+    "Messages sent while I am answering are added to the current answer."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str  # canonical: "help", "new", "stop" or "status"
+    args: str = ""
+
+
+def parse_command(text: str) -> Command | None:
+    """The command in `text`, or None if it is not one of ours (then it goes to the model)."""
+    match = _COMMAND.match(text.strip())
+    if match is None:
+        return None
+    name = COMMANDS.get(match.group(1).lower())
+    if name is None:
+        return None
+    return Command(name, (match.group(2) or "").strip())
+
+
+async def run_command(agent: Agent, session: str, command: Command) -> str:
+    """Run a slash command in `session`; returns the reply for the user."""
+    if command.name == "stop":
+        return "Stopped." if await agent.stop(session) else "Nothing to stop."
+    if command.name == "new":
+        await agent.reset(session)
+        return "New conversation started."
+    if command.name == "status":
+        count = await agent.store.count(session)
+        return (
+            f"Model: {agent.llm.name}\n"
+            f"Conversation: {count} messages (keeps the last "
+            f"{agent.config.max_history_messages})\n"
+            f"Waiting messages: {agent.queued(session)}\n"
+            f"State: {'answering' if agent.is_running(session) else 'idle'}"
+        )
+    return HELP

@@ -1,0 +1,71 @@
+"""Typed run events: what a turn emits, for streaming, the web chat and `picobot chat`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    run_id: str
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    call_id: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    call_id: str
+    name: str
+    result: str
+    error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SteeringInjected:
+    text: str
+    message_id: str | None = None  # the InboundMessage.id it came from, when known
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    text: str  # the full reply
+
+
+@dataclass(frozen=True, slots=True)
+class TurnAborted:
+    reason: str  # e.g. "stopped", "new session", "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    message: str  # safe to show to the user
+
+
+RunEvent = (
+    TurnStarted
+    | TextDelta
+    | ReasoningDelta
+    | ToolStarted
+    | ToolFinished
+    | SteeringInjected
+    | TurnFinished
+    | TurnAborted
+    | TurnFailed
+)

@@ -1,0 +1,211 @@
+"""The agent loop: routes inbound messages to turns and each turn's events to a reply writer.
+
+    inbound ─► slash command ─► answered at once, even while a turn runs (/stop must be)
+            ─► session busy  ─► its steering queue (full: the user is told)
+            ─► session idle  ─► a session worker: the turn, then follow-up turns for
+                                whatever is still queued when it ends
+
+Listeners see every event of every turn, as `listener(inbound, event)`; the reply writer of the
+turn's inbound message sees them too, and its `finish()` is always called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from picobot import metrics
+from picobot.agent import events as ev
+from picobot.agent.commands import parse_command
+from picobot.agent.turns import GENERIC_FAILURE, Agent
+from picobot.bus import Topic
+from picobot.messages import InboundMessage, Kind, OutboundMessage, new_id, reply_to
+
+__all__ = ["Agent", "AgentLoop", "BufferedReply", "Listener", "ReplyWriter", "WriterFactory"]
+
+log = logging.getLogger("picobot.agent")
+
+Publish = Callable[[OutboundMessage], Awaitable[None]]
+Listener = Callable[[InboundMessage, ev.RunEvent], None]
+
+STEERING_FULL = (
+    "⏳ Too many messages are waiting, so I dropped this one. Wait for my answer, or send /stop."
+)
+
+
+class ReplyWriter(Protocol):
+    """Turns one turn's events into outbound messages (buffered here; streamed by streaming)."""
+
+    async def feed(self, event: ev.RunEvent) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class BufferedReply:
+    """Sends the whole reply at the end: for channels that do not stream."""
+
+    def __init__(self, inbound: InboundMessage, publish: Publish) -> None:
+        self.inbound = inbound
+        self.publish = publish
+
+    async def feed(self, event: ev.RunEvent) -> None:
+        if isinstance(event, ev.TurnFinished) and event.text.strip():
+            await self.publish(reply_to(self.inbound, event.text))
+        elif isinstance(event, ev.TurnFailed):
+            await self.publish(reply_to(self.inbound, event.message))
+
+    async def finish(self) -> None:
+        await self.publish(reply_to(self.inbound, "", kind=Kind.DONE))
+
+
+WriterFactory = Callable[[InboundMessage], ReplyWriter]
+
+
+class AgentLoop:
+    """Consumes the inbound topic until it ends; `drain()` waits for running turns.
+
+    `publish` (the outbound topic's) lets the `message` tool write to the chat.
+    Every inbound message gets exactly one writer, finished exactly once: a message absorbed
+    into a running turn by steering gets a writer that is only finished (to clean up its
+    placeholder and typing); the turn's reply goes to the writer of the turn's message.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        inbound: Topic[InboundMessage],
+        make_writer: WriterFactory,
+        listeners: list[Listener] | None = None,
+        *,
+        publish: Publish | None = None,
+    ) -> None:
+        self.agent = agent
+        self.inbound = inbound
+        self.make_writer = make_writer
+        self.listeners = listeners if listeners is not None else []
+        self.publish = publish
+        self._active: set[str] = set()  # sessions with a worker
+        self._steered: dict[str, dict[str, InboundMessage]] = {}  # session -> id -> queued msg
+        self._workers: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        async for msg in self.inbound:
+            self.submit(msg)
+
+    def submit(self, msg: InboundMessage) -> None:
+        """Route one inbound message; returns at once (the work runs in tasks)."""
+        key = msg.session_key
+        if parse_command(msg.text) is not None:
+            self._spawn(self.handle(msg), f"command {key}")
+        elif key in self._active:
+            if self.agent.steer(key, msg.text, message_id=msg.id):
+                self._steered.setdefault(key, {})[msg.id] = msg
+            else:
+                self._spawn(self._reply(msg, ev.TurnFailed(STEERING_FULL)), f"full {key}")
+        else:
+            self._active.add(key)
+            self._spawn(self._session(key, msg), f"session {key}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def handle(self, msg: InboundMessage) -> None:
+        """Answer one message now (no steering): its turn's events go to a new writer."""
+        await self._play(
+            msg, self.agent.run_turn(msg.session_key, msg.text, inbound=msg, publish=self.publish)
+        )
+
+    async def _session(self, key: str, msg: InboundMessage) -> None:
+        # One worker per busy session: the turn, then follow-ups, until nothing is queued.
+        try:
+            turn = self.agent.run_turn(key, msg.text, inbound=msg, publish=self.publish)
+            while True:
+                started = time.monotonic()
+                await self._play(msg, turn)
+                metrics.TURN_SECONDS.labels(msg.channel).observe(time.monotonic() - started)
+                queued = self.agent.take_followup(key)
+                if not queued:
+                    return  # no await from here to `_active.discard`: nothing slips through
+                msg = self._steered.get(key, {}).pop(queued[0].message_id or "", msg)
+                turn = self.agent.run_followup(key, queued, inbound=msg, publish=self.publish)
+        finally:
+            self._active.discard(key)
+            # Messages /stop dropped from the queue: clean up their placeholders.
+            for dropped in self._steered.pop(key, {}).values():
+                await self._finish(self.make_writer(dropped))
+
+    async def _play(self, msg: InboundMessage, events: AsyncIterator[ev.RunEvent]) -> None:
+        writer = self.make_writer(msg)
+        ended = False
+        try:
+            async for event in events:
+                ended = isinstance(event, ev.TurnFinished | ev.TurnAborted | ev.TurnFailed)
+                self._notify(msg, event)
+                await writer.feed(event)
+                if isinstance(event, ev.SteeringInjected) and event.message_id:
+                    absorbed = self._steered.get(msg.session_key, {}).pop(event.message_id, None)
+                    if absorbed is not None:
+                        await self._finish(self.make_writer(absorbed))
+        except asyncio.CancelledError:
+            if not ended:  # shutdown cut the turn short: tell the writer, then go
+                await self._end(msg, writer, ev.TurnAborted("shutdown"))
+            raise
+        except Exception:
+            log.exception("turn crashed in %s", msg.session_key)
+            if not ended:
+                await self._end(msg, writer, ev.TurnFailed(GENERIC_FAILURE))
+        finally:
+            # Leaving early (writer crash, cancellation) closes the events: the turn aborts.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            await self._finish(writer)
+
+    async def _reply(self, msg: InboundMessage, event: ev.RunEvent) -> None:
+        """A one-event answer that bypasses the agent (e.g. the queue is full)."""
+
+        async def events() -> AsyncIterator[ev.RunEvent]:
+            yield ev.TurnStarted(new_id(), msg.session_key)
+            yield event
+
+        await self._play(msg, events())
+
+    async def _end(self, msg: InboundMessage, writer: ReplyWriter, event: ev.RunEvent) -> None:
+        self._notify(msg, event)
+        try:
+            await writer.feed(event)
+        except Exception:
+            log.exception("reply writer failed in %s", msg.session_key)
+
+    async def _finish(self, writer: ReplyWriter) -> None:
+        try:
+            await writer.finish()
+        except Exception:
+            log.exception("reply writer failed to finish")
+
+    def _notify(self, msg: InboundMessage, event: ev.RunEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(msg, event)
+            except Exception:  # a broken subscriber must not break the turn
+                log.exception("run event listener failed")
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for running turns; cancel the rest. True if all finished."""
+        workers = set(self._workers)
+        if not workers:
+            return True
+        _, pending = await asyncio.wait(workers, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return not pending

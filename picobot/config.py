@@ -1,0 +1,299 @@
+"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}``, validated into frozen models.
+
+The file is read once (in `cli.py`); everything below receives these immutable objects.
+Every error names the dotted key path, e.g. ``channels.telegram.token: required when enabled``.
+Secrets are `SecretStr`: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from picobot.errors import ConfigError
+
+DEFAULT_PORT = 8765
+DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
+DEFAULT_DRAIN_TIMEOUT = 10.0
+DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
+
+
+# An empty value (e.g. from ``${TOKEN:-}``) means "not set".
+Secret = Annotated[SecretStr | None, BeforeValidator(lambda v: v or None)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+
+
+class LogConfig(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class LLMConfig(_Model):
+    provider: Literal["demo", "openai"] = "demo"
+    base_url: str | None = None
+    api_key: Secret = None
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    temperature: float | None = None
+
+
+class AgentConfig(_Model):
+    system_prompt: str = "You are picobot, a helpful assistant. Answer concisely."
+    max_tool_iterations: int = Field(8, ge=1)
+    max_history_messages: int = Field(40, ge=2)
+    max_parallel_turns: int = Field(4, ge=1)
+    steering_mode: Literal["one-at-a-time", "all"] = "one-at-a-time"
+    tools: tuple[str, ...] = ("time", "message")
+
+
+class DispatchConfig(_Model):
+    drain_timeout: float = Field(DEFAULT_DRAIN_TIMEOUT, ge=0)
+    max_attempts: int = Field(5, ge=1)  # transient failures per chunk before giving up
+    max_backoff: float = Field(30.0, gt=0)
+    typing_ttl: float = Field(300.0, gt=0)  # a janitor stops typing left running longer
+    placeholder_ttl: float = Field(600.0, gt=0)  # ... and removes placeholders older than this
+
+
+class StreamingConfig(_Model):
+    enabled: bool = True
+    flush_interval: float | None = Field(None, gt=0)  # None: the channel's own default
+    mode: Literal["edit", "draft", "native"] = "edit"
+    show_reasoning: bool = False
+    tool_progress: bool = False
+
+
+class PlaceholderConfig(_Model):
+    enabled: bool = True
+    text: str = Field(DEFAULT_PLACEHOLDER_TEXT, min_length=1)
+
+
+class ChannelConfig(_Model):
+    """Keys every platform channel has."""
+
+    enabled: bool = False
+    allow_from: tuple[str, ...] = ()  # ids or @usernames; "*" = everyone; empty = nobody
+    group_policy: Literal["mention", "open"] = "mention"
+    inbound_rate: int = Field(DEFAULT_INBOUND_RATE, ge=1)  # per sender per minute
+    streaming: StreamingConfig = StreamingConfig()
+    placeholder: PlaceholderConfig = PlaceholderConfig()
+
+    def _require(self, *names: str) -> None:
+        if self.enabled:
+            for name in names:
+                if not getattr(self, name):
+                    raise ValueError(f"{name}: required when the channel is enabled")
+
+
+class TelegramWebhookConfig(_Model):
+    url: str
+    secret_token: SecretStr
+    path: str = "/webhooks/telegram"
+
+
+class TelegramConfig(ChannelConfig):
+    token: Secret = None
+    base_url: str = "https://api.telegram.org/bot"
+    webhook: TelegramWebhookConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TelegramConfig:
+        self._require("token")
+        return self
+
+
+class DiscordConfig(ChannelConfig):
+    token: Secret = None
+    allow_guilds: tuple[str, ...] = ()  # empty: any guild
+    allow_channels: tuple[str, ...] = ()  # empty: any channel
+
+    @model_validator(mode="after")
+    def _check(self) -> DiscordConfig:
+        self._require("token")
+        return self
+
+
+class SlackConfig(ChannelConfig):
+    bot_token: Secret = None
+    app_token: Secret = None
+    signing_secret: Secret = None
+    mode: Literal["socket", "http"] = "socket"
+    base_url: str = "https://slack.com/api/"
+    path: str = "/webhooks/slack"
+
+    @model_validator(mode="after")
+    def _check(self) -> SlackConfig:
+        self._require("bot_token")
+        self._require("app_token" if self.mode == "socket" else "signing_secret")
+        return self
+
+
+class WebConfig(_Model):
+    enabled: bool = True
+    token: Secret = None
+    max_text: int = Field(16_000, ge=1)
+
+
+class ChannelsConfig(_Model):
+    telegram: TelegramConfig = TelegramConfig()
+    discord: DiscordConfig = DiscordConfig()
+    slack: SlackConfig = SlackConfig()
+    web: WebConfig = WebConfig()
+
+    def enabled(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name).enabled]
+
+
+class Config(_Model):
+    data_dir: Path = Path("./data")
+    log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
+    llm: LLMConfig = LLMConfig()
+    agent: AgentConfig = AgentConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    channels: ChannelsConfig = ChannelsConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.llm.provider == "openai" and not self.llm.base_url and not self.llm.api_key:
+            raise ValueError("llm.api_key: required for provider openai (or set llm.base_url)")
+        web = self.channels.web
+        if web.enabled and not _is_loopback(self.http.host) and not web.token:
+            raise ValueError(
+                "channels.web.token: required when http.host is not a loopback address"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
+
+    :raises ConfigError: naming the key path when a ``${VAR}`` without default is unset.
+    """
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and (env[name] or default is None):
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(path, f"environment variable ${{{name}}} is not set")
+
+    return _VAR.sub(substitute, value)
+
+
+def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document (``None`` means all defaults).
+
+    :raises ConfigError: on the first problem, naming its key path.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", "the config file must be a mapping of keys to values")
+    data = expand_env(data, os.environ if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; ``None`` gives the defaults (demo model, web chat).
+
+    :raises ConfigError: if the file is missing, not YAML, or invalid.
+    """
+    if path is None:
+        return parse_config({}, env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    return parse_config(data, env)
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    path = ".".join(str(p) for p in err["loc"])
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "value_error":
+        # Our validators say "key: problem"; lift the key into the path.
+        message = message.removeprefix("Value error, ")
+        key, sep, rest = message.partition(": ")
+        if sep and " " not in key:
+            path, message = (f"{path}.{key}" if path and "." not in key else key), rest
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(path or "(top level)", message)
+
+
+def summary(config: Config) -> str:
+    """A short, secret-free description for `picobot check` and the logs."""
+    enabled = config.channels.enabled()
+    model = "demo (offline)" if config.llm.provider == "demo" else config.llm.model
+    return (
+        f"channels: {', '.join(enabled) or 'none'}; llm: {model}; "
+        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}"
+    )
+
+
+def secrets(config: BaseModel) -> list[str]:
+    """Every secret value in the config, for the log redaction filter."""
+    found: list[str] = []
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            found += secrets(value)
+    return found

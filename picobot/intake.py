@@ -1,0 +1,114 @@
+"""Where inbound messages enter the core: access control and flood protection, once, for
+every channel, before anything reaches the agent (so rejected messages cost no LLM call)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+
+from picobot import metrics
+from picobot.bus import Topic
+from picobot.messages import InboundMessage, Kind, OutboundMessage, reply_to
+
+log = logging.getLogger("picobot.intake")
+
+SLOW_DOWN = "You are sending messages too fast; I'll ignore new ones for a minute."
+MAX_SENDERS = 4096  # flood buckets kept before idle ones are dropped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """Who may talk to the bot on one channel."""
+
+    allow_from: tuple[str, ...] = ("*",)  # ids or @usernames; "*" everyone; empty nobody
+    group_policy: str = "mention"  # "mention": groups only when addressed; "open": always
+    inbound_rate: int = 10  # per sender per minute
+    placeholder: str = ""  # placeholder text; empty for none
+
+    def allows(self, msg: InboundMessage) -> bool:
+        if "*" in self.allow_from:
+            return True
+        sender = msg.sender
+        names = {sender.id}
+        if sender.username:
+            names |= {sender.username.lower(), "@" + sender.username.lower()}
+        return any(a.lower() in names for a in self.allow_from)
+
+    def addressed(self, msg: InboundMessage) -> bool:
+        return not msg.is_group or msg.mentioned or self.group_policy == "open"
+
+
+class FloodGuard:
+    """Per-sender rate: over it, the sender is told once, then ignored until the window passes."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], AsyncLimiter] = {}
+        self._warned: set[tuple[str, str]] = set()
+
+    async def check(self, msg: InboundMessage, per_minute: int) -> str:
+        """'ok', 'warn' (first message over the rate) or 'drop'."""
+        key = (msg.channel, msg.sender.id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= MAX_SENDERS:
+                self._prune()
+            bucket = self._buckets[key] = AsyncLimiter(per_minute, 60)
+        if bucket.has_capacity():
+            await bucket.acquire()  # has capacity: does not wait
+            self._warned.discard(key)
+            return "ok"
+        if key in self._warned:
+            return "drop"
+        self._warned.add(key)
+        return "warn"
+
+    def _prune(self) -> None:
+        for key in [k for k, b in self._buckets.items() if b.has_capacity(b.max_rate)]:
+            del self._buckets[key]
+            self._warned.discard(key)
+
+
+class Intake:
+    """The sink every channel hands its inbound messages to."""
+
+    def __init__(
+        self,
+        inbound: Topic[InboundMessage],
+        submit: Callable[[OutboundMessage], object],
+        policies: Mapping[str, Policy],
+    ) -> None:
+        self._inbound = inbound
+        self._submit = submit
+        self._policies = policies
+        self._flood = FloodGuard()
+
+    async def __call__(self, msg: InboundMessage) -> None:
+        if self._inbound.closed:
+            log.info("shutting down: ignored a message in %s:%s", msg.channel, msg.chat_id)
+            return
+        policy = self._policies.get(msg.channel)
+        if policy is None or not policy.allows(msg):
+            log.info(
+                "ignored %s:%s from unauthorised sender %s", msg.channel, msg.chat_id, msg.sender.id
+            )
+            metrics.INBOUND.labels(msg.channel, "unauthorised").inc()
+            return
+        if not policy.addressed(msg):
+            metrics.INBOUND.labels(msg.channel, "not_addressed").inc()
+            return
+        verdict = await self._flood.check(msg, policy.inbound_rate)
+        if verdict != "ok":
+            metrics.INBOUND.labels(msg.channel, "flood").inc()
+            if verdict == "warn":
+                log.info(
+                    "flood protection: %s:%s sender %s", msg.channel, msg.chat_id, msg.sender.id
+                )
+                self._submit(reply_to(msg, SLOW_DOWN))
+            return
+        metrics.INBOUND.labels(msg.channel, "accepted").inc()
+        # Before the agent can see the message, so the placeholder precedes any reply in the lane.
+        self._submit(reply_to(msg, policy.placeholder, kind=Kind.ACCEPTED))
+        await self._inbound.publish(msg)

@@ -1,0 +1,76 @@
+"""Logging: one line per event on stderr, journald-friendly, secrets redacted everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterable
+
+# Token shapes redacted even when they are not in the config (e.g. echoed back in an error).
+_TOKEN_SHAPES = re.compile(
+    r"\b(\d{6,12}:[A-Za-z0-9_-]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"
+    r"|sk-[A-Za-z0-9_-]{16,})\b"
+)
+REDACTED = "[REDACTED]"
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces known secrets and token-shaped strings in the final message."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return _TOKEN_SHAPES.sub(REDACTED, text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        record.msg, record.args = self.redact(message), None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Configure the root logger once (idempotent: replaces picobot's own handler)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name("picobot")
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        # journald stamps every line itself.
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "picobot"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Libraries log every request at INFO; keep the journal to events.
+    for noisy in ("httpx", "telegram", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

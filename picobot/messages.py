@@ -1,0 +1,109 @@
+"""The messages that travel on the bus: inbound from platforms, outbound to them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+def new_id() -> str:
+    """A fresh, unique message id (also the outbox key, so it must be stable once made)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who wrote an inbound message. `id` is the platform's user id, as a string."""
+
+    id: str
+    username: str | None = None
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A user's message, translated from a platform event by a channel.
+
+    `id` is stable for the platform event (the same update redelivered has the same id), so
+    replays can be recognised. `message_id` is the platform's own id of the message, used to
+    reply to it. `mentioned` is true when the bot was mentioned, replied to or addressed by
+    a `/command@bot` — the core answers group messages only then (unless the policy is open).
+    """
+
+    channel: str
+    chat_id: str
+    sender: Sender
+    text: str
+    id: str = field(default_factory=new_id)
+    message_id: str | None = None
+    thread: str | None = None
+    is_group: bool = False
+    mentioned: bool = False
+    metadata: Mapping[str, object] = field(default_factory=_empty)
+
+    @property
+    def session_key(self) -> str:
+        """One conversation: channel + chat, and thread where the platform has threads."""
+        key = f"{self.channel}:{self.chat_id}"
+        return f"{key}:{self.thread}" if self.thread else key
+
+
+class Kind(StrEnum):
+    """What an outbound message asks the dispatcher to do."""
+
+    ACCEPTED = (
+        "accepted"  # an inbound message was accepted: start typing, send `text` as placeholder
+    )
+    REPLY = "reply"  # text to deliver (split as needed); the first chunk may edit the placeholder
+    DONE = "done"  # the turn is over: stop typing, remove an unused placeholder
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """Text for a chat, in Markdown; the dispatcher renders, splits and delivers it.
+
+    `in_reply_to` is the `InboundMessage.id` this answers: it finds that message's placeholder
+    and typing indicator. `reply_to` is the platform message id to quote or thread under.
+    `edit_of` replaces an existing message instead of sending (streaming); `plain` skips
+    Markdown rendering (half-written text mid-stream); `droppable` lets the dispatcher skip the
+    message instead of waiting when the rate budget is spent (an edit the next tick supersedes).
+    """
+
+    channel: str
+    chat_id: str
+    text: str
+    id: str = field(default_factory=new_id)
+    kind: Kind = Kind.REPLY
+    in_reply_to: str | None = None
+    reply_to: str | None = None
+    thread: str | None = None
+    is_group: bool = False
+    edit_of: str | None = None
+    plain: bool = False
+    droppable: bool = False
+    metadata: Mapping[str, object] = field(default_factory=_empty)
+
+    @property
+    def lane_key(self) -> tuple[str, str]:
+        return (self.channel, self.chat_id)
+
+
+def reply_to(inbound: InboundMessage, text: str, *, kind: Kind = Kind.REPLY) -> OutboundMessage:
+    """An outbound message answering `inbound` in the same chat and thread."""
+    return OutboundMessage(
+        channel=inbound.channel,
+        chat_id=inbound.chat_id,
+        text=text,
+        kind=kind,
+        in_reply_to=inbound.id,
+        reply_to=inbound.message_id if inbound.is_group else None,
+        thread=inbound.thread,
+        is_group=inbound.is_group,
+    )

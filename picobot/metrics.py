@@ -1,0 +1,14 @@
+"""Prometheus metrics, served at /metrics. Names are public: extend, never rename."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INBOUND = Counter("picobot_inbound_messages", "Inbound messages", ["channel", "result"])
+OUTBOUND = Counter("picobot_outbound_messages", "Outbound messages", ["channel", "result"])
+RETRIES = Counter("picobot_retries", "Retries of platform calls by error class", ["kind"])
+RATE_LIMITED = Counter("picobot_rate_limited", "429 / flood-wait answers", ["channel"])
+EDITS = Counter("picobot_stream_edits", "Message edits (streaming and placeholders)", ["channel"])
+LANES = Gauge("picobot_lanes", "Active per-chat delivery lanes")
+QUEUE_DEPTH = Gauge("picobot_queue_depth", "Messages waiting on the bus", ["topic"])
+TURN_SECONDS = Histogram("picobot_turn_seconds", "Agent turn latency", ["channel"])

@@ -1,0 +1,531 @@
+"""Fence-aware splitting of Markdown into chunks that fit a platform's message limit.
+
+The promise: a fenced code block is never broken. A block that fits in one message is moved
+whole to the next message; a block too big for any message is cut at line breaks, the chunk
+that stops inside it closes the fence, and the next chunk reopens it with the same opening line
+(info string included), so every chunk renders on its own.
+
+Break points, best first: paragraph (blank line) > line > sentence end > word (space) > hard
+cut. The latest break of the best class wins, but a paragraph, line or sentence break is only
+taken if the chunk is at least half full; otherwise a lower class that fills it better wins.
+Hard cuts never split a ``"\\r\\n"``, a surrogate pair or (cheaply detected) a grapheme
+cluster; inline code spans and links are not split when they fit.
+
+Everything works on the Markdown *source*. Telegram counts the visible text after rendering,
+so callers split the source with the platform limit, render each chunk, and split a chunk again
+in the rare case its rendering is still too long (rendering seldom grows the visible text).
+
+Text preservation
+-----------------
+``split_pieces`` returns :class:`Piece` objects; for the pieces ``p0 … pk`` of ``text``:
+
+* ``p.text == p.reopen + text[p.start:p.end] + p.close``;
+* ``text[:p0.start]``, each ``text[pi.end:pi+1.start]`` and ``text[pk.end:]`` are whitespace;
+* ``p.reopen`` is ``""`` or the opening line (plus ``"\\n"``) of the fence ``p.start`` is in;
+  ``p.close`` is ``""`` or ``"\\n"`` plus a closing fence line.
+
+So dropping the synthetic fence lines and joining the pieces gives back the original text with
+only the whitespace at the break points removed (leading blank lines, trailing whitespace, the
+spaces or newlines where a chunk was cut); indentation at the start of a line is kept.
+
+Fences are recognised line by line, a bit more eagerly than CommonMark: an opening line is any
+indentation then 3+ backticks (info string without backticks) or 3+ tildes; it is closed by a
+line of the same character, at least as long, with any indentation. A false positive costs a
+spare close/reopen pair; a false negative would break a code block. Fences inside block quotes
+(``> ```\\ ``) are not recognised. A fence whose opening line leaves no room to be reopened
+(an info string nearly as long as the limit) is treated as ordinary text.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "MIN_LIMIT",
+    "Measure",
+    "Piece",
+    "codepoints",
+    "split_markdown",
+    "split_pieces",
+    "utf16_units",
+]
+
+Measure = Callable[[str], int]
+"""Length of a string in a platform's unit. Must be additive (a sum of per-character costs,
+each at least 1), like both measures below."""
+
+MIN_LIMIT = 32
+"""Smallest accepted limit: a chunk cut inside a code block must still hold the reopened and
+the closing fence lines plus some code."""
+
+_MIN_FILL = 0.5  # paragraph/line/sentence breaks must leave the chunk at least this full
+_MIN_FENCE_BODY = 8  # room for code a fence must leave in a chunk to be splittable
+_MAX_GRAPHEME_BACKOFF = 32  # a hard cut looks back at most this far for a grapheme boundary
+
+_FENCE_LINE = re.compile(r"^([ \t]*)(`{3,}|~{3,})([^\n]*)$", re.MULTILINE)
+_WS_RUN = re.compile(r"\s*")
+_INDENT = re.compile(r"[ \t]*")
+_BLANK_AHEAD = re.compile(r"[^\S\n]*(?:\n|\Z)")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s)|[。！？][」』”’）]*")
+_LINK = re.compile(r"!?\[[^\[\]\n]*\]\([^()\s]*(?:\s+\"[^\"\n]*\")?\)")
+_BACKTICKS = re.compile(r"`+")
+_RUNS = ("```", "~~~")
+_ZWJ = "\u200d"
+
+
+def codepoints(text: str) -> int:
+    """Length in Unicode code points (Telegram's limit on visible text, Slack)."""
+    return len(text)
+
+
+def utf16_units(text: str) -> int:
+    """Length in UTF-16 code units (JavaScript's ``length``; a safe budget for Discord)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One chunk of a split, with where it came from (see "Text preservation" above)."""
+
+    text: str  # the chunk to send: reopen + source[start:end] + close
+    start: int  # source[start:end] is the original text this chunk carries
+    end: int
+    reopen: str = ""  # synthetic opening fence line + "\n" (chunk starts inside a code block)
+    close: str = ""  # "\n" + synthetic closing fence line (chunk stops inside a code block)
+
+
+def split_markdown(text: str, limit: int, measure: Measure = codepoints) -> list[str]:
+    """Split Markdown into chunks with ``measure(chunk) <= limit``, keeping code blocks whole.
+
+    Text that fits is returned as one chunk, without leading blank lines and trailing
+    whitespace; empty or whitespace-only text gives ``[]``. A code fence left open at the end
+    (a cut-off model reply) runs to the end of the text and is closed in its last chunk.
+
+    :raises ValueError: if ``limit < MIN_LIMIT``.
+    """
+    return [piece.text for piece in split_pieces(text, limit, measure)]
+
+
+def split_pieces(text: str, limit: int, measure: Measure = codepoints) -> list[Piece]:
+    """Like :func:`split_markdown`, but say which part of ``text`` each chunk carries.
+
+    :raises ValueError: if ``limit < MIN_LIMIT``.
+    """
+    if limit < MIN_LIMIT:
+        raise ValueError(f"limit must be at least {MIN_LIMIT}, got {limit}")
+    return _Splitter(text, limit, measure).run()
+
+
+class _Fence(NamedTuple):
+    start: int  # start of the opening line, indentation included
+    body_start: int  # just after the opening line's newline
+    content_end: int  # just after the body's last non-whitespace character (>= body_start)
+    end: int  # end of the closing line, before trailing whitespace; len(text) if unclosed
+    closed: bool
+    reopen: str  # the opening line + "\n", repeated atop a chunk that starts inside
+    close: str  # "\n" + a closing line, added to a chunk that stops inside
+    size: int  # measure of the whole block as a chunk of its own
+    overhead: int  # measure of reopen + close, and of the longest closing line
+
+
+def _scan_fences(text: str, measure: Measure) -> list[_Fence]:
+    """All fenced blocks of ``text`` in order; a block left open runs to the end."""
+    pairs: list[tuple[re.Match[str], re.Match[str] | None]] = []
+    opener: re.Match[str] | None = None
+    for m in _FENCE_LINE.finditer(text):
+        run, rest = m.group(2), m.group(3)
+        if opener is None:
+            if run[0] == "`" and "`" in rest:
+                continue  # CommonMark: a backtick fence's info string has no backticks
+            opener = m
+        elif run[0] == opener.group(2)[0] and len(run) >= len(opener.group(2)) and not rest.strip():
+            pairs.append((opener, m))
+            opener = None
+    if opener is not None:
+        pairs.append((opener, None))
+
+    costs: dict[str, int] = {}  # fence lines repeat a lot: measure each once
+
+    def cost(line: str) -> int:
+        if line not in costs:
+            costs[line] = measure(line)
+        return costs[line]
+
+    n = len(text)
+    fences = []
+    for opener, closer in pairs:
+        start = opener.start()
+        body_start = min(opener.end() + 1, n)
+        closer_start = closer.start() if closer else n
+        end = closer_start + len(closer.group().rstrip()) if closer else n
+        content_end = body_start + len(text[body_start:closer_start].rstrip())
+        reopen = text[start : opener.end()].rstrip() + "\n"
+        close = "\n" + opener.group(1) + opener.group(2)
+        closer_cost = cost("\n" + text[closer_start:end]) if closer else 0
+        size = measure(text[start:end].rstrip()) + (0 if closer else cost(close))
+        overhead = cost(reopen) + max(cost(close), closer_cost)
+        fence = _Fence(start, body_start, content_end, end, closer is not None, reopen, close,
+                       size, overhead)  # fmt: skip
+        fences.append(fence)
+    return fences
+
+
+class _Zone(NamedTuple):
+    """Where the current chunk may end: ``lo <= b <= hi``, ``b > floor`` for a soft break."""
+
+    lo: int
+    hi: int
+    floor: int
+    fence: _Fence | None  # ending here needs this fence's closing line
+
+
+def _joins(text: str, b: int) -> bool:
+    """True if ``text[b-1]`` and ``text[b]`` belong to one grapheme (cheap approximation)."""
+    a, c = text[b - 1], text[b]
+    if (a == "\r" and c == "\n") or a == _ZWJ or c == _ZWJ:
+        return True
+    if "\ud800" <= a <= "\udbff" and "\udc00" <= c <= "\udfff":
+        return True
+    cp = ord(c)
+    if 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:  # skin tones, emoji tags
+        return True
+    if unicodedata.category(c) in ("Mn", "Me", "Mc"):  # combining marks, variation selectors
+        return True
+    if _is_regional(a) and _is_regional(c):  # flags are pairs of regional indicators
+        k = b - 1
+        while k > 0 and _is_regional(text[k - 1]):
+            k -= 1
+        return (b - k) % 2 == 1
+    return False
+
+
+def _is_regional(ch: str) -> bool:
+    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+
+
+class _Splitter:
+    def __init__(self, text: str, limit: int, measure: Measure) -> None:
+        self.pos = 0  # start of the chunk being built
+        self._last_line_end = (0, -1)
+        self.text = text
+        self.limit = limit
+        self.measure = measure
+        fences = _scan_fences(text, measure)
+        self.fences = [f for f in fences if f.overhead + _MIN_FENCE_BODY <= limit]
+        self.starts = [f.start for f in self.fences]
+        self.ends = [f.end for f in self.fences]
+
+    def run(self) -> list[Piece]:
+        text, measure = self.text, self.measure
+        n_eff = len(text.rstrip())
+        last = self.fences[-1] if self.fences else None
+        # The text ends inside an unclosed fence: the last chunk must close it.
+        tail_close = last.close if last and not last.closed and last.start < n_eff else ""
+        pieces: list[Piece] = []
+        pos = self._skip(0)
+        while pos < n_eff:
+            ctx = self._fence_at(pos)
+            reopen = ctx.reopen if ctx else ""
+            budget = self.limit - measure(reopen)
+            if self._reach(pos, budget - measure(tail_close)) >= n_eff:
+                pieces.append(self._piece(pos, n_eff, reopen, tail_close))
+                break
+            floor = self._first_nonspace(pos)
+            room = budget - (measure(ctx.close) if ctx else 0)
+            if self._reach(pos, room) <= floor:
+                if floor == pos:
+                    raise ValueError("measure of a single character exceeds the limit")
+                pos = floor  # the indentation alone fills a chunk: drop it
+                continue
+            b, inside = self._choose(pos, floor, budget)
+            pieces.append(self._piece(pos, b, reopen, inside.close if inside else ""))
+            pos = self._skip(b)
+        return pieces
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _piece(self, pos: int, b: int, reopen: str, close: str) -> Piece:
+        end = pos + len(self.text[pos:b].rstrip())
+        return Piece(reopen + self.text[pos:end] + close, pos, end, reopen, close)
+
+    def _reach(self, pos: int, budget: int) -> int:
+        """The largest ``e`` with ``measure(text[pos:e]) <= budget``."""
+        text, measure = self.text, self.measure
+        if budget <= 0:
+            return pos
+        hi = min(len(text), pos + budget)  # every character measures at least 1
+        if measure is codepoints or measure(text[pos:hi]) <= budget:
+            return hi
+        lo = pos
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if measure(text[pos:mid]) <= budget:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _skip(self, b: int) -> int:
+        """Where the chunk after a break at ``b`` starts: past the break's whitespace, but at
+        the start of the line if the break crossed a newline (indentation matters)."""
+        text = self.text
+        end = _WS_RUN.match(text, b).end()  # type: ignore[union-attr]
+        nl = text.rfind("\n", b, end)
+        if nl >= 0:
+            return nl + 1
+        if b == 0 or text[b - 1] == "\n":
+            return b
+        return end
+
+    def _first_nonspace(self, i: int) -> int:
+        return _WS_RUN.match(self.text, i).end()  # type: ignore[union-attr]
+
+    def _fence_at(self, pos: int) -> _Fence | None:
+        """The fence whose body ``pos`` is in (the chunk starts inside a code block)."""
+        i = bisect_right(self.starts, pos) - 1
+        if i >= 0 and self.fences[i].start < pos < self.fences[i].end:
+            return self.fences[i]
+        return None
+
+    # -- choosing the break -------------------------------------------------------------
+
+    def _zones(self, pos: int, floor: int, budget: int) -> list[_Zone]:
+        """Split the reachable window into places to break: outside code blocks, and inside
+        at most one code block too big to keep whole (the last zone)."""
+        e0 = self._reach(pos, budget)
+        zones: list[_Zone] = []
+        cursor = pos
+        i = bisect_right(self.ends, pos)
+        while i < len(self.fences) and self.fences[i].start < e0:
+            f = self.fences[i]
+            if f.start >= cursor and f.start > floor:
+                zones.append(_Zone(cursor, f.start, floor, None))
+            if f.closed and f.end <= e0:
+                cursor = f.end  # the block (or the rest of it) fits: keep it whole
+                i += 1
+                continue
+            cursor = -1
+            if f.start > pos and f.size <= self.limit:
+                break  # it fits in an empty chunk: stop before it, it moves whole
+            e_c = self._reach(pos, budget - self.measure(f.close))
+            lo = max(pos, f.body_start)
+            code_floor = self._first_nonspace(lo)
+            hi = min(e_c, f.content_end - 1)  # leave some code for the next chunk
+            if hi <= code_floor:
+                hi = min(e_c, f.content_end)
+            if hi > code_floor:
+                zones.append(_Zone(lo, hi, code_floor, f))
+            elif lo > pos and hi >= lo:  # only blank lines fit: an empty block, then go on
+                zones.append(_Zone(lo, hi, lo - 1, f))
+            break
+        if cursor >= 0 and e0 > floor:
+            zones.append(_Zone(cursor, e0, floor, None))
+        return zones
+
+    def _choose(self, pos: int, floor: int, budget: int) -> tuple[int, _Fence | None]:
+        """The end of the chunk starting at ``pos``, and the fence it stops inside, if any."""
+        self.pos = pos
+        zones = self._zones(pos, floor, budget)
+        last = zones[-1]
+        t = pos + int((last.hi - pos) * _MIN_FILL)
+        for z in reversed(zones):
+            b = self._last_paragraph(z.lo, z.hi, max(z.floor + 1, t))
+            if b is not None:
+                return b, z.fence
+        # Inside code any line break beats cutting a line in two.
+        for z in reversed(zones):
+            b = self._last_line(z.lo, z.hi, z.floor + 1 if z.fence else max(z.floor + 1, t))
+            if b is not None:
+                return b, z.fence
+        spans: list[tuple[int, int]] = []
+        if last.fence is None:
+            spans = self._inline_spans(last)
+            b = self._last_sentence(last, max(floor + 1, t), spans)
+            if b is not None:
+                return b, None
+        b = self._last_word(last, spans)
+        if b is not None:
+            return b, last.fence
+        # No good break: take any soft break, however early, rather than cut a word.
+        for z in reversed(zones):
+            if z.fence is None:
+                soft = [self._last_line(z.lo, z.hi, z.floor + 1)]
+                if z is last:
+                    soft.append(self._last_sentence(z, z.floor + 1, spans))
+                found = [b for b in soft if b is not None]
+                if found:
+                    return max(found), None
+        return self._hard_cut(last, spans), last.fence
+
+    def _last_paragraph(self, lo: int, hi: int, least: int) -> int | None:
+        text = self.text
+        j = text.rfind("\n", lo, hi + 1)
+        while j >= least:
+            if _BLANK_AHEAD.match(text, j + 1):
+                return j
+            j = text.rfind("\n", lo, j)
+        return None
+
+    def _last_line(self, lo: int, hi: int, least: int) -> int | None:
+        j = self.text.rfind("\n", lo, hi + 1)
+        return j if j >= least else None
+
+    def _segment(self, z: _Zone) -> tuple[int, int]:
+        """The zone's last line: where it starts, and where its text starts (after the
+        indentation, if the zone holds the start of the line)."""
+        text = self.text
+        seg = max(z.lo, text.rfind("\n", z.lo, z.hi) + 1)
+        if seg == 0 or text[seg - 1] == "\n":
+            return seg, _INDENT.match(text, seg).end()  # type: ignore[union-attr]
+        return seg, seg
+
+    def _last_sentence(self, z: _Zone, least: int, spans: list[tuple[int, int]]) -> int | None:
+        text = self.text
+        seg, indent_end = self._segment(z)
+        best = None
+        for m in _SENTENCE_END.finditer(text, max(seg, least - 4), min(len(text), z.hi + 2)):
+            b = m.end()
+            if b > z.hi:
+                break
+            if b < least or _inside(spans, b) or not self._clean(b, z.fence):
+                continue
+            if text[indent_end : m.start()].isdigit():
+                continue  # "1. " starts an ordered list item, it does not end a sentence
+            best = b
+        return best
+
+    def _last_word(self, z: _Zone, spans: list[tuple[int, int]]) -> int | None:
+        text = self.text
+        seg, indent_end = self._segment(z)
+        least = max(z.floor + 1, indent_end + 1)  # never cut inside indentation
+        j = text.rfind(" ", seg, z.hi + 1)
+        while j >= least:
+            span = _inside(spans, j)
+            if span is not None:
+                j = text.rfind(" ", seg, span[0])
+            elif not self._clean(j, z.fence):
+                j = text.rfind(" ", seg, j)
+            else:
+                break
+        best = j if j >= least else None
+        # A code span or link crossing the window end: break just before it.
+        crossing = _inside(spans, z.hi)
+        if crossing and crossing[0] >= least and (best is None or crossing[0] > best):
+            if self._clean(crossing[0], z.fence):
+                best = crossing[0]
+        return best
+
+    def _hard_cut(self, z: _Zone, spans: list[tuple[int, int]]) -> int:
+        text = self.text
+        crossing = _inside(spans, z.hi)
+        if crossing and crossing[0] > z.floor and self._clean(crossing[0], z.fence):
+            return crossing[0]  # cut before a code span or link, not through it
+        b = z.hi
+        for _ in range(_MAX_GRAPHEME_BACKOFF):
+            if b - 1 <= z.floor or b >= len(text) or not _joins(text, b):
+                break
+            b -= 1
+        if b < len(text) and _joins(text, b):
+            b = z.hi  # a cluster longer than the room: it has to be cut
+        # A cut inside a line's indentation would shift the line: cut at the line start.
+        line_start = max(z.lo, text.rfind("\n", z.lo, b) + 1)
+        if line_start > z.floor and not text[line_start:b].strip():
+            return line_start
+        if self._clean(b, z.fence):
+            return b
+        # The cut would turn a piece of the line into a fence line: look a little earlier,
+        # then inside the line's leading backticks or tildes ("``" is no fence).
+        first = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
+        nearby = range(b - 1, max(z.floor, b - _MAX_GRAPHEME_BACKOFF), -1)
+        for c in (*nearby, first + 2, first + 1):
+            if z.floor < c <= z.hi and not _joins(text, c) and self._clean(c, z.fence):
+                return c
+        return b  # a run of backticks or tildes longer than a chunk: no cut is clean
+
+    def _clean(self, b: int, fence: _Fence | None) -> bool:
+        """Whether cutting at ``b`` leaves both halves of the line meaning what they meant: a
+        chunk starting or ending mid-line must not start its last or first line with a fence."""
+        text = self.text
+        line_start = max(self.pos, text.rfind("\n", self.pos, b) + 1)
+        first = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
+        if first < b and text.startswith(_RUNS, first):
+            if _is_fence_line(text[line_start:b].rstrip(), fence):
+                return False
+        rest = self._skip(b)
+        if rest > 0 and text[rest - 1] != "\n" and text.startswith(_RUNS, rest):
+            if _is_fence_line(text[rest : self._line_end(rest)], fence):
+                return False
+        return True
+
+    def _line_end(self, i: int) -> int:
+        """Where the line holding ``i`` ends; remembered, so that a long line is not searched
+        again for every chunk cut out of it."""
+        start, end = self._last_line_end
+        if not start <= i <= end:
+            end = self.text.find("\n", i)
+            end = len(self.text) if end < 0 else end
+            self._last_line_end = (i, end)
+        return end
+
+    def _inline_spans(self, z: _Zone) -> list[tuple[int, int]]:
+        """Code spans and links on the zone's last line that fit in a chunk (kept whole)."""
+        text = self.text
+        # Pairing backticks from the segment start is right: it is a line start, or the
+        # start of this chunk, and chunks do not start inside a span that fits.
+        start, _ = self._segment(z)
+        stop = text.find("\n", z.hi, z.hi + self.limit)
+        stop = stop if stop >= 0 else min(len(text), z.hi + self.limit)
+        found: list[tuple[int, int]] = []
+        opener: re.Match[str] | None = None
+        for m in _BACKTICKS.finditer(text, start, stop):
+            if opener is None:
+                if m.start() >= z.hi:
+                    break  # spans starting past the window cannot be cut by this chunk
+                opener = m
+            elif len(m.group()) == len(opener.group()):
+                found.append((opener.start(), m.end()))
+                opener = None
+        for m in _LINK.finditer(text, start, stop):
+            if m.start() >= z.hi:
+                break
+            found.append(m.span())
+        found.sort()
+        spans: list[tuple[int, int]] = []
+        for s, e in found:  # merge overlaps (a code span inside a link text)
+            if spans and s < spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(spans[-1][1], e))
+            else:
+                spans.append((s, e))
+        limit, measure = self.limit, self.measure
+        # Short spans fit whatever the measure (up to 4 units a character, like UTF-8).
+        return [
+            (s, e)
+            for s, e in spans
+            if 4 * (e - s) <= limit or (e - s <= limit and measure(text[s:e]) <= limit)
+        ]
+
+
+def _is_fence_line(line: str, fence: _Fence | None) -> bool:
+    """Whether ``line`` opens a fence (outside code) or closes ``fence`` (inside it)."""
+    m = _FENCE_LINE.fullmatch(line.rstrip())
+    if m is None:
+        return False
+    run, rest = m.group(2), m.group(3)
+    if fence is None:
+        return not (run[0] == "`" and "`" in rest)
+    closing = fence.close.lstrip("\n \t")
+    return run[0] == closing[0] and len(run) >= len(closing) and not rest.strip()
+
+
+def _inside(spans: list[tuple[int, int]], b: int) -> tuple[int, int] | None:
+    """The span that a break at ``b`` would cut, if any."""
+    i = bisect_right(spans, (b, sys.maxsize)) - 1  # the last span starting at or before b
+    if i >= 0 and spans[i][0] < b < spans[i][1]:
+        return spans[i]
+    return None

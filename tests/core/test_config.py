@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from picobot.config import Config, expand_env, load_config, parse_config, secrets, summary
+from picobot.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def error_of(data: object, env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, env or {})
+    return info.value
+
+
+def test_defaults_are_demo_and_web() -> None:
+    config = parse_config(None, {})
+    assert config.llm.provider == "demo"
+    assert config.channels.enabled() == ["web"]
+    assert config.http.port == 8765
+
+
+def test_shipped_config_yaml_matches_the_defaults() -> None:
+    # config.yaml is the reference: it must say what the code does.
+    assert load_config(ROOT / "config.yaml", env={}) == Config()
+
+
+def test_unknown_key_names_its_path() -> None:
+    err = error_of({"channels": {"telegram": {"tokne": "x"}}})
+    assert err.path == "channels.telegram.tokne"
+    assert "unknown key" in str(err)
+
+
+def test_wrong_type_names_its_path() -> None:
+    err = error_of({"http": {"port": "eighty"}})
+    assert err.path == "http.port"
+
+
+def test_missing_token_for_enabled_channel() -> None:
+    err = error_of({"channels": {"telegram": {"enabled": True}}})
+    assert str(err) == "channels.telegram.token: required when the channel is enabled"
+
+
+def test_slack_mode_decides_which_secret_is_required() -> None:
+    err = error_of({"channels": {"slack": {"enabled": True, "bot_token": "xoxb-1", "mode": "http"}}})
+    assert err.path == "channels.slack.signing_secret"
+
+
+def test_unset_variable_names_the_key() -> None:
+    err = error_of({"channels": {"discord": {"token": "${NOPE}"}}})
+    assert err.path == "channels.discord.token"
+    assert "${NOPE}" in str(err)
+
+
+def test_variables_and_defaults_expand() -> None:
+    env = {"TOKEN": "123:abc", "EMPTY": ""}
+    assert expand_env({"a": ["${TOKEN}", "${MISSING:-fallback}", "${EMPTY:-d}"]}, env) == {
+        "a": ["123:abc", "fallback", "d"]
+    }
+
+
+def test_web_off_loopback_needs_a_token() -> None:
+    err = error_of({"http": {"host": "0.0.0.0"}})
+    assert err.path == "channels.web.token"
+    assert parse_config({"http": {"host": "0.0.0.0"}, "channels": {"web": {"token": "t"}}}, {})
+
+
+def test_secrets_are_hidden_in_repr_and_summary() -> None:
+    config = parse_config(
+        {"channels": {"telegram": {"enabled": True, "token": "123456:SECRET-VALUE"}}}, {}
+    )
+    assert "SECRET-VALUE" not in repr(config)
+    assert "SECRET-VALUE" not in summary(config)
+    assert "123456:SECRET-VALUE" in secrets(config)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("http: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    top = tmp_path / "list.yaml"
+    top.write_text("- a\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(top)

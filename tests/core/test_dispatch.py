@@ -1,0 +1,183 @@
+"""The dispatcher end to end with an in-process channel: lanes, splitting, retries,
+placeholders. No wall-clock timing: tests wait on the channel's recorded calls."""
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from picobot.dispatch import DELIVERY_FAILED_NOTE, Dispatcher, DispatchSettings
+from picobot.errors import (
+    ChannelTimeout,
+    ChatMigrated,
+    Forbidden,
+    FormattingRejected,
+    RateLimited,
+)
+from picobot.messages import Kind, OutboundMessage
+from picobot.retry import RetryPolicy
+from tests.fakes.memory_channel import EDITABLE, MemoryChannel
+
+
+async def no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def make(caps=EDITABLE, retry: RetryPolicy | None = None) -> tuple[Dispatcher, MemoryChannel]:
+    channel = MemoryChannel(capabilities=caps)
+    settings = DispatchSettings(retry=retry or RetryPolicy(sleep=no_sleep))
+    return Dispatcher({"memory": channel}, settings), channel
+
+
+def out(chat: str, text: str, **kw: object) -> OutboundMessage:
+    return OutboundMessage("memory", chat, text, **kw)  # type: ignore[arg-type]
+
+
+async def test_order_is_kept_within_a_chat() -> None:
+    dispatcher, channel = make()
+    futures = [dispatcher.submit(out("a", f"m{i}")) for i in range(20)]
+    await asyncio.gather(*futures)
+    assert channel.visible("a") == [f"m{i}" for i in range(20)]
+    await dispatcher.aclose()
+
+
+async def test_a_chat_in_flood_wait_does_not_delay_another_chat() -> None:
+    # Chat "a" is told to wait 20 s; the real asyncio.sleep would hold its lane that long.
+    dispatcher, channel = make(retry=RetryPolicy())
+    channel.fail("send", RateLimited(20), chat_id="a")
+    waiting = dispatcher.submit(out("a", "for a"))
+    await dispatcher.submit(out("b", "for b"))
+    assert channel.visible("b") == ["for b"]
+    assert not waiting.done() and channel.visible("a") == []
+    await dispatcher.aclose()
+    assert waiting.cancelled()
+
+
+async def test_long_text_is_split_without_breaking_code_blocks() -> None:
+    dispatcher, channel = make()
+    text = "Intro paragraph.\n\n```python\n" + "\n".join(f"x = {i}" for i in range(30)) + "\n```"
+    ids = await dispatcher.submit(out("a", text))
+    shown = channel.visible("a")
+    assert len(ids) == len(shown) > 1
+    assert all(len(chunk) <= EDITABLE.max_length for chunk in shown)
+    assert all(chunk.count("```") % 2 == 0 for chunk in shown)
+    await dispatcher.aclose()
+
+
+async def test_transient_errors_are_retried_then_delivered() -> None:
+    dispatcher, channel = make()
+    channel.fail("send", ChannelTimeout("dropped"), times=2)
+    assert await dispatcher.submit(out("a", "hello"))
+    assert channel.visible("a") == ["hello"]
+    await dispatcher.aclose()
+
+
+async def test_formatting_rejected_is_resent_as_plain_text() -> None:
+    dispatcher, channel = make(replace(EDITABLE, format="telegram_html"))
+    channel.fail("send", FormattingRejected("can't parse entities"))
+    await dispatcher.submit(out("a", "**bold**"))
+    [sent] = channel.messages.values()
+    assert sent.text == "bold" and sent.parse_mode is None
+    await dispatcher.aclose()
+
+
+async def test_chat_migration_resends_to_the_new_id_and_remembers_it() -> None:
+    dispatcher, channel = make()
+    channel.fail("send", ChatMigrated("-100"), chat_id="-1")
+    await dispatcher.submit(out("-1", "first"))
+    await dispatcher.submit(out("-1", "second"))
+    assert channel.visible("-100") == ["first", "second"]
+    await dispatcher.aclose()
+
+
+async def test_placeholder_is_edited_into_the_reply() -> None:
+    dispatcher, channel = make()
+    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.submit(out("a", "The answer", in_reply_to="in1"))
+    await dispatcher.submit(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    assert channel.visible("a") == ["The answer"]
+    [message] = channel.messages.values()
+    assert message.history == ["Thinking…"]
+    assert channel.typing_calls  # typing started with the placeholder
+    assert len(dispatcher.placeholders) == 0
+    await dispatcher.aclose()
+
+
+async def test_unused_placeholder_is_removed_when_the_turn_ends() -> None:
+    dispatcher, channel = make()
+    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.submit(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    assert channel.visible("a") == []
+    await dispatcher.aclose()
+
+
+async def test_failed_reply_replaces_the_placeholder_with_a_note() -> None:
+    dispatcher, channel = make()
+    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    channel.fail("edit", Forbidden("no rights"))
+    channel.fail("send", Forbidden("no rights"))
+    with pytest.raises(Forbidden):
+        await dispatcher.submit(out("a", "reply", in_reply_to="in1"))
+    assert channel.visible("a") == [DELIVERY_FAILED_NOTE]
+    await dispatcher.aclose()
+
+
+async def test_gone_placeholder_falls_back_to_a_new_message() -> None:
+    dispatcher, channel = make()
+    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    channel.fail("edit", Forbidden("message to edit not found"))
+    await dispatcher.submit(out("a", "reply", in_reply_to="in1"))
+    assert channel.visible("a")[-1] == "reply"
+    await dispatcher.aclose()
+
+
+async def test_droppable_edit_is_skipped_when_rate_limited() -> None:
+    dispatcher, channel = make()
+    [message_id] = await dispatcher.submit(out("a", "part"))
+    channel.fail("edit", RateLimited(5))
+    skipped = await dispatcher.submit(out("a", "part two", edit_of=message_id, droppable=True))
+    assert skipped == []
+    done = await dispatcher.submit(out("a", "part two", edit_of=message_id, droppable=True))
+    assert done == [message_id]
+    assert channel.visible("a") == ["part two"]
+    await dispatcher.aclose()
+
+
+async def test_janitor_expires_a_placeholder_no_turn_closed() -> None:
+    now = [0.0]
+    from picobot.placeholders import Placeholders
+
+    channel = MemoryChannel()
+    dispatcher = Dispatcher(
+        {"memory": channel},
+        DispatchSettings(typing_ttl=10, placeholder_ttl=20),
+        Placeholders(clock=lambda: now[0]),
+    )
+    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="lost"))
+    now[0] = 30.0
+    dispatcher.sweep_once()
+    await channel.wait_for(lambda: channel.visible("a") == [])
+    assert len(dispatcher.placeholders) == 0
+    await dispatcher.aclose()
+
+
+async def test_drain_waits_for_queued_messages() -> None:
+    dispatcher, channel = make()
+    channel.hold["a"] = gate = asyncio.Event()
+    for i in range(3):
+        dispatcher.submit(out("a", f"m{i}"))
+    assert not await dispatcher.drain(0.05)
+    gate.set()
+    assert await dispatcher.drain(5)
+    assert channel.visible("a") == ["m0", "m1", "m2"]
+    await dispatcher.aclose()
+
+
+async def test_channels_added_after_the_dispatcher_was_made_are_served() -> None:
+    # The daemon creates the dispatcher first and fills its channel map at startup.
+    channels: dict[str, MemoryChannel] = {}
+    dispatcher = Dispatcher(channels)  # type: ignore[arg-type]
+    channels["memory"] = channel = MemoryChannel()
+    await dispatcher.submit(out("a", "late"))
+    assert channel.visible("a") == ["late"]
+    await dispatcher.aclose()
