@@ -43,7 +43,9 @@ def test_missing_token_for_enabled_channel() -> None:
 
 
 def test_slack_mode_decides_which_secret_is_required() -> None:
-    err = error_of({"channels": {"slack": {"enabled": True, "bot_token": "xoxb-1", "mode": "http"}}})
+    err = error_of(
+        {"channels": {"slack": {"enabled": True, "bot_token": "xoxb-1", "mode": "http"}}}
+    )
     assert err.path == "channels.slack.signing_secret"
 
 
