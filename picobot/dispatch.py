@@ -256,7 +256,11 @@ class Dispatcher:
             return  # a placeholder we could not edit into the reply would be left behind
         try:
             entry.message_id = await self._call(
-                channel, msg, lambda: channel.send(msg.chat_id, render(msg.text, "plain"))
+                channel,
+                msg,
+                lambda: channel.send(
+                    msg.chat_id, render(msg.text, "plain"), reply_to=msg.reply_to, thread=msg.thread
+                ),
             )
         except ChannelError as exc:
             log.info("no placeholder in %s:%s: %s", msg.channel, msg.chat_id, exc)

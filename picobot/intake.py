@@ -11,6 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from picobot import metrics
 from picobot.bus import Topic
+from picobot.errors import BusClosed
 from picobot.messages import InboundMessage, Kind, OutboundMessage, reply_to
 
 log = logging.getLogger("picobot.intake")
@@ -86,9 +87,13 @@ class Intake:
         self._flood = FloodGuard()
 
     async def __call__(self, msg: InboundMessage) -> None:
+        """Accept or drop `msg`.
+
+        :raises BusClosed: while shutting down (the message was not accepted).
+        """
         if self._inbound.closed:
-            log.info("shutting down: ignored a message in %s:%s", msg.channel, msg.chat_id)
-            return
+            # Raise, so the channel withholds its ack and the platform redelivers it later.
+            raise BusClosed("shutting down: not accepting messages")
         policy = self._policies.get(msg.channel)
         if policy is None or not policy.allows(msg):
             log.info(

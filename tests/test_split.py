@@ -44,7 +44,8 @@ def fenced_blocks(text: str) -> list[Block]:
                 if not (run[0] == "`" and "`" in rest):
                     open_at = (offset, run, line)
             elif run[0] == open_at[1][0] and len(run) >= len(open_at[1]) and not rest.strip():
-                blocks.append(Block(open_at[0], offset + len(line.rstrip()), open_at[2], line.rstrip()))
+                end = offset + len(line.rstrip())
+                blocks.append(Block(open_at[0], end, open_at[2], line.rstrip()))
                 open_at = None
         offset += len(line) + 1
     if open_at is not None:
@@ -126,9 +127,11 @@ _TOKENS = [
     *["`inline code`", "`a b c d e f`", "``two ` ticks``", "[a link](https://example.com/x)"],
     *["- item ", "1. ", "> ", "    indented()"],
 ]
-markdownish = st.lists(st.sampled_from(_TOKENS), max_size=100).map("".join)
+_runs = st.tuples(st.sampled_from(_TOKENS), st.integers(1, 6)).map(lambda t: t[0] * t[1])
+markdownish = st.lists(st.one_of(st.sampled_from(_TOKENS), _runs), max_size=60).map("".join)
 measures = st.sampled_from([codepoints, utf16_units])
-limits = st.one_of(st.integers(MIN_LIMIT, 120), st.sampled_from([200, 500, 2000]))
+# Mostly small limits, so that most texts need several chunks.
+limits = st.one_of(st.integers(MIN_LIMIT, 60), st.integers(61, 160), st.sampled_from([400, 2000]))
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -162,9 +165,7 @@ def test_empty_text_gives_no_chunks(text: str) -> None:
 
 def test_text_that_fits_is_one_chunk_without_surrounding_blank_lines() -> None:
     assert split_markdown("\n\nHello **world**\n\n", 100) == ["Hello **world**"]
-    assert split_markdown("  indented first line\nsecond", 100) == [
-        "  indented first line\nsecond"
-    ]
+    assert split_markdown("  indented first line\nsecond", 100) == ["  indented first line\nsecond"]
 
 
 def test_paragraph_break_is_preferred_over_a_later_line_break() -> None:

@@ -393,4 +393,6 @@ class Agent:
 
     async def _command_events(self, session: str, command: Command) -> AsyncIterator[ev.RunEvent]:
         yield ev.TurnStarted(new_id(), session)
-        yield ev.TurnFinished(await run_command(self, session, command))
+        reply = await run_command(self, session, command)
+        yield ev.TextDelta(reply)  # like a model reply: the deltas add up to the final text
+        yield ev.TurnFinished(reply)

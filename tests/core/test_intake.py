@@ -1,4 +1,7 @@
+import pytest
+
 from picobot.bus import Topic
+from picobot.errors import BusClosed
 from picobot.intake import SLOW_DOWN, Intake, Policy
 from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
 
@@ -67,8 +70,9 @@ async def test_flood_sender_is_told_once_then_ignored() -> None:
     assert topic.statistics().size == 4
 
 
-async def test_closed_bus_refuses_quietly() -> None:
+async def test_closed_bus_refuses_so_the_platform_can_redeliver() -> None:
     intake, topic, submitted = make(Policy())
     topic.close()
-    await intake(message())
+    with pytest.raises(BusClosed):
+        await intake(message())
     assert submitted == []
