@@ -31,6 +31,7 @@ from picobot.http import make_app
 from picobot.intake import Intake, Policy
 from picobot.messages import InboundMessage
 from picobot.retry import RetryPolicy
+from picobot.streaming import PieceReply, StreamingReply
 
 log = logging.getLogger("picobot")
 
@@ -90,7 +91,24 @@ class Daemon:
         self._runner: web.AppRunner | None = None
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
-        return BufferedReply(inbound, self.bus.outbound.publish)
+        """How this turn's reply reaches the chat: streamed by edits, in pieces, or whole."""
+        channel = self.channels.get(inbound.channel)
+        if channel is None:
+            return BufferedReply(inbound, self.bus.outbound.publish)
+        own = getattr(channel, "make_writer", None)  # e.g. the web chat streams over SSE
+        if own is not None:
+            return own(inbound)
+        caps = channel.capabilities
+        streaming = getattr(getattr(self.config.channels, inbound.channel), "streaming", None)
+        if caps.can_edit and streaming is not None and streaming.enabled:
+            return StreamingReply(
+                inbound,
+                caps,
+                self.dispatcher.submit,
+                interval=streaming.flush_interval or caps.flush_interval,
+                tool_progress=streaming.tool_progress,
+            )
+        return PieceReply(inbound, self.dispatcher.submit)
 
     # -- startup ----------------------------------------------------------------------------
 

@@ -72,5 +72,13 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries log every request at INFO; keep the journal to events.
-    for noisy in ("httpx", "telegram", "discord", "slack_bolt", "slack_sdk", "aiohttp.access"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "telegram",
+        "discord",
+        "slack_bolt",
+        "slack_sdk",
+        "aiohttp.access",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -27,6 +27,7 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 __all__ = [
+    "FORMATS",
     "Format",
     "Rendered",
     "render",
@@ -68,7 +69,7 @@ def render(markdown: str, fmt: Format) -> Rendered:
         return Rendered(html, "HTML", visible_text_of_telegram_html(html))
     if fmt == "slack_mrkdwn":
         tree = _parse(markdown)
-        return Rendered(_Slack().render(tree), None, _Plain().render(tree))
+        return Rendered(_Slack().document(markdown, tree), None, _Plain().document(markdown, tree))
     if fmt == "plain":
         text = to_plain(markdown)
         return Rendered(text, None, text)
@@ -159,12 +160,14 @@ class _Renderer:
     in_heading = False
     in_link = False
 
-    def document(self, markdown: str) -> str:
-        return self.render(_parse(markdown))
-
-    def render(self, tree: SyntaxTreeNode) -> str:
-        lines = self.blocks(tree.children)
-        return "\n".join(line.text for line in lines).strip("\n").rstrip()
+    def document(self, markdown: str, tree: SyntaxTreeNode | None = None) -> str:
+        lines = self.blocks((tree or _parse(markdown)).children)
+        text = "\n".join(line.text for line in lines).strip("\n").rstrip()
+        if not text.strip() and markdown.strip():
+            # Markup that shows nothing (an empty code block, "[]()"): a message must not be
+            # empty, so show the source as text.
+            return self.escape(markdown.strip())
+        return text
 
     # -- blocks ---------------------------------------------------------------------------
 
@@ -358,8 +361,8 @@ class _Telegram(_Renderer):
     def code(self, lines: list[str], language: str) -> list[_Line]:
         body = [_Line(_escape_html(line), True) for line in lines]
         if language:
-            return _wrap(body, f'<pre><code class="language-{_escape_attr(language)}">',
-                         "</code></pre>")  # fmt: skip
+            opening = f'<pre><code class="language-{_escape_attr(language)}">'
+            return _wrap(body, opening, "</code></pre>")
         return _wrap(body, "<pre>", "</pre>")
 
     def code_span(self, code: str) -> str:

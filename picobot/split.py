@@ -8,6 +8,7 @@ that stops inside it closes the fence, and the next chunk reopens it with the sa
 Break points, best first: paragraph (blank line) > line > sentence end > word (space) > hard
 cut. The latest break of the best class wins, but a paragraph, line or sentence break is only
 taken if the chunk is at least half full; otherwise a lower class that fills it better wins.
+Inside a code block that must be split, any line break beats cutting a line.
 Hard cuts never split a ``"\\r\\n"``, a surrogate pair or (cheaply detected) a grapheme
 cluster; inline code spans and links are not split when they fit.
 
@@ -32,8 +33,11 @@ Fences are recognised line by line, a bit more eagerly than CommonMark: an openi
 indentation then 3+ backticks (info string without backticks) or 3+ tildes; it is closed by a
 line of the same character, at least as long, with any indentation. A false positive costs a
 spare close/reopen pair; a false negative would break a code block. Fences inside block quotes
-(``> ```\\ ``) are not recognised. A fence whose opening line leaves no room to be reopened
-(an info string nearly as long as the limit) is treated as ordinary text.
+(after ``>``) are not recognised. A cut in the middle of a line never leaves either half
+starting with a fence-like run. Two limits, both far from real replies: a fence whose
+opening line leaves no room to be reopened (an info string nearly as long as the limit) is
+treated as ordinary text, and a run of backticks or tildes longer than about a quarter of the
+limit may have to be cut so that a chunk line looks like a fence.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ the closing fence lines plus some code."""
 
 _MIN_FILL = 0.5  # paragraph/line/sentence breaks must leave the chunk at least this full
 _MIN_FENCE_BODY = 8  # room for code a fence must leave in a chunk to be splittable
-_MAX_GRAPHEME_BACKOFF = 32  # a hard cut looks back at most this far for a grapheme boundary
+_MAX_BACKOFF = 32  # how far back a hard cut looks for a grapheme boundary or a clean cut
 
 _FENCE_LINE = re.compile(r"^([ \t]*)(`{3,}|~{3,})([^\n]*)$", re.MULTILINE)
 _WS_RUN = re.compile(r"\s*")
@@ -170,9 +174,10 @@ def _scan_fences(text: str, measure: Measure) -> list[_Fence]:
         closer_cost = cost("\n" + text[closer_start:end]) if closer else 0
         size = measure(text[start:end].rstrip()) + (0 if closer else cost(close))
         overhead = cost(reopen) + max(cost(close), closer_cost)
-        fence = _Fence(start, body_start, content_end, end, closer is not None, reopen, close,
-                       size, overhead)  # fmt: skip
-        fences.append(fence)
+        closed = closer is not None
+        fences.append(
+            _Fence(start, body_start, content_end, end, closed, reopen, close, size, overhead)
+        )
     return fences
 
 
@@ -332,6 +337,8 @@ class _Splitter:
         """The end of the chunk starting at ``pos``, and the fence it stops inside, if any."""
         self.pos = pos
         zones = self._zones(pos, floor, budget)
+        if not zones:  # cannot happen (run() checks the room); cut rather than loop forever
+            return max(floor + 1, self._reach(pos, budget)), None
         last = zones[-1]
         t = pos + int((last.hi - pos) * _MIN_FILL)
         for z in reversed(zones):
@@ -422,12 +429,13 @@ class _Splitter:
         return best
 
     def _hard_cut(self, z: _Zone, spans: list[tuple[int, int]]) -> int:
+        """Cut as late as possible, but not through a span, a grapheme or indentation."""
         text = self.text
         crossing = _inside(spans, z.hi)
         if crossing and crossing[0] > z.floor and self._clean(crossing[0], z.fence):
             return crossing[0]  # cut before a code span or link, not through it
         b = z.hi
-        for _ in range(_MAX_GRAPHEME_BACKOFF):
+        for _ in range(_MAX_BACKOFF):
             if b - 1 <= z.floor or b >= len(text) or not _joins(text, b):
                 break
             b -= 1
@@ -442,9 +450,13 @@ class _Splitter:
         # The cut would turn a piece of the line into a fence line: look a little earlier,
         # then inside the line's leading backticks or tildes ("``" is no fence).
         first = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
-        nearby = range(b - 1, max(z.floor, b - _MAX_GRAPHEME_BACKOFF), -1)
+        nearby = range(b - 1, max(z.floor, b - _MAX_BACKOFF), -1)
         for c in (*nearby, first + 2, first + 1):
-            if z.floor < c <= z.hi and not _joins(text, c) and self._clean(c, z.fence):
+            if (
+                z.floor < c <= min(z.hi, len(text) - 1)
+                and not _joins(text, c)
+                and self._clean(c, z.fence)
+            ):
                 return c
         return b  # a run of backticks or tildes longer than a chunk: no cut is clean
 

@@ -53,9 +53,15 @@ def fenced_blocks(text: str) -> list[Block]:
     return blocks
 
 
+_RUN = re.compile(r"`{3,}|~{3,}")
+
+
 def fences_have_room(text: str, limit: int, measure: Measure) -> bool:
-    """False if a fence's lines leave no room to reopen it in a chunk: the splitter then treats
-    that fence as text (documented), so the fence promises do not apply."""
+    """False where the documented limits of the fence promises apply: a fence whose lines leave
+    no room to reopen it is treated as text, and a run of backticks or tildes too long for a
+    chunk cannot be cut without one half looking like a fence line."""
+    if max((len(m.group()) for m in _RUN.finditer(text)), default=0) > limit // 4:
+        return False
     for b in fenced_blocks(text):
         m = _FENCE.fullmatch(b.opener)
         assert m
@@ -314,6 +320,17 @@ def test_utf16_measure_is_respected_inside_code() -> None:
     chunks = split_markdown(text, 50, utf16_units)
     assert all(utf16_units(c) <= 50 for c in chunks)
     assert all(c.startswith("```\n") and c.endswith("\n```") for c in chunks)
+
+
+def test_a_cut_never_turns_part_of_a_line_into_a_fence() -> None:
+    # "```" in the middle of a line is text; a chunk starting there would open a code block.
+    text = "Type the marker ```python at the start of a line, then the code, then close it."
+    inside = "```\n" + "code = 1  # a comment ```x that goes on and on\n" * 3 + "```"
+    for limit in range(MIN_LIMIT, 70):
+        for source in (text, inside):
+            for chunk in split_markdown(source, limit):
+                assert all(b.closed for b in fenced_blocks(chunk)), (limit, chunk)
+        assert not any(c.startswith("```") for c in split_markdown(text, limit))
 
 
 def test_pieces_point_into_the_source() -> None:

@@ -77,8 +77,8 @@ async def make_agent(llm: OpenAILLM, tmp_path: Path) -> AsyncIterator[MakeAgent]
     """`await make_agent(tools=..., max_tool_iterations=...)`: an open agent on tmp_path."""
     made: list[Agent] = []
 
-    async def make(*, tools: ToolRegistry | None = None, llm_: Any = None, **config: Any) -> Agent:
-        agent = Agent(llm_ or llm, AgentConfig(**config), data_dir=tmp_path, tools=tools)
+    async def make(*, tools: ToolRegistry | None = None, **config: Any) -> Agent:
+        agent = Agent(llm, AgentConfig(**config), data_dir=tmp_path, tools=tools)
         await agent.open()
         made.append(agent)
         return agent

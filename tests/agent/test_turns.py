@@ -326,7 +326,10 @@ async def test_new_starts_a_fresh_session(fake: FakeOpenAI, agent: Agent) -> Non
     reply = await collect(agent.run_turn(S, "/new"))
     await collect(agent.run_turn(S, "hello again"))
 
-    assert reply[-1] == ev.TurnFinished("New conversation started.")
+    assert reply[1:] == [
+        ev.TextDelta("New conversation started."),
+        ev.TurnFinished("New conversation started."),
+    ]
     assert roles(fake.last_request) == ["system", "user"]
     assert len(fake.requests) == 2  # /new never reached the model
 

@@ -70,6 +70,8 @@ class MemoryChannel(Channel):
         for i, (f_op, f_chat, exc) in enumerate(self.failures):
             if f_op == op and f_chat in (None, chat_id):
                 del self.failures[i]
+                self.calls.append((f"{op} failed", chat_id, type(exc).__name__))
+                self._notify()
                 raise exc
 
     async def _gate(self, chat_id: str) -> None:
@@ -78,6 +80,9 @@ class MemoryChannel(Channel):
 
     def _record(self, op: str, chat_id: str, text: str) -> None:
         self.calls.append((op, chat_id, text))
+        self._notify()
+
+    def _notify(self) -> None:
         for predicate, future in list(self._waiters):
             if not future.done() and predicate():
                 future.set_result(None)
