@@ -104,6 +104,14 @@ class Channel(ABC):
     async def start(self) -> None:
         """Connect to the platform and start intake."""
 
+    async def stop_intake(self) -> None:
+        """Stop taking new platform events (first step of shutdown); sending still works.
+
+        Channels whose platform acks before we handle an event (Telegram polling) must stop
+        fetching here, or events arriving during the drain are lost. Default: nothing to do.
+        """
+        return None
+
     @abstractmethod
     async def stop(self) -> None:
         """Stop intake and close the connection. Must be safe to call after a failed start."""

@@ -1,4 +1,4 @@
-"""Command line: `picobot run | check | chat | --version`.
+"""Command line: `picobot run | check | chat | status | --version`.
 
 Reads the environment and the config file once, then hands frozen objects down. Heavy modules
 (platform SDKs, aiohttp, openai) are imported inside the commands, so `--help` starts fast.
@@ -10,8 +10,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from picobot import __version__
+
+if TYPE_CHECKING:
+    from picobot.config import Config
 
 EXIT_CONFIG = 2
 
@@ -35,10 +39,72 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run the daemon in the foreground (logs to stderr)"),
         ("check", "validate the config file and summarise it"),
         ("chat", "chat with the configured agent in this terminal"),
+        ("status", "ask the running daemon (over its HTTP server) how it is doing"),
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", "-c", metavar="PATH", default=None, help=config_help)
     return parser
+
+
+def _status(config: Config) -> int:
+    """`picobot status`: GET /api/status from the daemon; 0 if it answered, 1 if none did."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    # A daemon listening on every address is reachable on loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.http.host)
+    host = host or config.http.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{config.http.port}/api/status"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if config.channels.web.token:
+        token = config.channels.web.token.get_secret_value()
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            data = json.load(response)
+    except urllib.error.HTTPError as exc:
+        print(f"picobot: the daemon at {url} answered HTTP {exc.code}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"picobot: no daemon answering at {url} ({reason})", file=sys.stderr)
+        return 1
+    print(_format_status(data))
+    return 0
+
+
+def _format_status(data: dict[str, Any]) -> str:
+    uptime = int(data.get("uptime", 0))
+    rss = data.get("rss_bytes")
+    lines = [
+        f"uptime: {uptime // 3600}h{uptime % 3600 // 60:02d}m{uptime % 60:02d}s",
+        f"memory: {rss / 2**20:.1f} MB RSS" if rss else "memory: unknown",
+        "channels:",
+    ]
+    for name, ch in data.get("channels", {}).items():
+        detail = f" ({ch['detail']})" if ch.get("detail") else ""
+        lines.append(f"  {name}: {ch['state']}{detail}")
+    if not data.get("channels"):
+        lines.append("  (none)")
+    for name, policy in data.get("intake", {}).items():
+        lines.append(
+            f"  {name} intake: allowed {policy['allowed']}, {policy['inbound_rate']}/min per sender"
+        )
+    dispatch = data.get("dispatch", {})
+    lines.append(
+        f"lanes: {dispatch.get('lanes', 0)}, queued: {dispatch.get('queued', 0)}, "
+        f"placeholders: {dispatch.get('placeholders', 0)}"
+    )
+    for name, topic in data.get("bus", {}).items():
+        lines.append(f"bus {name}: {topic.get('size', 0)} queued")
+    outbox = data.get("outbox") or {}
+    lines.append(
+        f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('dead', 0)} dead letters"
+    )
+    for letter in outbox.get("dead_letters", []):
+        lines.append(f"  dead: {letter['channel']}:{letter['chat_id']}: {letter['error']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         print(f"config OK ({path or 'built-in defaults'}): {summary(config)}")
         return 0
+    if args.command == "status":
+        return _status(config)
 
     from picobot.logs import setup_logging
 
@@ -74,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from picobot.daemon import run
 
     try:
-        return asyncio.run(run(config))
+        return asyncio.run(run(config, config_path=path))
     except ConfigError as exc:
         print(f"picobot: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

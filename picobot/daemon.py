@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import resource
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 import channels as channel_registry
 from channels.base import Channel, State
@@ -24,16 +28,27 @@ from picobot import metrics
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
 from picobot.bus import Bus
-from picobot.config import Config, summary
+from picobot.config import Config, load_config, secrets, summary
 from picobot.dispatch import Dispatcher, DispatchSettings
-from picobot.errors import ConfigError
+from picobot.errors import ConfigError, TransientError
 from picobot.http import make_app
-from picobot.intake import Intake, Policy
+from picobot.intake import FloodGuard, Intake, Policy
+from picobot.logs import add_secrets
 from picobot.messages import InboundMessage
+from picobot.outbox import FinishedInOutbox, Outbox
 from picobot.retry import RetryPolicy
+from picobot.sdnotify import Notifier
 from picobot.streaming import PieceReply, StreamingReply
 
 log = logging.getLogger("picobot")
+
+START_RETRY_FIRST = 2.0  # seconds before the first retry of a channel that could not start
+START_RETRY_MAX = 60.0
+
+# Keys the intake applies; a change to only these needs no channel restart on reload.
+POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
+# Sections a reload does not apply (they shape objects built once at startup).
+RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
 
 
 def make_llm(config: Config) -> LLM:
@@ -71,6 +86,7 @@ class Daemon:
         self.config = config
         self.bus = Bus()
         self.channels: dict[str, Channel] = {}
+        self.outbox = Outbox.in_dir(config.data_dir)
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.channels,
@@ -79,8 +95,13 @@ class Daemon:
                 typing_ttl=d.typing_ttl,
                 placeholder_ttl=d.placeholder_ttl,
             ),
+            outbox=self.outbox,
         )
-        self.intake = Intake(self.bus.inbound, self.dispatcher.submit, policies(config))
+        # Kept, and updated in place on reload, so the intake sees new policies at once.
+        self._policies = policies(config)
+        self.intake = Intake(
+            self.bus.inbound, self.dispatcher.submit, self._policies, seen=self.outbox.seen
+        )
         self.agent = Agent(llm or make_llm(config), config.agent, data_dir=config.data_dir)
         self.agent_loop = AgentLoop(
             self.agent, self.bus.inbound, self.make_writer, publish=self.bus.outbound.publish
@@ -89,9 +110,15 @@ class Daemon:
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
+        self._mounted: set[tuple[str, str, str]] = set()  # (channel, method, path) served
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
-        """How this turn's reply reaches the chat: streamed by edits, in pieces, or whole."""
+        """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
+        return FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+
+    def _writer_for(self, inbound: InboundMessage) -> ReplyWriter:
+        """Streamed by edits, in pieces, or whole."""
         channel = self.channels.get(inbound.channel)
         if channel is None:
             return BufferedReply(inbound, self.bus.outbound.publish)
@@ -127,6 +154,7 @@ class Daemon:
         log.info("starting picobot: %s", summary(self.config))
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
+        await self.outbox.open()
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             try:
@@ -135,6 +163,8 @@ class Daemon:
                 log.error("channel %s is not available: %s", name, exc)
                 continue
             self.channels[name] = cls(getattr(self.config.channels, name), self.intake)
+            if (bind := getattr(self.channels[name], "bind", None)) is not None:
+                bind(self)  # e.g. the web chat: run events, session history
         # The HTTP server first: webhooks must be reachable when platforms start sending.
         await self._start_http()
         self._spawn(self.dispatcher.run(self.bus.outbound), "dispatcher")
@@ -142,25 +172,55 @@ class Daemon:
         self.dispatcher.start_janitor()
         # Start channels; one that fails is reported (and in /readyz), the others run on.
         for name, channel in self.channels.items():
-            channel.set_state(State.STARTING)
-            try:
-                await channel.start()
-            except Exception as exc:
-                channel.set_state(State.FAILED, str(exc))
-                log.error("channel %s failed to start: %s", name, exc)
-            else:
-                if channel.state is State.STARTING:
-                    channel.set_state(State.CONNECTED)
+            await self._start_channel(name, channel)
+        await self._recover()
         log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
 
+    async def _recover(self) -> None:
+        """Deliver what a previous run left in the outbox; run turns it never finished."""
+        resumed = await self.dispatcher.resume()
+        replayed = await self.outbox.unfinished()
+        for msg in replayed:
+            if msg.channel in self.channels:
+                await self.bus.inbound.publish(msg)
+        if resumed or replayed:
+            log.info("recovered %d pending replies and %d unfinished turns", resumed, len(replayed))
+
     async def _start_http(self) -> None:
-        routes = [r for ch in self.channels.values() for r in ch.http_routes()]
-        app = make_app(self.channels, self.status, routes)
+        app = make_app(
+            self.channels,
+            self.status,
+            self._routes(),
+            expected=lambda: self.config.channels.enabled(),
+        )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
         log.info("http server on http://%s:%s", self.config.http.host, self.port)
+
+    def _routes(self) -> list[web.AbstractRouteDef]:
+        """The channels' routes, each resolved per request to the channel running under that
+        name now, so a channel restarted by a reload serves its routes (the paths stay fixed)."""
+        result: list[web.AbstractRouteDef] = []
+        for name, channel in self.channels.items():
+            for route in channel.http_routes():
+                if isinstance(route, web.RouteDef):
+                    self._mounted.add((name, route.method, route.path))
+                    handler = self._route_handler(name, route.method, route.path)
+                    route = web.RouteDef(route.method, route.path, handler, route.kwargs)
+                result.append(route)
+        return result
+
+    def _route_handler(self, name: str, method: str, path: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            channel = self.channels.get(name)
+            for route in channel.http_routes() if channel is not None else ():
+                if isinstance(route, web.RouteDef) and (route.method, route.path) == (method, path):
+                    return await route.handler(request)
+            raise web.HTTPNotFound()
+
+        return handler
 
     @property
     def port(self) -> int:
@@ -179,11 +239,12 @@ class Daemon:
             log.error("%s crashed", task.get_name(), exc_info=task.exception())
             self.stopped.set()
 
-    def status(self) -> dict[str, object]:
+    async def status(self) -> dict[str, object]:
         for topic in (self.bus.inbound, self.bus.outbound):
             metrics.QUEUE_DEPTH.labels(topic.name).set(topic.statistics().size)
         return {
             "uptime": round(time.time() - self.started_at, 1),
+            "rss_bytes": rss_bytes(),
             "channels": {
                 n: {"state": c.state.value, "detail": c.state_detail}
                 for n, c in self.channels.items()
@@ -192,14 +253,160 @@ class Daemon:
                 t.name: t.statistics()._asdict() for t in (self.bus.inbound, self.bus.outbound)
             },
             "dispatch": self.dispatcher.statistics(),
+            "intake": {  # counts, not ids: /api/status may be reachable by others
+                n: {
+                    "allowed": "everyone" if "*" in p.allow_from else len(p.allow_from),
+                    "inbound_rate": p.inbound_rate,
+                }
+                for n, p in self._policies.items()
+                if n != "web"  # the web chat checks its token instead
+            },
+            "outbox": {
+                **await self.outbox.counts(),
+                "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
+            },
         }
+
+    def summary_line(self) -> str:
+        """One line for systemd's STATUS=, e.g. "telegram=connected, web=connected"."""
+        return ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()) or "no channels"
+
+    # -- reload -----------------------------------------------------------------------------
+
+    async def reload(self, new: Config) -> list[str]:
+        """Apply `new`: restart the channels whose config changed, update intake policies.
+
+        Channels whose config did not change keep running, and running turns are not cut (the
+        agent loop is untouched; replies in flight go to the channel running under that name).
+        Sections built once at startup (see `RESTART_SECTIONS`) are logged as "restart required"
+        and keep their old values. Returns a description of each change applied.
+        """
+        async with self._reload_lock:
+            old, applied = self.config, []
+            for section in RESTART_SECTIONS:
+                if getattr(old, section) != getattr(new, section):
+                    log.warning("reload: %s changed: restart required to apply it", section)
+            if old.channels.web.token != new.channels.web.token:  # checked by an HTTP middleware
+                log.warning("reload: channels.web.token changed: restart required to apply it")
+            add_secrets(secrets(new.channels))  # a new token must be redacted from now on
+            new_policies = policies(new)
+            if any(
+                p.inbound_rate != getattr(self._policies.get(n), "inbound_rate", None)
+                for n, p in new_policies.items()
+            ):
+                self.intake._flood = FloodGuard()  # per-sender buckets are built with the rate
+            self._policies.clear()
+            self._policies.update(new_policies)
+            for name in type(new.channels).model_fields:
+                before, after = getattr(old.channels, name), getattr(new.channels, name)
+                if before == after:
+                    continue
+                if before.enabled == after.enabled and _same_but_policy(before, after):
+                    applied.append(f"{name}: intake policy updated")
+                    continue
+                await self._restart_channel(name, after)
+                applied.append(f"{name}: {'restarted' if after.enabled else 'stopped'}")
+            # Keep the startup-only sections as they were: they were not applied.
+            self.config = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
+            return applied
+
+    async def _restart_channel(self, name: str, config: Any) -> None:
+        """Stop the running `name` (if any) and start a new one with `config` (if enabled)."""
+        channel: Channel | None = None
+        if config.enabled:
+            try:
+                channel = channel_registry.load(name)(config, self.intake)
+            except ImportError as exc:
+                log.error("channel %s is not available: %s", name, exc)
+            else:
+                if (bind := getattr(channel, "bind", None)) is not None:
+                    bind(self)
+                # The router is fixed once serving: a route that was not mounted at startup
+                # (a newly enabled webhook or web chat, a changed path) waits for a restart.
+                for route in channel.http_routes():
+                    if isinstance(route, web.RouteDef) and (
+                        (name, route.method, route.path) not in self._mounted
+                    ):
+                        log.warning(
+                            "reload: %s serves %s %s only after a restart",
+                            name,
+                            route.method,
+                            route.path,
+                        )
+        # A retry still trying to start the old instance must not bring it back after its stop.
+        for task in [t for t in self._tasks if t.get_name() == f"start {name}"]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._tasks.remove(task)
+        old = self.channels.get(name)
+        if old is not None:
+            try:
+                await old.stop()
+            except Exception as exc:
+                log.warning("channel %s did not stop cleanly: %s", name, exc)
+            old.set_state(State.STOPPED)
+        if channel is None:
+            self.channels.pop(name, None)
+            log.info("channel %s stopped", name)
+            return
+        # Replaced, never removed: the dispatcher refuses replies for a channel it does not know.
+        self.channels[name] = channel
+        await self._start_channel(name, channel)
+        log.info("channel %s restarted: %s", name, channel.state.value)
+
+    async def _start_channel(self, name: str, channel: Channel) -> None:
+        channel.set_state(State.STARTING)
+        try:
+            await channel.start()
+        except Exception as exc:
+            channel.set_state(State.FAILED, str(exc))
+            log.error("channel %s failed to start: %s", name, exc)
+            if isinstance(exc, TransientError):  # platform unreachable at boot: keep trying
+                self._spawn(self._retry_start(name, channel), f"start {name}")
+        else:
+            if channel.state is State.STARTING:
+                channel.set_state(State.CONNECTED)
+
+    async def _retry_start(self, name: str, channel: Channel) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential_jitter(multiplier=START_RETRY_FIRST, max=START_RETRY_MAX),
+            before_sleep=lambda state: log.info("channel %s: start retry soon", name),
+            reraise=True,
+        )
+        try:
+            await retrying(channel.start)
+        except Exception as exc:
+            channel.set_state(State.FAILED, str(exc))
+            log.error("channel %s failed to start: %s", name, exc)
+        else:
+            if channel.state in (State.STARTING, State.FAILED):
+                channel.set_state(State.CONNECTED)
+            log.info("channel %s started after retrying", name)
+
+    async def reload_file(self, path: str | Path) -> bool:
+        """Read `path` and `reload()` it; an invalid file is refused with one log line."""
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config: %s", exc)
+            return False
+        applied = await self.reload(new)
+        log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
+        return True
 
     # -- shutdown ---------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
         timeout = self.config.dispatch.drain_timeout
         deadline = asyncio.get_running_loop().time() + timeout
-        # Stop intake: new inbound messages are refused from now on.
+        # Stop intake: channels stop fetching, new inbound messages are refused from now on.
+        for name, channel in self.channels.items():
+            try:
+                await channel.stop_intake()
+            except Exception as exc:
+                log.warning("channel %s did not stop intake cleanly: %s", name, exc)
         self.bus.inbound.close()
         # Let running turns finish, within the drain timeout.
         await self.agent_loop.drain(timeout)
@@ -219,6 +426,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.dispatcher.aclose()
+        await self.agent_loop.drain(0)  # turns that waited on a delivery end now
         # Close channels, then the HTTP server and the model client.
         for name, channel in reversed(self.channels.items()):
             try:
@@ -231,15 +439,41 @@ class Daemon:
             self._runner = None
         await self.agent.aclose()
         await self.agent.llm.aclose()
+        await self.outbox.aclose()
         log.info("stopped")
 
 
-async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = None) -> int:
-    """Run until SIGTERM/SIGINT; a second signal skips the graceful drain. Returns 0."""
+def _same_but_policy(before: Any, after: Any) -> bool:
+    return bool(before.model_dump(exclude=POLICY_KEYS) == after.model_dump(exclude=POLICY_KEYS))
+
+
+def rss_bytes() -> int:
+    """Resident memory now (/proc/self/statm), else the peak (getrusage, off Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def run(
+    config: Config,
+    *,
+    config_path: str | Path | None = None,
+    on_ready: Callable[[Daemon], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT; a second signal skips the graceful drain. Returns 0.
+
+    SIGHUP re-reads `config_path` (see `Daemon.reload`). Under systemd (``Type=notify``) it
+    reports READY/RELOADING/STOPPING and a STATUS line, and pings the watchdog from the loop.
+    """
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     daemon = Daemon(config)
+    notifier = Notifier()
     signals = 0
+    ready = False
+    reloads: set[asyncio.Task[None]] = set()
 
     def on_signal(signum: int) -> None:
         nonlocal signals
@@ -251,11 +485,47 @@ async def run(config: Config, *, on_ready: Callable[[Daemon], None] | None = Non
         elif main is not None:
             main.cancel()
 
+    async def reload(path: str | Path) -> None:
+        notifier.reloading()
+        try:
+            await daemon.reload_file(path)
+        except Exception:
+            log.exception("reload failed")
+        finally:
+            notifier.ready(f"ready: {daemon.summary_line()}")
+
+    def on_hangup() -> None:
+        if config_path is None:
+            log.warning("received SIGHUP: nothing to reload (started without a config file)")
+        elif not ready:
+            log.warning("received SIGHUP while starting or stopping: ignored")
+        else:
+            log.info("received SIGHUP: reloading %s", config_path)
+            task = loop.create_task(reload(config_path), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
     # Before startup: a signal during startup must stop us gracefully, not kill us.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    async with daemon:
-        if on_ready is not None:
-            on_ready(daemon)
-        await daemon.stopped.wait()
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    # Pinged from the loop itself, through startup and shutdown: a wedged loop stops pinging.
+    watchdog = loop.create_task(notifier.watchdog(), name="watchdog")
+    try:
+        async with daemon:
+            ready = True
+            notifier.ready(f"ready: {daemon.summary_line()}")
+            if on_ready is not None:
+                on_ready(daemon)
+            await daemon.stopped.wait()
+            ready = False
+            notifier.stopping()
+            # A reload half-way through starting a channel finishes before teardown.
+            await asyncio.gather(*reloads, return_exceptions=True)
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+        notifier.close()
     return 0

@@ -4,7 +4,7 @@ channels bring (webhooks, the web chat)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,32 +13,53 @@ from channels.base import Channel
 
 STARTED = time.monotonic()
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 def make_app(
     channels: Mapping[str, Channel],
-    status: Callable[[], dict[str, object]],
+    status: Callable[[], Awaitable[dict[str, object]]],
     routes: Iterable[web.AbstractRouteDef] = (),
     *,
     client_max_size: int = 1 << 20,
+    expected: Callable[[], Iterable[str]] = tuple,
 ) -> web.Application:
-    app = web.Application(client_max_size=client_max_size)
+    """The shared app over the live `channels` mapping (a reload may replace its entries).
+
+    `expected()` names every enabled channel, so one that could not even be created (its
+    library missing) still shows in /readyz as failing. A channel with an
+    ``http_guard(request)`` method may refuse any request by returning a response (the web
+    chat's token check on ``/api/*``); it is asked on every request.
+    """
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for channel in list(channels.values()):
+            check = getattr(channel, "http_guard", None)
+            if check is not None and (refusal := check(request)) is not None:
+                return refusal
+        return await handler(request)
+
+    app = web.Application(client_max_size=client_max_size, middlewares=[guard])
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        states = {name: ch.state.value for name, ch in channels.items()}
-        failing = sorted(name for name, ch in channels.items() if not ch.connected)
+        states = {name: "unavailable" for name in expected() if name not in channels}
+        states |= {name: ch.state.value for name, ch in channels.items()}
+        failing = sorted(name for name in states if states[name] != "connected")
         body = {"ready": not failing, "channels": states, "failing": failing}
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(request: web.Request) -> web.Response:
+        await status()  # refreshes the gauges sampled on demand (queue depths)
         response = web.Response(body=generate_latest())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     async def status_view(request: web.Request) -> web.Response:
-        return web.json_response(status())
+        return web.json_response(await status())
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -4,7 +4,7 @@ every channel, before anything reaches the agent (so rejected messages cost no L
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
@@ -80,10 +80,13 @@ class Intake:
         inbound: Topic[InboundMessage],
         submit: Callable[[OutboundMessage], object],
         policies: Mapping[str, Policy],
+        *,
+        seen: Callable[[InboundMessage], Awaitable[bool]] | None = None,
     ) -> None:
         self._inbound = inbound
         self._submit = submit
         self._policies = policies
+        self._seen = seen  # records the message durably; True for a replayed platform event
         self._flood = FloodGuard()
 
     async def __call__(self, msg: InboundMessage) -> None:
@@ -112,6 +115,10 @@ class Intake:
                     "flood protection: %s:%s sender %s", msg.channel, msg.chat_id, msg.sender.id
                 )
                 self._submit(reply_to(msg, SLOW_DOWN))
+            return
+        if self._seen is not None and await self._seen(msg):
+            log.info("ignored a replayed event in %s:%s (%s)", msg.channel, msg.chat_id, msg.id)
+            metrics.INBOUND.labels(msg.channel, "replayed").inc()
             return
         metrics.INBOUND.labels(msg.channel, "accepted").inc()
         # Before the agent can see the message, so the placeholder precedes any reply in the lane.

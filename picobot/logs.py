@@ -10,9 +10,12 @@ import sys
 from collections.abc import Iterable
 
 # Token shapes redacted even when they are not in the config (e.g. echoed back in an error).
+# Telegram's has no \b before it inside a URL (".../bot123:AA..."); Discord's is three
+# base64url parts, the first one the bot's id.
 _TOKEN_SHAPES = re.compile(
-    r"\b(\d{6,12}:[A-Za-z0-9_-]{30,}|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"
-    r"|sk-[A-Za-z0-9_-]{16,})\b"
+    r"(?<![0-9])\d{6,12}:[A-Za-z0-9_-]{30,}"
+    r"|\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{16,}"
+    r"|[MNO][A-Za-z0-9_-]{20,30}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
 )
 REDACTED = "[REDACTED]"
 
@@ -23,6 +26,10 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        known = set(self.secrets) | {s for s in secrets if s and len(s) >= 6}
+        self.secrets = sorted(known, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -82,3 +89,13 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
         "aiohttp.access",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Teach picobot's handler new secrets (a reload brought a new token); old ones stay."""
+    secrets = list(secrets)
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == "picobot":
+            for f in handler.filters:
+                if isinstance(f, RedactingFilter):
+                    f.add(secrets)

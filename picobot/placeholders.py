@@ -44,9 +44,13 @@ class Placeholders:
         return len(self._entries)
 
     def open(self, key: str, channel: Channel, chat_id: str, thread: str | None) -> Entry:
-        """Register an accepted message; start the typing indicator where the channel has one."""
-        self.close(key)
+        """Register an accepted message; start the typing indicator where the channel has one.
+
+        A placeholder restored after a restart (`restore`) is kept: the reply edits it.
+        """
+        previous = self.close(key)
         entry = Entry(key, channel, chat_id, thread, self._clock())
+        entry.message_id = previous.message_id if previous is not None else None
         if channel.capabilities.can_type:
             entry.typing = asyncio.create_task(
                 _keep_typing(channel, chat_id, thread), name=f"typing {channel.name}:{chat_id}"
@@ -64,6 +68,20 @@ class Placeholders:
             return None
         message_id, entry.message_id = entry.message_id, None
         return message_id
+
+    def put_back(self, key: str | None, message_id: str) -> None:
+        """Return a taken placeholder (its reply will be retried)."""
+        entry = self.get(key)
+        if entry is not None and entry.message_id is None:
+            entry.message_id = message_id
+
+    def restore(
+        self, key: str, channel: Channel, chat_id: str, thread: str | None, message_id: str
+    ) -> None:
+        """A placeholder the previous run left: no typing, just the message to edit or remove."""
+        if key not in self._entries:
+            entry = Entry(key, channel, chat_id, thread, self._clock(), message_id)
+            self._entries[key] = entry
 
     def close(self, key: str | None) -> Entry | None:
         """Forget the entry and stop its typing; the caller removes an unused placeholder."""

@@ -29,6 +29,8 @@ __all__ = ["Agent", "AgentLoop", "BufferedReply", "Listener", "ReplyWriter", "Wr
 
 log = logging.getLogger("picobot.agent")
 
+SHUTDOWN_GRACE = 1.0  # seconds a cancelled turn gets to clean up
+
 Publish = Callable[[OutboundMessage], Awaitable[None]]
 Listener = Callable[[InboundMessage, ev.RunEvent], None]
 
@@ -205,7 +207,8 @@ class AgentLoop:
         _, pending = await asyncio.wait(workers, timeout=timeout)
         for task in pending:
             task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if pending:
+            # Bounded: a cancelled turn's writer may still wait on a delivery (a chat in a long
+            # flood wait); closing the dispatcher cancels that, and the daemon drains again.
+            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
         return not pending

@@ -52,7 +52,7 @@ class MemoryChannel(Channel):
         self.typing_calls: list[str] = []
         self.failures: list[tuple[str, str | None, Exception]] = []  # (op, chat or None, exc)
         self.hold: dict[str, asyncio.Event] = {}  # chat_id -> event that must be set to proceed
-        self.changed = asyncio.Event()
+        self.gated = asyncio.Event()
         self._ids = itertools.count(1)
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
 
@@ -76,6 +76,7 @@ class MemoryChannel(Channel):
 
     async def _gate(self, chat_id: str) -> None:
         if chat_id in self.hold:
+            self.gated.set()  # a call is now in flight, waiting for the test
             await self.hold[chat_id].wait()
 
     def _record(self, op: str, chat_id: str, text: str) -> None:

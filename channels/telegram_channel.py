@@ -1,0 +1,399 @@
+"""Telegram, on python-telegram-bot 22 (`Application` without `AIORateLimiter`).
+
+    long polling: PTB Updater ─► Application ─┐
+    webhook: aiohttp route, secret checked ───┴─► to_inbound() ─► sink (the core's Intake)
+    send / edit / delete / typing ─► Bot API, errors through _translate_errors()
+
+The core paces and retries outbound calls from `capabilities.rate`, so PTB gets no rate limiter
+and no retries of its own. Polling errors are retried by PTB's updater for ever, with a backoff
+growing to 30 s; this adapter reports them as `State.DISCONNECTED` and notices the recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hmac
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from aiohttp import web
+from telegram import BotCommand, LinkPreviewOptions, ReplyParameters, Update
+from telegram import error as tg
+from telegram.constants import ChatAction
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
+
+from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
+from channels.telegram_updates import BotIdentity, to_inbound
+from picobot.config import TelegramConfig
+from picobot.errors import (
+    BadRequest,
+    BusClosed,
+    ChannelTimeout,
+    ChatMigrated,
+    ChatNotFound,
+    Forbidden,
+    FormattingRejected,
+    MessageTooLong,
+    RateLimited,
+)
+from picobot.render import Rendered
+
+log = logging.getLogger("picobot.telegram")
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ("message",)  # edits, reactions, members...: not asked for, ignored if sent
+# Seconds a getUpdates long poll waits for updates. Also how long DISCONNECTED may outlast a
+# recovery when nothing arrives: only an answered poll shows that polling works again.
+POLL_TIMEOUT = 10.0
+# PTB's own builder default is 256; a bare `Bot` has ONE connection, so a hung call would
+# block every chat. Each lane and typing indicator holds at most one connection at a time.
+CONNECTION_POOL_SIZE = 128
+INTAKE_DRAIN_TIMEOUT = 5.0  # seconds stop_intake() waits for fetched updates to reach the sink
+COMMANDS = {
+    "help": "What I can do",
+    "new": "Start a new conversation",
+    "stop": "Stop the current answer",
+    "status": "Model and conversation status",
+}
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+# Telegram: ~1 message/s per chat (short bursts allowed), 20/min per group, 30/s overall.
+# Each budget stays strictly under what Telegram (and tests/fakes/telegram_rules.py) allows:
+# - per chat, a leaky bucket of 2 at 1/s: at most 2 + t calls in any t seconds; Telegram's
+#   bucket holds 3, so one token is left over for network jitter. Edits count here too.
+# - per group, 5 at once then 15/min: the 21st call comes at least (21 - 5) / 0.25 = 64 s after
+#   the 1st, so no 60 s window holds more than 20 (edits count too, though Telegram's doesn't).
+# - overall, 4 at once then 25/s: at most 29 calls in any second, sends, edits and deletes
+#   together, where Telegram counts 30 sends.
+RATE_BUDGET = RateBudget(
+    overall=Rate(25.0, burst=4),
+    per_chat=Rate(1.0, burst=2),
+    per_group=Rate.per_minute(15, burst=5),
+)
+CAPABILITIES = Capabilities(
+    max_length=4096,
+    length_unit="codepoints",  # the limit counts code points; entity offsets are UTF-16
+    format="telegram_html",
+    measure_visible=True,  # markup does not count towards the limit
+    can_edit=True,
+    can_delete=True,
+    can_type=True,
+    typing_interval=4.0,  # the indicator lasts 5 s
+    flush_interval=1.0,
+    rate=RATE_BUDGET,
+)
+
+
+class TelegramChannel(Channel):
+    """The bot on Telegram: private chats, groups (when addressed) and forum topics.
+
+    Resource handling: `start()` opens the PTB `Application` and starts polling, or sets the
+    webhook whose route `http_routes()` gave the daemon. `stop()` stops polling (confirming the
+    fetched updates to Telegram), then closes the HTTP connections; a webhook stays registered
+    so Telegram keeps the updates sent while picobot restarts.
+    """
+
+    name: ClassVar[str] = "telegram"
+    capabilities = CAPABILITIES
+    poll_timeout = POLL_TIMEOUT
+
+    def __init__(self, config: TelegramConfig, sink: InboundSink) -> None:
+        super().__init__(config, sink)
+        self.config: TelegramConfig = config
+        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._requests: list[HTTPXRequest] = []
+        self._identity: BotIdentity | None = None
+        self._polling_trouble: str | None = None  # what went wrong, while polling fails
+        self._intake_open = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect (getMe), register the slash commands, and start polling or the webhook.
+
+        :raises Forbidden: "telegram token rejected" when Telegram does not know the token.
+        :raises ChannelError: when Telegram cannot be reached or refuses the setup.
+        """
+        app = self._app = self._build()
+        app.add_handler(TypeHandler(Update, self._on_update))
+        with _translate_errors(start=True):
+            await app.initialize()  # getMe
+        bot = app.bot
+        self._identity = BotIdentity(bot.id, bot.username, frozenset(COMMANDS))
+        await self._set_commands()
+        await app.start()
+        self._intake_open = True  # before setWebhook: Telegram may post at once
+        webhook = self.config.webhook
+        with _translate_errors(start=True):
+            if webhook is None:
+                assert app.updater is not None
+                await app.updater.start_polling(
+                    timeout=dt.timedelta(seconds=self.poll_timeout),
+                    allowed_updates=ALLOWED_UPDATES,
+                    error_callback=self._on_polling_error,
+                )
+            else:
+                await bot.set_webhook(
+                    webhook.url,
+                    secret_token=webhook.secret_token.get_secret_value(),
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+        mode = "polling" if webhook is None else f"webhook at {webhook.path}"
+        log.info("telegram: connected as @%s (%s)", bot.username, mode)
+        self.set_state(State.CONNECTED, mode)
+
+    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+        token = self.config.token.get_secret_value() if self.config.token else ""
+        requests = HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE)
+        polls = _PollRequest(self._on_poll_answer)
+        self._requests = [requests, polls]
+        builder = (
+            ApplicationBuilder()
+            .token(token)
+            .base_url(self.config.base_url)
+            .request(requests)
+            .get_updates_request(polls)
+            .job_queue(None)
+        )
+        if self.config.webhook is not None:
+            builder = builder.updater(None)
+        return builder.build()
+
+    async def _set_commands(self) -> None:
+        commands = [BotCommand(name, text) for name, text in COMMANDS.items()]
+        try:
+            with _translate_errors():
+                await self._bot.set_my_commands(commands)
+        except Exception as exc:  # the menu is a nicety; the bot works without it
+            log.warning("telegram: could not register the slash commands: %s", exc)
+
+    async def stop_intake(self) -> None:
+        """Take no more updates; return once those already fetched have reached the sink.
+
+        Polling stops and confirms what it fetched to Telegram; the webhook answers 503 from
+        now on, so Telegram delivers those updates again later (to the next run).
+        """
+        self._intake_open = False
+        app = self._app
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            try:
+                await app.updater.stop()
+            except Exception as exc:  # e.g. the polling loop had ended on a rejected token
+                log.warning("telegram: polling did not stop cleanly: %s", exc)
+        if app.running:
+            try:
+                async with asyncio.timeout(INTAKE_DRAIN_TIMEOUT):
+                    await app.update_queue.join()
+            except TimeoutError:
+                log.warning("telegram: some fetched updates were not handed over")
+
+    async def stop(self) -> None:
+        # Stop intake first: updates confirmed to Telegram must have reached the sink.
+        await self.stop_intake()
+        app, self._app = self._app, None
+        if app is None:
+            return
+        if app.running:
+            await app.stop()
+        # Close the HTTP connections (PTB skips this when initialize() failed).
+        try:
+            await app.shutdown()
+        finally:
+            for request in self._requests:
+                await request.shutdown()
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def _deliver(self, update: Update) -> None:
+        """Hand one update to the sink; a bad update is logged and skipped, never fatal.
+
+        :raises BusClosed: picobot is shutting down and did not take the message.
+        """
+        try:
+            assert self._identity is not None
+            message = to_inbound(update, self._identity)
+            if message is not None:
+                await self.sink(message)
+        except BusClosed:
+            raise
+        except Exception:
+            log.exception("telegram: could not handle update %s", update.update_id)
+
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        # Polling. PTB confirms an update to Telegram with the next getUpdates, before it is
+        # handled here, so a refusal cannot be undone: the daemon must call stop_intake()
+        # before it stops accepting messages.
+        try:
+            await self._deliver(update)
+        except BusClosed:
+            log.warning("telegram: update %s arrived while shutting down: lost", update.update_id)
+
+    def http_routes(self) -> Sequence[web.AbstractRouteDef]:
+        if self.config.webhook is None:
+            return ()
+        return [web.post(self.config.webhook.path, self._on_webhook)]
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        assert self.config.webhook is not None
+        expected = self.config.webhook.secret_token.get_secret_value().encode()
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, expected):
+            log.warning("telegram: webhook call with a wrong or missing secret token")
+            return web.Response(status=403)
+        app = self._app
+        if app is None or not self._intake_open:
+            return web.Response(status=503)  # Telegram delivers it again later
+        try:
+            update = Update.de_json(await request.json(), app.bot)
+        except Exception as exc:
+            log.warning("telegram: unreadable webhook update: %s", exc)
+            return web.Response(status=400)
+        try:
+            await self._deliver(update)  # answered only once the sink has it: our ack
+        except BusClosed:
+            return web.Response(status=503)
+        return web.Response()
+
+    def _on_polling_error(self, exc: tg.TelegramError) -> None:
+        # Called by PTB's polling loop, which then retries (1 s, growing to 30 s). Must not raise.
+        if isinstance(exc, tg.Conflict):
+            detail = f"409 Conflict: is another instance polling with this token? ({exc})"
+        else:
+            detail = f"polling failed: {exc}"
+        if self._polling_trouble is None:
+            log.error("telegram: %s; retrying", detail)
+        else:
+            log.debug("telegram: %s; retrying", detail)
+        self._polling_trouble = detail
+        self.set_state(State.DISCONNECTED, detail)
+
+    def _on_poll_answer(self, status: int) -> None:
+        if status in (401, 404):
+            # PTB's polling loop ends on InvalidToken: say so, never die silently.
+            log.error("telegram token rejected while polling; polling stopped")
+            self.set_state(State.FAILED, "telegram token rejected")
+        elif status == 200 and self._polling_trouble is not None:
+            log.info("telegram: polling recovered")
+            self._polling_trouble = None
+            self.set_state(State.CONNECTED, "polling")
+
+    # -- outbound -------------------------------------------------------------------------
+
+    @property
+    def _bot(self) -> Any:
+        if self._app is None:
+            raise ChannelTimeout("telegram channel is not running")
+        return self._app.bot
+
+    async def send(
+        self,
+        chat_id: str,
+        message: Rendered,
+        *,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        reply = (
+            ReplyParameters(int(reply_to), allow_sending_without_reply=True) if reply_to else None
+        )
+        with _translate_errors():
+            sent = await self._bot.send_message(
+                _chat(chat_id),
+                message.text,
+                parse_mode=message.parse_mode,
+                message_thread_id=_thread(thread),
+                reply_parameters=reply,
+                link_preview_options=NO_PREVIEW,
+            )
+        return str(sent.message_id)
+
+    async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
+        with _translate_errors():  # "message is not modified" ends here, as success
+            await self._bot.edit_message_text(
+                message.text,
+                chat_id=_chat(chat_id),
+                message_id=int(message_id),
+                parse_mode=message.parse_mode,
+                link_preview_options=NO_PREVIEW,
+            )
+
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        try:
+            with _translate_errors():
+                await self._bot.delete_message(_chat(chat_id), int(message_id))
+        except BadRequest as exc:
+            if "message to delete not found" not in str(exc).lower():
+                raise  # gone already is what we wanted
+
+    async def typing(self, chat_id: str, thread: str | None = None) -> None:
+        with _translate_errors():
+            await self._bot.send_chat_action(
+                _chat(chat_id), ChatAction.TYPING, message_thread_id=_thread(thread)
+            )
+
+
+class _PollRequest(HTTPXRequest):
+    """The getUpdates connection; reports each answer's HTTP status (PTB's polling loop has
+    an error callback but no success callback, and we must notice the recovery)."""
+
+    def __init__(self, on_answer: Any) -> None:
+        super().__init__()
+        self._on_answer = on_answer
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        status, payload = await super().do_request(*args, **kwargs)
+        self._on_answer(status)
+        return status, payload
+
+
+@contextlib.contextmanager
+def _translate_errors(*, start: bool = False) -> Iterator[None]:
+    """Raise PTB's exceptions as `picobot.errors`, the most specific match, ``from`` the original.
+
+    "message is not modified" (an edit to the same text) is success: the exception is dropped.
+    With `start`, a rejected token becomes the clearer "telegram token rejected".
+    """
+    try:
+        yield
+    except tg.RetryAfter as exc:
+        raise RateLimited(retry_after_seconds(exc.retry_after), str(exc)) from exc
+    except tg.ChatMigrated as exc:
+        raise ChatMigrated(str(exc.new_chat_id)) from exc
+    except tg.BadRequest as exc:  # before NetworkError: BadRequest is one in PTB
+        text = exc.message.lower()
+        if "message is not modified" in text:
+            return
+        if "can't parse entities" in text:
+            raise FormattingRejected(exc.message) from exc
+        if "message is too long" in text:
+            raise MessageTooLong(exc.message) from exc
+        if "chat not found" in text:
+            raise ChatNotFound(exc.message) from exc
+        raise BadRequest(exc.message) from exc
+    except tg.NetworkError as exc:  # TimedOut included: 5xx, dropped connections, timeouts
+        raise ChannelTimeout(exc.message) from exc
+    except tg.InvalidToken as exc:
+        raise Forbidden("telegram token rejected" if start else exc.message) from exc
+    except tg.Forbidden as exc:
+        raise Forbidden(exc.message) from exc
+    except tg.TelegramError as exc:  # Conflict, EndPointNotFound: not worth retrying
+        raise BadRequest(exc.message) from exc
+
+
+def retry_after_seconds(value: float | dt.timedelta) -> float:
+    """`RetryAfter.retry_after` is an int, or a timedelta with ``PTB_TIMEDELTA`` (PTB 23)."""
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _chat(chat_id: str) -> int | str:
+    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id  # "@channel" stays
+
+
+def _thread(thread: str | None) -> int | None:
+    return int(thread) if thread else None

@@ -1,0 +1,88 @@
+"""Telegram update → `InboundMessage`: which updates picobot answers, and how they are addressed.
+
+Only new text messages from people are translated. Everything else — edited messages, stickers
+and other media, service messages (members joining, pinned messages, topic events), channel
+posts, messages from bots, update kinds newer than this code — gives ``None`` and is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from telegram import Message, MessageEntity, Update
+from telegram.constants import ChatType
+
+from picobot.messages import InboundMessage, Sender
+
+CHANNEL = "telegram"
+GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+
+
+@dataclass(frozen=True, slots=True)
+class BotIdentity:
+    """Who the bot is, from getMe; `commands` are answered in groups even without ``@bot``."""
+
+    id: int
+    username: str
+    commands: Collection[str] = ()
+
+
+def to_inbound(update: Update, bot: BotIdentity) -> InboundMessage | None:
+    """The message picobot should consider, or None when the update is not one.
+
+    `id` is ``telegram:<update_id>``, the same when Telegram redelivers the update.
+    """
+    message = update.message  # None for edited_message, channel_post and every other kind
+    if message is None or message.text is None:
+        return None
+    user = message.from_user
+    if user is None or user.is_bot or message.chat.type == ChatType.CHANNEL:
+        return None
+    is_group = message.chat.type in GROUP_TYPES
+    mentioned = is_group and addressed(message, bot)
+    return InboundMessage(
+        channel=CHANNEL,
+        chat_id=str(message.chat.id),
+        sender=Sender(str(user.id), user.username, user.full_name),
+        text=_without_leading_mention(message, bot) if mentioned else message.text,
+        id=f"{CHANNEL}:{update.update_id}",
+        message_id=str(message.message_id),
+        # Forum topics are separate conversations. Outside forums, message_thread_id marks
+        # reply chains, which are not topics and cannot be posted to with message_thread_id.
+        thread=str(message.message_thread_id)
+        if message.is_topic_message and message.message_thread_id
+        else None,
+        is_group=is_group,
+        mentioned=mentioned,
+    )
+
+
+def addressed(message: Message, bot: BotIdentity) -> bool:
+    """An ``@bot`` mention, a ``/command@bot`` (or one of our commands bare), or a reply to us."""
+    name = bot.username.lower()
+    for entity, text in message.parse_entities().items():
+        if entity.type == MessageEntity.MENTION and text[1:].lower() == name:
+            return True
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
+            return True
+        if entity.type == MessageEntity.BOT_COMMAND:
+            command, _, target = text[1:].lower().partition("@")
+            if target == name or (not target and entity.offset == 0 and command in bot.commands):
+                return True
+    reply = message.reply_to_message
+    # In forums every message "replies" to its topic's creation message: not a reply to us.
+    return (
+        reply is not None
+        and reply.forum_topic_created is None
+        and reply.from_user is not None
+        and reply.from_user.id == bot.id
+    )
+
+
+def _without_leading_mention(message: Message, bot: BotIdentity) -> str:
+    text = message.text or ""
+    mention = f"@{bot.username}"
+    if text[: len(mention)].lower() == mention.lower():
+        return text[len(mention) :].lstrip(" ,:\n") or text
+    return text

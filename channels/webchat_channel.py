@@ -1,0 +1,211 @@
+"""The built-in web chat: a page at ``/`` and a small JSON + SSE API on the shared server.
+
+    POST /api/messages ─► InboundMessage(channel="web") ─► sink (Intake) ─► agent
+    agent listener (inbound, event) ─► RunBroker[inbound.id] ─► GET /api/runs/{id}/events
+
+Replies do not travel through the dispatcher: the page streams them from the run's events, so
+`send`/`edit`/`delete` only forward stray messages (the `message` tool, a flood warning) to the
+session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from channels.base import Capabilities, Channel, InboundSink, State
+from picobot import metrics
+from picobot.agent import events as ev
+from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
+from picobot.render import Rendered
+from picobot.webui.broker import RunBroker
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["TOOL_RESULT_PREVIEW", "WebChatChannel"]
+
+log = logging.getLogger("picobot.web")
+
+TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
+DEFAULT_MAX_TEXT = 16_000
+
+History = Callable[[str], Awaitable[list[dict[str, str]]]]
+Submit = Callable[[OutboundMessage], object]
+
+
+class WebReply:
+    """The web chat's reply writer: the page gets the events from the broker's listener, so
+    this only ends the run (``done``) and closes the dispatcher's bookkeeping for the message
+    (the Intake opened it with ``accepted``; ``done`` with no text sends nothing)."""
+
+    def __init__(self, channel: WebChatChannel, inbound: InboundMessage) -> None:
+        self.channel = channel
+        self.inbound = inbound
+
+    async def feed(self, event: ev.RunEvent) -> None:
+        return None
+
+    async def finish(self) -> None:
+        self.channel.broker.finish(self.inbound.id)
+        if self.channel.submit is not None:
+            try:
+                self.channel.submit(reply_to(self.inbound, "", kind=Kind.DONE))
+            except KeyError:  # the dispatcher no longer knows the channel (shutting down)
+                pass
+
+
+class WebChatChannel(Channel):
+    """The web chat. `bind(daemon)` connects it to the agent (listener, history) and the
+    dispatcher; without it (tests), runs still work through `broker` directly."""
+
+    name = "web"
+    capabilities = Capabilities(max_length=1_000_000, format="markdown")
+
+    def __init__(self, config: Any, sink: InboundSink, *, broker: RunBroker | None = None) -> None:
+        super().__init__(config, sink)
+        self.broker = broker if broker is not None else RunBroker()
+        self.token: str | None = _secret(getattr(config, "token", None))
+        self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
+        self.history_source: History | None = None
+        self.submit: Submit | None = None
+        self._listeners: list[Any] | None = None
+        self._routes: list[web.RouteDef] | None = None
+
+    def bind(self, daemon: Any) -> None:
+        """Hook into a `picobot.daemon.Daemon`: run events, session history, the dispatcher."""
+        self._listeners = daemon.agent_loop.listeners
+        self._listeners.append(self.on_event)
+        self.history_source = daemon.agent.history
+        self.submit = daemon.dispatcher.submit
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.set_state(State.CONNECTED)
+
+    async def stop(self) -> None:
+        # Ends every event stream, so the HTTP server's cleanup does not wait for them.
+        self.broker.close()
+        if self._listeners is not None and self.on_event in self._listeners:
+            self._listeners.remove(self.on_event)  # a reload may bind a successor
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    async def accept(self, text: str, session: str) -> str:
+        """Hand one message from the page to the core; returns its run id.
+
+        :raises picobot.errors.BusClosed: while shutting down (no run was created).
+        """
+        msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
+        self.broker.open(msg.id, session)  # before the sink: events may start at once
+        try:
+            await self.sink(msg)
+        except BaseException:
+            self.broker.discard(msg.id)
+            raise
+        return msg.id
+
+    async def history(self, session: str) -> list[dict[str, str]]:
+        """The session as the user saw it: ``[{"role", "text"}]``, oldest first."""
+        if self.history_source is None:
+            return []
+        key = InboundMessage(self.name, session, Sender("web"), "").session_key
+        return [{"role": m["role"], "text": m["content"]} for m in await self.history_source(key)]
+
+    # -- run events -----------------------------------------------------------------------------
+
+    def on_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
+        """The agent loop's listener: translate one run event for the page."""
+        if inbound.channel != self.name:
+            return
+        run_id = inbound.id
+        if isinstance(event, ev.TurnStarted):
+            self.broker.open(run_id, inbound.chat_id)  # e.g. a run whose log expired
+        named = _translate(inbound, event)
+        if named is not None:
+            self.broker.publish(run_id, *named)
+        if isinstance(event, ev.TurnFinished):
+            metrics.OUTBOUND.labels(self.name, "sent").inc()
+        elif isinstance(event, ev.TurnFailed):
+            metrics.OUTBOUND.labels(self.name, "failed").inc()
+
+    def make_writer(self, inbound: InboundMessage) -> WebReply:
+        return WebReply(self, inbound)
+
+    # -- outbound (the dispatcher's calls) -------------------------------------------------------
+
+    async def send(
+        self,
+        chat_id: str,
+        message: Rendered,
+        *,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        text = getattr(message, "text", str(message))
+        for run_id in list(self.broker.runs_of(chat_id)):
+            self.broker.publish(run_id, "notice", {"text": text})
+        return new_id()
+
+    async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
+        return None
+
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        return None
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def http_routes(self) -> Sequence[web.AbstractRouteDef]:
+        if self._routes is None:  # made once: the daemon may ask on every request
+            from picobot.webui.api import routes
+
+            self._routes = routes(self)
+        return self._routes
+
+    def http_guard(self, request: web.Request) -> web.Response | None:
+        """The shared server asks this on every request: with a token set, ``/api/*`` needs it.
+
+        Returns a 401 response to refuse, ``None`` to let the request through.
+        """
+        from picobot.webui.api import check_token
+
+        return check_token(request, self.token)
+
+
+def _secret(value: Any) -> str | None:
+    if value is None:
+        return None
+    get = getattr(value, "get_secret_value", None)
+    text = get() if get is not None else str(value)
+    return text or None
+
+
+def _translate(inbound: InboundMessage, event: ev.RunEvent) -> tuple[str, dict[str, Any]] | None:
+    match event:
+        case ev.TurnStarted():
+            return "turn_started", {"session": inbound.chat_id}
+        case ev.TextDelta(text=text):
+            return "text_delta", {"text": text}
+        case ev.ReasoningDelta(text=text):
+            return "reasoning_delta", {"text": text}
+        case ev.ToolStarted(call_id=call_id, name=name, arguments=arguments):
+            return "tool_started", {"call_id": call_id, "name": name, "arguments": arguments}
+        case ev.ToolFinished(call_id=call_id, name=name, result=result, error=error):
+            preview = result[:TOOL_RESULT_PREVIEW]
+            return "tool_finished", {
+                "call_id": call_id,
+                "name": name,
+                "result": preview,
+                "error": error,
+            }
+        case ev.SteeringInjected(text=text):
+            return "steering", {"text": text}
+        case ev.TurnFinished(text=text):
+            return "turn_finished", {"text": text}
+        case ev.TurnAborted(reason=reason):
+            return "turn_aborted", {"reason": reason}
+        case ev.TurnFailed(message=message):
+            return "error", {"message": message}
+    return None

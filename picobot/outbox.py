@@ -1,0 +1,279 @@
+"""The durable outbox: what was accepted survives a crash or restart (SQLite, WAL, in data_dir).
+
+Two records, one database:
+
+- **inbound**: every accepted message, by its stable id, before the platform gets our ack.
+  A replayed platform event (same id) is recognised and dropped. A message whose turn never
+  finished (crash, kill) is run again once after a restart — unless a reply to it is already
+  in the outbox, which is then delivered instead.
+- **outbound**: every reply, before the lane delivers it, with the chunks already acknowledged
+  by the platform (and their message ids). A restart resumes each pending reply at its next
+  chunk, in order per chat; so a hard kill duplicates at most the one chunk in flight. A
+  delivered reply is pruned; one that failed permanently stays as a dead letter with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
+
+import aiosqlite
+
+from picobot.agent.events import RunEvent, TurnAborted
+from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+
+if TYPE_CHECKING:
+    from picobot.agent.loop import ReplyWriter
+
+DB_NAME = "outbox.db"
+MAX_INBOUND_ATTEMPTS = 2  # a message whose turn crashed the daemon twice is not run again
+KEEP_INBOUND_SECONDS = 7 * 24 * 3600  # replay ids remembered this long
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbound (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    channel  TEXT NOT NULL,
+    chat_id  TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    sent     TEXT NOT NULL DEFAULT '{}',
+    state    TEXT NOT NULL DEFAULT 'pending',
+    error    TEXT,
+    created  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbound_state ON outbound (state, seq);
+CREATE TABLE IF NOT EXISTS inbound (
+    id        TEXT PRIMARY KEY,
+    data      TEXT NOT NULL,
+    state     TEXT NOT NULL DEFAULT 'received',
+    attempts  INTEGER NOT NULL DEFAULT 1,
+    placeholder TEXT,
+    created   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbound_state ON inbound (state);
+"""
+
+
+class Pending(NamedTuple):
+    message: OutboundMessage
+    sent: dict[int, str]  # chunk index -> platform message id, already delivered
+
+
+class DeadLetter(NamedTuple):
+    id: str
+    channel: str
+    chat_id: str
+    text: str
+    error: str
+    created: float
+
+
+class Outbox:
+    """One SQLite connection shared by the daemon; statements are serialised by a lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def in_dir(cls, data_dir: str | Path) -> Outbox:
+        return cls(Path(data_dir) / DB_NAME)
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        # WAL + NORMAL: durable across a process kill (not a power cut), and fast.
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+
+    async def aclose(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self._db is None:
+            raise RuntimeError("the outbox is not open")
+        async with self._lock:
+            cursor = await self._db.execute(sql, args)
+            rows = list(await cursor.fetchall())
+            await self._db.commit()
+            return rows
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def add(self, msg: OutboundMessage) -> None:
+        """Record `msg` as pending (idempotent: a message already recorded keeps its progress)."""
+        await self._run(
+            "INSERT OR IGNORE INTO outbound (id, channel, chat_id, data, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (msg.id, msg.channel, msg.chat_id, _dump(msg), time.time()),
+        )
+
+    async def chunk_sent(self, msg_id: str, index: int, platform_id: str) -> None:
+        """The platform acknowledged chunk `index` of `msg_id` as `platform_id`."""
+        await self._run(
+            "UPDATE outbound SET sent = json_set(sent, '$.' || ?, ?) WHERE id = ?",
+            (str(index), platform_id, msg_id),
+        )
+
+    async def delivered(self, msg: OutboundMessage) -> None:
+        """Prune `msg`; its inbound message is answered (no replay after a restart)."""
+        await self._run("DELETE FROM outbound WHERE id = ?", (msg.id,))
+        if msg.in_reply_to:
+            await self._run(
+                # The reply took the placeholder (edited it or removed it): forget its id.
+                "UPDATE inbound SET state = 'answered', placeholder = NULL"
+                " WHERE id = ? AND state = 'received'",
+                (msg.in_reply_to,),
+            )
+
+    async def dead(self, msg_id: str, error: str) -> None:
+        """Keep a permanently failed message, with its error, out of the delivery queue."""
+        await self._run(
+            "UPDATE outbound SET state = 'dead', error = ? WHERE id = ?", (error[:500], msg_id)
+        )
+
+    async def pending(self) -> list[Pending]:
+        """Undelivered messages, oldest first (the order they were accepted in)."""
+        rows = await self._run(
+            "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq"
+        )
+        return [
+            Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
+            for data, sent in rows
+        ]
+
+    async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
+        rows = await self._run(
+            "SELECT id, channel, chat_id, data, error, created FROM outbound"
+            " WHERE state = 'dead' ORDER BY seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            DeadLetter(i, ch, chat, json.loads(data)["text"], err or "", created)
+            for i, ch, chat, data, err, created in rows
+        ]
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._run("SELECT state, COUNT(*) FROM outbound GROUP BY state")
+        counts = {"pending": 0, "dead": 0}
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def seen(self, msg: InboundMessage) -> bool:
+        """Record an accepted inbound message; True if it was recorded before (a replay)."""
+        rows = await self._run(
+            "INSERT OR IGNORE INTO inbound (id, data, created) VALUES (?, ?, ?) RETURNING id",
+            (msg.id, _dump(msg), time.time()),
+        )
+        return not rows
+
+    async def placeholder(self, inbound_id: str, message_id: str) -> None:
+        """Remember the "Thinking…" message sent for `inbound_id`."""
+        await self._run("UPDATE inbound SET placeholder = ? WHERE id = ?", (message_id, inbound_id))
+
+    async def placeholders(self) -> list[tuple[str, str, str, str | None, str]]:
+        """Placeholders of turns that never finished: (inbound id, channel, chat, thread, id)."""
+        rows = await self._run(
+            "SELECT id, data, placeholder FROM inbound"
+            " WHERE placeholder IS NOT NULL AND state IN ('received', 'answered')"
+        )
+        found = []
+        for key, data, message_id in rows:
+            msg = _load_in(data)
+            found.append((key, msg.channel, msg.chat_id, msg.thread, message_id))
+        return found
+
+    async def finished(self, inbound_id: str) -> None:
+        """The turn for `inbound_id` ended; it will not be run again."""
+        await self._run(
+            "UPDATE inbound SET state = 'done', placeholder = NULL WHERE id = ?", (inbound_id,)
+        )
+
+    async def unfinished(self) -> list[InboundMessage]:
+        """Messages to run again after a restart: accepted, not answered, no reply pending.
+
+        Each is counted as one more attempt; past `MAX_INBOUND_ATTEMPTS` it is given up.
+        """
+        await self._run(
+            "DELETE FROM inbound WHERE state != 'received' AND created < ?",
+            (time.time() - KEEP_INBOUND_SECONDS,),
+        )
+        await self._run(
+            "UPDATE inbound SET state = 'abandoned' WHERE state = 'received' AND attempts >= ?",
+            (MAX_INBOUND_ATTEMPTS,),
+        )
+        rows = await self._run(
+            "UPDATE inbound SET attempts = attempts + 1 WHERE state = 'received' AND id NOT IN"
+            " (SELECT json_extract(data, '$.in_reply_to') FROM outbound"
+            "  WHERE json_extract(data, '$.in_reply_to') IS NOT NULL)"
+            " RETURNING data, created"
+        )
+        return [_load_in(data) for data, _ in sorted(rows, key=lambda row: row[1])]
+
+
+def _dump(msg: InboundMessage | OutboundMessage) -> str:
+    # Not dataclasses.asdict: it deep-copies, and the metadata mapping proxy cannot be copied.
+    data = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    data["metadata"] = dict(msg.metadata)
+    if isinstance(msg, InboundMessage):
+        data["sender"] = dataclasses.asdict(msg.sender)
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _load_out(text: str) -> OutboundMessage:
+    data = json.loads(text)
+    data["kind"] = Kind(data["kind"])
+    return OutboundMessage(**data)
+
+
+def _load_in(text: str) -> InboundMessage:
+    data = json.loads(text)
+    data["sender"] = Sender(**data["sender"])
+    return InboundMessage(**data)
+
+
+class FinishedInOutbox:
+    """Wraps a reply writer: when the turn is over, its inbound message is marked finished
+    (after the writer delivered what it had), so a restart does not run it again."""
+
+    def __init__(self, writer: ReplyWriter, inbound_id: str, outbox: Outbox) -> None:
+        self.writer = writer
+        self.inbound_id = inbound_id
+        self.outbox = outbox
+        self._interrupted = False
+
+    async def feed(self, event: RunEvent) -> None:
+        # A turn cut by shutdown is not finished: the next start runs it again.
+        if isinstance(event, TurnAborted) and event.reason == "shutdown":
+            self._interrupted = True
+        await self.writer.feed(event)
+
+    async def finish(self) -> None:
+        try:
+            await self.writer.finish()
+        finally:
+            if not self._interrupted:
+                await self.outbox.finished(self.inbound_id)

@@ -1,0 +1,200 @@
+"""The web chat's HTTP surface (public: the names and shapes below are relied upon).
+
+    GET  /                                  the page (no token needed; it sends one)
+    GET  /static/{app.js,style.css}
+    POST /api/messages                      {"text", "session"?} -> 202 {"run_id", "session"}
+    GET  /api/runs/{run_id}/events          text/event-stream; resumes after Last-Event-ID
+    GET  /api/sessions/{session}/messages   [{"role", "text"}]
+
+When ``channels.web.token`` is set, every ``/api/*`` call needs ``Authorization: Bearer <token>``
+or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise.
+
+An event stream ends after ``done``, on shutdown, when the client goes away, or when the client
+falls too far behind (it reconnects with ``Last-Event-ID`` and resumes without a gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import re
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from picobot.errors import BusClosed
+from picobot.messages import new_id
+from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
+
+if TYPE_CHECKING:
+    from channels.webchat_channel import WebChatChannel
+
+__all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
+
+HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing an idle stream
+DISCONNECT_POLL_SECONDS = 1.0  # aiohttp has no "client went away" awaitable for a GET
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+STATIC = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+}
+SECURITY_HEADERS = {
+    # Scripts and styles only from our own files: model output can never run as code.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the token may be in the page's URL once
+    "Cache-Control": "no-cache",
+}
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def check_token(request: web.Request, token: str | None) -> web.Response | None:
+    """A 401 response for an ``/api/*`` request without `token` (constant-time comparison);
+    ``None`` when the request may go on (no token configured, another path, or a match)."""
+    if not token or not request.path.startswith("/api/"):
+        return None
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    given = given or request.query.get("token", "")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return None
+    return error(401, "a valid token is required")
+
+
+def encode_event(event: Event) -> bytes:
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
+
+
+def routes(channel: WebChatChannel) -> list[web.RouteDef]:
+    """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
+    pages = {name: _read_static(name) for name in STATIC}
+
+    async def page(request: web.Request) -> web.Response:
+        return _static("index.html", pages)
+
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC or name == "index.html":
+            raise web.HTTPNotFound()
+        return _static(name, pages)
+
+    async def post_message(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return error(400, "the body must be a JSON object")
+        text, session = body.get("text"), body.get("session")
+        if not isinstance(text, str) or not text.strip():
+            return error(400, "text must be a non-empty string")
+        if len(text) > channel.max_text:
+            return error(400, f"text is longer than {channel.max_text} characters")
+        if session is None or session == "":
+            session = new_id()
+        elif not isinstance(session, str) or not SESSION_ID.fullmatch(session):
+            return error(400, "session must be 1-64 letters, digits, '-' or '_'")
+        try:
+            run_id = await channel.accept(text, session)
+        except BusClosed:
+            return error(503, "shutting down; try again shortly")
+        return web.json_response({"run_id": run_id, "session": session}, status=202)
+
+    async def run_events(request: web.Request) -> web.StreamResponse:
+        raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
+        try:
+            after = max(0, int(raw))
+        except ValueError:
+            return error(400, "Last-Event-ID must be an integer")
+        try:
+            sub = channel.broker.subscribe(request.match_info["run_id"], after)
+        except UnknownRun:
+            return error(404, "no such run (it may have expired)")
+        return await _stream(request, sub)
+
+    async def session_messages(request: web.Request) -> web.Response:
+        session = request.match_info["session"]
+        if not SESSION_ID.fullmatch(session):
+            return error(400, "bad session id")
+        return web.json_response(await channel.history(session))
+
+    return [
+        web.get("/", page),
+        web.get("/static/{name}", static),
+        web.post("/api/messages", post_message),
+        web.get("/api/runs/{run_id}/events", run_events),
+        web.get("/api/sessions/{session}/messages", session_messages),
+    ]
+
+
+async def _stream(request: web.Request, sub: Subscription) -> web.StreamResponse:
+    """Starlette's StreamingResponse shape: send events and watch for the client leaving;
+    whichever ends first cancels the other."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+        }
+    )
+    try:
+        await response.prepare(request)
+        sender = asyncio.create_task(_send_events(response, sub))
+        watcher = asyncio.create_task(_wait_for_disconnect(request))
+        try:
+            await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sender, watcher):
+                task.cancel()
+            for task in (sender, watcher):
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await task
+        if sender.done() and not sender.cancelled() and sender.exception() is None:
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+    finally:
+        sub.close()
+    return response
+
+
+async def _send_events(response: web.StreamResponse, sub: Subscription) -> None:
+    await response.write(b"retry: 2000\n\n")  # EventSource reconnects after 2 s
+    events = aiter(sub)
+    while True:
+        try:
+            async with asyncio.timeout(HEARTBEAT_SECONDS):
+                event = await anext(events)
+        except TimeoutError:
+            await response.write(b": keep-alive\n\n")
+            continue
+        except (StopAsyncIteration, Overflowed):
+            return  # done, shutdown, or too slow (the client resumes by Last-Event-ID)
+        await response.write(encode_event(event))
+
+
+async def _wait_for_disconnect(request: web.Request) -> None:
+    # aiohttp neither cancels handlers on disconnect (handler_cancellation is off, which the
+    # webhooks rely on) nor offers an awaitable for it on a body-less GET: look at the transport.
+    while request.transport is not None and not request.transport.is_closing():  # noqa: ASYNC110
+        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
+
+
+def _read_static(name: str) -> bytes:
+    return resources.files("picobot.webui").joinpath("static", name).read_bytes()
+
+
+def _static(name: str, pages: dict[str, bytes]) -> web.Response:
+    response = web.Response(body=pages[name], content_type=STATIC[name], charset="utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    return response

@@ -1,0 +1,106 @@
+"""The dispatcher with the durable outbox: resume after a restart, dead letters, a platform
+that is down for a while, and placeholders left by a previous run."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from picobot.dispatch import Dispatcher, DispatchSettings
+from picobot.errors import ChannelTimeout, Forbidden
+from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.outbox import Outbox
+from picobot.retry import RetryPolicy
+from tests.fakes.memory_channel import MemoryChannel
+
+
+async def no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def dispatcher(channel: MemoryChannel, outbox: Outbox) -> Dispatcher:
+    settings = DispatchSettings(retry=RetryPolicy(sleep=no_sleep, max_attempts=2))
+    return Dispatcher({"memory": channel}, settings, outbox=outbox)
+
+
+async def test_a_restart_resumes_a_reply_at_its_next_chunk(tmp_path: Path) -> None:
+    text = "\n\n".join(f"Paragraph {i} " + "x" * 60 for i in range(4))  # 4 chunks of <=100
+    msg = OutboundMessage("memory", "c", text)
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.add(msg)
+        await box.chunk_sent(msg.id, 0, "earlier")  # the previous run got this far
+    channel = MemoryChannel()
+    async with Outbox.in_dir(tmp_path) as box:
+        d = dispatcher(channel, box)
+        assert await d.resume() == 1
+        await channel.wait_for(lambda: len(channel.visible("c")) == 3)
+        await d.drain(5)
+        assert [t.split()[1] for t in channel.visible("c")] == ["1", "2", "3"]
+        assert await box.pending() == []
+        await d.aclose()
+
+
+async def test_permanent_failure_becomes_a_dead_letter(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    channel.fail("send", Forbidden("bot was blocked"))
+    async with Outbox.in_dir(tmp_path) as box:
+        d = dispatcher(channel, box)
+        with pytest.raises(Forbidden):
+            await d.submit(OutboundMessage("memory", "c", "hello"))
+        [letter] = await box.dead_letters()
+        assert "bot was blocked" in letter.error and letter.text == "hello"
+        assert await box.pending() == []
+        await d.aclose()
+
+
+async def test_a_platform_down_for_a_while_gets_everything_in_order(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    channel.fail("send", ChannelTimeout("down"), times=7)  # more than max_attempts, twice over
+    async with Outbox.in_dir(tmp_path) as box:
+        d = dispatcher(channel, box)
+        futures = [d.submit(OutboundMessage("memory", "c", f"m{i}")) for i in range(3)]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        assert channel.visible("c") == ["m0", "m1", "m2"]
+        assert await box.counts() == {"pending": 0, "dead": 0}
+        await d.aclose()
+
+
+async def test_only_durable_messages_are_recorded(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    async with Outbox.in_dir(tmp_path) as box:
+        d = dispatcher(channel, box)
+        [mid] = await d.submit(OutboundMessage("memory", "c", "partial", plain=True))
+        for msg, recorded in (
+            (OutboundMessage("memory", "c", "more", edit_of=mid, droppable=True), 0),
+            (OutboundMessage("memory", "c", "final", edit_of=mid), 1),
+        ):
+            channel.hold["c"], channel.gated = asyncio.Event(), asyncio.Event()
+            future = d.submit(msg)
+            await asyncio.wait_for(channel.gated.wait(), 5)  # the call is in flight
+            assert len(await box.pending()) == recorded
+            channel.hold["c"].set()
+            await future
+        assert await box.pending() == []
+        await d.aclose()
+
+
+async def test_a_placeholder_left_by_a_crash_is_edited_by_the_resumed_reply(tmp_path: Path) -> None:
+    inbound = InboundMessage("memory", "c", Sender("u"), "hi", id="in1")
+    channel = MemoryChannel()
+    async with Outbox.in_dir(tmp_path) as box:  # the run that crashed
+        d = dispatcher(channel, box)
+        await box.seen(inbound)
+        accepted = OutboundMessage(
+            "memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"
+        )
+        await d.submit(accepted)
+        await box.add(OutboundMessage("memory", "c", "the answer", in_reply_to="in1"))
+        await d.aclose()
+    async with Outbox.in_dir(tmp_path) as box:  # the restart
+        d = dispatcher(channel, box)
+        await d.resume()
+        await channel.wait_for(lambda: channel.visible("c") == ["the answer"])
+        [message] = channel.messages.values()
+        assert message.history == ["Thinking…"]  # edited in place, nothing left behind
+        assert await box.unfinished() == []  # answered: the turn is not run again
+        await d.aclose()

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.outbox import MAX_INBOUND_ATTEMPTS, Outbox
+
+
+def inbound(i: int = 1) -> InboundMessage:
+    return InboundMessage("tg", "c", Sender("u", "alice"), f"hi {i}", id=f"tg:{i}", thread="t")
+
+
+def reply(text: str, in_reply_to: str | None = "tg:1") -> OutboundMessage:
+    return OutboundMessage("tg", "c", text, in_reply_to=in_reply_to, metadata={"k": "v"})
+
+
+async def test_pending_survives_a_reopen_in_order_with_progress(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        first, second = reply("one"), reply("two")
+        await box.add(first)
+        await box.add(second)
+        await box.add(first)  # idempotent
+        await box.chunk_sent(first.id, 0, "m100")
+    async with Outbox.in_dir(tmp_path) as box:
+        pending = await box.pending()
+        assert [p.message for p in pending] == [first, second]
+        assert pending[0].sent == {0: "m100"} and pending[1].sent == {}
+        assert pending[0].message.kind is Kind.REPLY
+
+
+async def test_delivered_is_pruned_and_dead_letters_are_kept(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        ok, bad = reply("ok"), reply("bad")
+        await box.add(ok)
+        await box.add(bad)
+        await box.delivered(ok)
+        await box.dead(bad.id, "Forbidden: bot was blocked")
+        assert await box.pending() == []
+        [letter] = await box.dead_letters()
+        assert (letter.id, letter.text, letter.error) == (
+            bad.id,
+            "bad",
+            "Forbidden: bot was blocked",
+        )
+        assert await box.counts() == {"pending": 0, "dead": 1}
+
+
+async def test_replayed_inbound_is_recognised(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        assert not await box.seen(inbound())
+        assert await box.seen(inbound())
+
+
+async def test_unfinished_inbound_runs_again_once(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.seen(inbound(1))
+        await box.seen(inbound(2))
+        await box.finished("tg:2")
+    async with Outbox.in_dir(tmp_path) as box:
+        assert await box.unfinished() == [inbound(1)]
+    for _ in range(MAX_INBOUND_ATTEMPTS):  # it crashed the daemon again each time
+        async with Outbox.in_dir(tmp_path) as box:
+            again = await box.unfinished()
+    assert again == []
+
+
+async def test_inbound_with_a_pending_or_delivered_reply_is_not_run_again(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.seen(inbound(1))
+        await box.seen(inbound(2))
+        await box.add(reply("pending", in_reply_to="tg:1"))
+        answered = reply("answered", in_reply_to="tg:2")
+        await box.add(answered)
+        await box.delivered(answered)
+        assert await box.unfinished() == []

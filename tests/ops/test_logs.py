@@ -1,0 +1,150 @@
+"""Logs: one line per event, no timestamps under journald, JSON on request, secrets redacted."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from picobot.logs import REDACTED, add_secrets, setup_logging
+from tests.ops.helpers import Daemon, write_config
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawTOKENX"
+API_KEY = "plain-configured-api-key-42"  # no recognisable shape: only the config knows it
+SHAPED = {
+    "telegram in a URL": "https://api.telegram.org/bot987654321:AAE3xYzAbCdEfGhIjKlMnOpQrStUvWxYz12/getMe",
+    "slack bot": "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp",
+    "slack app": "xapp-1-A0123456789-1234567890123-abcdef0123456789",
+    "openai": "sk-proj-AbCdEfGhIjKlMnOpQrSt",
+    "discord": "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.AbCdEfGhIjKlMnOpQrStUvWxYz0123",
+}
+
+
+@pytest.fixture
+def stderr(monkeypatch: pytest.MonkeyPatch):
+    """picobot's handler writes into this buffer; the root logger is restored afterwards.
+
+    (pytest re-installs its own sys.stderr for each test phase, so the stream is swapped in
+    when the handler is made, by `setup`.)
+    """
+    buffer = io.StringIO()
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    # Other tests may have left a level on "picobot"; this logger must not inherit it.
+    ours = logging.getLogger("picobot.test")
+    ours.setLevel(logging.DEBUG)
+    yield buffer
+    ours.setLevel(logging.NOTSET)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def setup(buffer: io.StringIO, fmt: str, secrets: list[str]) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", buffer)
+        setup_logging("info", fmt, secrets)
+
+
+def lines(buffer: io.StringIO) -> list[str]:
+    return buffer.getvalue().splitlines()
+
+
+def test_configured_secrets_are_redacted_in_messages_and_exceptions(stderr) -> None:
+    setup(stderr, "text", [TOKEN, API_KEY])
+    log = logging.getLogger("picobot.test")
+    log.info("connecting with %s and key=%s", TOKEN, API_KEY)
+    try:
+        raise RuntimeError(f"401 for token {TOKEN} (key {API_KEY})")
+    except RuntimeError:
+        log.exception("request failed")
+    out = stderr.getvalue()
+    assert TOKEN not in out and API_KEY not in out
+    assert "AAHdqTcv" not in out  # no fragment either
+    assert f"connecting with {REDACTED} and key={REDACTED}" in out
+    assert f"RuntimeError: 401 for token {REDACTED} (key {REDACTED})" in out
+
+
+@pytest.mark.parametrize("name", list(SHAPED))
+def test_token_shaped_strings_are_redacted_without_being_configured(stderr, name: str) -> None:
+    setup(stderr, "text", [])
+    logging.getLogger("picobot.test").warning("echoed back: %s!", SHAPED[name])
+    (line,) = lines(stderr)
+    assert SHAPED[name] not in line
+    assert REDACTED in line
+
+
+def test_ordinary_text_is_left_alone(stderr) -> None:
+    setup(stderr, "text", [TOKEN])
+    text = "telegram:-1001234567 session 42 at 12:34:56, id 123456789 ok"
+    logging.getLogger("picobot.test").info(text)
+    assert lines(stderr)[0].endswith(text)
+
+
+def test_secrets_added_on_reload_are_redacted(stderr) -> None:
+    setup(stderr, "text", [TOKEN])
+    add_secrets(["brand-new-secret-value"])
+    logging.getLogger("picobot.test").info("new %s old %s", "brand-new-secret-value", TOKEN)
+    assert lines(stderr)[0].endswith(f"new {REDACTED} old {REDACTED}")
+
+
+def test_no_timestamps_under_journald(stderr, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    setup(stderr, "text", [])
+    logging.getLogger("picobot.test").info("hello")
+    assert lines(stderr) == ["INFO picobot.test: hello"]
+
+
+def test_timestamps_on_a_terminal(stderr) -> None:
+    setup(stderr, "text", [])
+    logging.getLogger("picobot.test").info("hello")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO picobot.test: hello", lines(stderr)[0])
+
+
+def test_json_format_is_one_redacted_object_per_line(stderr) -> None:
+    setup(stderr, "json", [TOKEN])
+    log = logging.getLogger("picobot.test")
+    log.info("multi\nline %s", TOKEN)
+    try:
+        raise ValueError(TOKEN)
+    except ValueError:
+        log.exception("boom")
+    first, second = (json.loads(line) for line in lines(stderr))
+    assert first["message"] == f"multi\nline {REDACTED}"
+    assert first["level"] == "info" and first["logger"] == "picobot.test"
+    assert second["exception"].endswith(f"ValueError: {REDACTED}")
+    assert TOKEN not in stderr.getvalue()
+
+
+def test_the_daemon_logs_json_without_its_token(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "config.yaml",
+        tmp_path / "data",
+        telegram={"enabled": True, "token": TOKEN, "base_url": "http://127.0.0.1:9/bot"},
+    )
+    config.write_text(config.read_text() + yaml.safe_dump({"log": {"format": "json"}}))
+    daemon = Daemon(config, {"JOURNAL_STREAM": "8:12345"})
+    try:
+        daemon.wait_for(r'"message": "ready: telegram=failed"')
+    finally:
+        assert daemon.stop() == 0
+    records = [json.loads(line) for line in daemon.lines]  # every line is one JSON object
+    assert any(r["message"].startswith("channel telegram failed to start") for r in records)
+    assert not any(TOKEN.split(":")[1] in line for line in daemon.lines)
+
+
+def test_the_daemon_logs_without_timestamps_under_journald(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data")
+    daemon = Daemon(config, {"JOURNAL_STREAM": "8:12345"})
+    try:
+        daemon.wait_for(r"ready: ")
+    finally:
+        assert daemon.stop() == 0
+    assert daemon.lines[0].startswith("INFO picobot: starting picobot: ")
+    assert all(re.match(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) ", line) for line in daemon.lines)
