@@ -55,7 +55,7 @@ def make_llm(config: Config) -> LLM:
     if config.llm.provider == "demo":
         from picobot.agent.demo import DemoLLM
 
-        return DemoLLM()
+        return DemoLLM(float(os.environ.get("PICOBOT_DEMO_DELAY", "0.03")))  # tests: faster
     try:
         from picobot.agent.openai_llm import OpenAILLM  # type: ignore[import-not-found]
     except ImportError:
@@ -165,6 +165,10 @@ class Daemon:
             self.channels[name] = cls(getattr(self.config.channels, name), self.intake)
             if (bind := getattr(self.channels[name], "bind", None)) is not None:
                 bind(self)  # e.g. the web chat: run events, session history
+        for name in self.channels:
+            streaming = getattr(getattr(self.config.channels, name), "streaming", None)
+            if streaming is not None and (streaming.mode != "edit" or streaming.show_reasoning):
+                log.warning("channels.%s.streaming: only mode edit is implemented yet", name)
         # The HTTP server first: webhooks must be reachable when platforms start sending.
         await self._start_http()
         self._spawn(self.dispatcher.run(self.bus.outbound), "dispatcher")
@@ -175,6 +179,10 @@ class Daemon:
             await self._start_channel(name, channel)
         await self._recover()
         log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
+        if "web" in self.channels:
+            log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
+        else:
+            log.info("no web chat enabled; chat in a terminal with `picobot chat`")
 
     async def _recover(self) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""

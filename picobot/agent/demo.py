@@ -31,7 +31,8 @@ class DemoLLM:
         said = next(
             (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
         )
-        reply = f"{DEMO_LABEL} You said:\n\n> {said.strip()}\n\n{HOW_TO}"
+        quoted = "\n".join(f"> {line}" for line in said.strip().splitlines())
+        reply = f"{DEMO_LABEL} You said:\n\n{quoted}\n\n{HOW_TO}"
         for word in re.findall(r"\S+\s*", reply):
             if self.delay:
                 await asyncio.sleep(self.delay)  # pacing, not synchronisation

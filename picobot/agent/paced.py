@@ -1,0 +1,31 @@
+"""A scripted model that streams a fixed text at a steady pace: for streaming tests and
+benchmarks (how a real model's tokens arrive), never used by the daemon itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
+
+
+class PacedLLM:
+    name = "paced"
+
+    def __init__(self, text: str, *, duration: float, pieces: int = 60) -> None:
+        self.text = text
+        self.duration = duration
+        self.pieces = pieces
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
+    ) -> AsyncIterator[LLMEvent]:
+        size = max(1, -(-len(self.text) // self.pieces))
+        for start in range(0, len(self.text), size):
+            await asyncio.sleep(self.duration / self.pieces)  # pacing, not synchronisation
+            yield TextDelta(self.text[start : start + size])
+        yield Finish("stop")
+
+    async def aclose(self) -> None:
+        return None
