@@ -70,8 +70,9 @@ class Lane:
                     return
                 continue
             try:
-                if not future.done():
-                    future.set_result(await self._deliver(msg))
+                result = await self._deliver(msg)
+                if not future.done():  # the submitter may have given up meanwhile
+                    future.set_result(result)
             except asyncio.CancelledError:
                 future.cancel()
                 raise

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import aiosqlite
 
-from picobot.agent.events import RunEvent, TurnAborted
+from picobot.agent.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
 
 if TYPE_CHECKING:
@@ -267,13 +267,11 @@ class FinishedInOutbox:
 
     async def feed(self, event: RunEvent) -> None:
         # A turn cut by shutdown is not finished: the next start runs it again.
-        if isinstance(event, TurnAborted) and event.reason == "shutdown":
+        if isinstance(event, TurnAborted) and event.reason == SHUTDOWN:
             self._interrupted = True
         await self.writer.feed(event)
 
     async def finish(self) -> None:
-        try:
-            await self.writer.finish()
-        finally:
-            if not self._interrupted:
-                await self.outbox.finished(self.inbound_id)
+        await self.writer.finish()  # if this is cut short, the turn is not finished either
+        if not self._interrupted:
+            await self.outbox.finished(self.inbound_id)

@@ -76,6 +76,7 @@ class StreamingReply:
         self._shown_as: Rendered | None = None  # ... and how it was rendered
         self._fallback = False  # the first send failed: deliver the reply whole at the end
         self._ended = False
+        self._shutdown = False
         self._loop: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # a flush in flight is never cancelled halfway
         self.flushes = 0  # successful sends and edits while streaming (for tests and bench)
@@ -102,14 +103,18 @@ class StreamingReply:
             await self._end(self._body.text)
         elif isinstance(event, ev.TurnFailed):
             await self._end(self._with_note(event.message))
+        elif isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
+            self._shutdown = True
+            await self._end("")  # send nothing: the turn runs again after the restart
         elif isinstance(event, ev.TurnAborted):
             await self._end(self._with_note(STOPPED_NOTE))
 
     async def finish(self) -> None:
         if not self._ended:  # the turn ended without a verdict (cancelled): keep what was shown
             await self._end(self._body.text)
-        with contextlib.suppress(ChannelError):
-            await self.submit(reply_to(self.inbound, "", kind=Kind.DONE))
+        if not self._shutdown:  # at shutdown the placeholder stays for the rerun to edit
+            with contextlib.suppress(ChannelError):
+                await self.submit(reply_to(self.inbound, "", kind=Kind.DONE))
 
     # -- flushing ---------------------------------------------------------------------------
 
@@ -217,6 +222,7 @@ class PieceReply:
         self.inbound = inbound
         self.submit = submit
         self._pending = ""
+        self._shutdown = False
 
     async def feed(self, event: ev.RunEvent) -> None:
         if isinstance(event, ev.TextDelta):
@@ -226,6 +232,8 @@ class PieceReply:
         elif isinstance(event, ev.TurnFailed):
             self._pending = self._pending.rstrip() + "\n\n" + event.message
             await self._take()
+        elif isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
+            self._pending, self._shutdown = "", True  # the turn runs again after the restart
         elif isinstance(event, ev.TurnAborted):
             self._pending = self._pending.rstrip() + "\n\n" + STOPPED_NOTE
             await self._take()
@@ -237,6 +245,8 @@ class PieceReply:
                 await self.submit(reply_to(self.inbound, piece))
 
     async def finish(self) -> None:
+        if self._shutdown:
+            return  # keep the placeholder for the rerun
         await self._take()
         with contextlib.suppress(ChannelError):
             await self.submit(reply_to(self.inbound, "", kind=Kind.DONE))

@@ -48,6 +48,9 @@ class TurnFinished:
     text: str  # the full reply
 
 
+SHUTDOWN = "shutdown"  # TurnAborted reason when the daemon stops mid-turn: it runs again later
+
+
 @dataclass(frozen=True, slots=True)
 class TurnAborted:
     reason: str  # e.g. "stopped", "new session", "shutdown"

@@ -156,7 +156,7 @@ class AgentLoop:
                         await self._finish(self.make_writer(absorbed))
         except asyncio.CancelledError:
             if not ended:  # shutdown cut the turn short: tell the writer, then go
-                await self._end(msg, writer, ev.TurnAborted("shutdown"))
+                await self._end(msg, writer, ev.TurnAborted(ev.SHUTDOWN))
             raise
         except Exception:
             log.exception("turn crashed in %s", msg.session_key)

@@ -95,7 +95,7 @@ class Agent:
     async def aclose(self) -> None:
         """Abort running turns, then close the session store."""
         for key in list(self._sessions):
-            await self.stop(key, reason="shutdown")
+            await self.stop(key, reason=ev.SHUTDOWN)
         await self.store.aclose()
 
     async def __aenter__(self) -> Self:

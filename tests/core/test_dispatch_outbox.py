@@ -104,3 +104,36 @@ async def test_a_placeholder_left_by_a_crash_is_edited_by_the_resumed_reply(tmp_
         assert message.history == ["Thinking…"]  # edited in place, nothing left behind
         assert await box.unfinished() == []  # answered: the turn is not run again
         await d.aclose()
+
+
+async def test_a_turn_whose_finish_was_cut_is_run_again(tmp_path: Path) -> None:
+    from picobot.outbox import FinishedInOutbox
+
+    class CutWriter:
+        async def feed(self, event: object) -> None: ...
+
+        async def finish(self) -> None:
+            raise asyncio.CancelledError  # shutdown cancelled the delivery of the reply
+
+    inbound = InboundMessage("memory", "c", Sender("u"), "hi", id="in1")
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.seen(inbound)
+        with pytest.raises(asyncio.CancelledError):
+            await FinishedInOutbox(CutWriter(), inbound.id, box).finish()  # type: ignore[arg-type]
+        assert await box.unfinished() == [inbound]
+
+
+async def test_a_cancelled_submitter_does_not_crash_the_lane(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = MemoryChannel()
+    d = Dispatcher({"memory": channel})
+    channel.hold["c"] = asyncio.Event()
+    future = d.submit(OutboundMessage("memory", "c", "late"))
+    await asyncio.wait_for(channel.gated.wait(), 5)
+    future.cancel()  # e.g. a turn cancelled at shutdown while its reply was in flight
+    channel.hold["c"].set()
+    await d.submit(OutboundMessage("memory", "c", "next"))
+    assert channel.visible("c") == ["late", "next"]
+    assert "crashed" not in caplog.text
+    await d.aclose()

@@ -177,3 +177,18 @@ async def test_writer_finished_without_events_only_cleans_up() -> None:
     await reply.finish()
     assert channel.visible("c") == []
     await dispatcher.aclose()
+
+
+async def test_shutdown_abort_sends_nothing_and_keeps_the_placeholder() -> None:
+    # The turn runs again after the restart and edits the placeholder then.
+    dispatcher, channel, inbound = setup()
+    await dispatcher.submit(
+        OutboundMessage("memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to=inbound.id)
+    )
+    reply = writer(dispatcher, inbound)
+    await reply.feed(ev.TurnAborted(ev.SHUTDOWN))
+    await reply.finish()
+    await dispatcher.drain(5)
+    assert channel.visible("c") == ["Thinking…"]
+    assert dispatcher.placeholders.get(inbound.id) is not None
+    await dispatcher.aclose()
