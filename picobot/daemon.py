@@ -131,11 +131,11 @@ class Daemon:
             return StreamingReply(
                 inbound,
                 caps,
-                self.dispatcher.submit,
+                self.dispatcher.send,
                 interval=streaming.flush_interval or caps.flush_interval,
                 tool_progress=streaming.tool_progress,
             )
-        return PieceReply(inbound, self.dispatcher.submit)
+        return PieceReply(inbound, self.dispatcher.send)
 
     # -- startup ----------------------------------------------------------------------------
 

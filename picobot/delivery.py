@@ -62,6 +62,7 @@ class Delivery:
         self.outbox = outbox
         self.migrated: dict[tuple[str, str], str] = {}  # Telegram group -> supergroup ids
         self.progress: dict[str, dict[int, str]] = {}  # resumed message id -> sent chunks
+        self.recorded: set[str] = set()  # ids already in the outbox, queued on a lane
         self._limits: dict[str, RateLimits] = {}  # per channel, made on first use
 
     async def __call__(self, msg: OutboundMessage) -> list[str]:
@@ -86,10 +87,11 @@ class Delivery:
         if msg.kind is Kind.DONE:
             await self._finish(channel, msg)
             return []
-        durable = self.outbox is not None and not (msg.droppable or msg.plain)
+        durable = self.outbox is not None and msg.durable
         progress = self.progress.pop(msg.id, {})  # chunks a previous run already delivered
-        if durable:
-            await self.outbox.add(msg)  # type: ignore[union-attr]
+        if durable and msg.id not in self.recorded:
+            await self.outbox.add(msg)  # type: ignore[union-attr]  # submitted without record()
+        self.recorded.discard(msg.id)
         while True:
             try:
                 ids = await self._reply_migrating(channel, msg, progress, durable)

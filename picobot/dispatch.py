@@ -129,11 +129,27 @@ class Dispatcher:
         lane.put(msg, future)
         return future
 
+    async def record(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:
+        """Write a durable `msg` to the outbox, then queue it: nothing accepted is lost.
+
+        :raises KeyError: if `msg.channel` is not a running channel.
+        """
+        if msg.channel not in self.channels:
+            raise KeyError(f"no channel named {msg.channel!r}")
+        if self.outbox is not None and msg.durable:
+            await self.outbox.add(msg)
+            self.delivery.recorded.add(msg.id)
+        return self.submit(msg)
+
+    async def send(self, msg: OutboundMessage) -> list[str]:
+        """`record()` and wait for delivery; the platform message ids (what writers use)."""
+        return await (await self.record(msg))
+
     async def run(self, outbound: Topic[OutboundMessage]) -> None:
-        """Submit everything published on the outbound topic until it ends."""
+        """Record and queue everything published on the outbound topic until it ends."""
         async for msg in outbound:
             try:
-                self.submit(msg)
+                await self.record(msg)
             except KeyError as exc:
                 log.error("dropped outbound message: %s", exc)
 
@@ -155,6 +171,7 @@ class Dispatcher:
                 log.warning("outbox: channel %s is not running; kept", item.message.channel)
                 continue
             self.delivery.progress[item.message.id] = item.sent
+            self.delivery.recorded.add(item.message.id)
             self.submit(item.message)
         return len(pending)
 

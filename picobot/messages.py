@@ -94,6 +94,11 @@ class OutboundMessage:
     def lane_key(self) -> tuple[str, str]:
         return (self.channel, self.chat_id)
 
+    @property
+    def durable(self) -> bool:
+        """Kept in the outbox until delivered: replies, not placeholders or streaming partials."""
+        return self.kind is Kind.REPLY and not (self.droppable or self.plain)
+
 
 def reply_to(inbound: InboundMessage, text: str, *, kind: Kind = Kind.REPLY) -> OutboundMessage:
     """An outbound message answering `inbound` in the same chat and thread."""

@@ -137,3 +137,18 @@ async def test_a_cancelled_submitter_does_not_crash_the_lane(
     assert channel.visible("c") == ["late", "next"]
     assert "crashed" not in caplog.text
     await d.aclose()
+
+
+async def test_a_reply_is_in_the_outbox_before_its_lane_takes_it(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    async with Outbox.in_dir(tmp_path) as box:
+        d = dispatcher(channel, box)
+        channel.hold["c"] = asyncio.Event()
+        first = await d.record(OutboundMessage("memory", "c", "first"))
+        await asyncio.wait_for(channel.gated.wait(), 5)  # the lane is busy with "first"
+        second = await d.record(OutboundMessage("memory", "c", "second"))
+        assert [p.message.text for p in await box.pending()] == ["first", "second"]
+        channel.hold["c"].set()
+        await asyncio.gather(first, second)
+        assert await box.pending() == []
+        await d.aclose()
