@@ -1,47 +1,43 @@
 """Fence-aware splitting of Markdown into chunks that fit a platform's message limit.
 
-The promise: a fenced code block is never broken. A block that fits in one message is moved
-whole to the next message; a block too big for any message is cut at line breaks, the chunk
-that stops inside it closes the fence, and the next chunk reopens it with the same opening line
-(info string included), so every chunk renders on its own.
+The promise: a fenced code block is never broken. A block that fits in one message moves whole
+to the next message; a bigger one is cut at line breaks, the chunk that stops inside it closes
+the fence and the next chunk reopens it with the same opening line (info string included), so
+every chunk renders on its own. A fence left open at the end is closed in its last chunk.
 
-Break points, best first: paragraph (blank line) > line > sentence end > word (space) > hard
-cut. The latest break of the best class wins, but a paragraph, line or sentence break is only
-taken if the chunk is at least half full; otherwise a lower class that fills it better wins.
-Inside a code block that must be split, any line break beats cutting a line.
-Hard cuts never split a ``"\\r\\n"``, a surrogate pair or (cheaply detected) a grapheme
-cluster; inline code spans and links are not split when they fit.
+Break points, best first: paragraph > line > sentence end > word > hard cut. The latest break
+of the best class wins, but a paragraph, line or sentence break must leave the chunk at least
+half full, else a lower class that fills it better wins; inside code any line break beats
+cutting a line. Hard cuts keep ``"\r\n"``, surrogate pairs and (cheaply detected) grapheme
+clusters whole; inline code spans and links that fit are not cut; a cut in the middle of a
+line never leaves either half starting with a fence-like run.
 
-Everything works on the Markdown *source*. Telegram counts the visible text after rendering,
-so callers split the source with the platform limit, render each chunk, and split a chunk again
-in the rare case its rendering is still too long (rendering seldom grows the visible text).
+Everything works on the Markdown *source*: callers split with the platform limit, render each
+chunk, and split again the rare chunk whose rendering is still too long.
 
-Text preservation
------------------
-``split_pieces`` returns :class:`Piece` objects; for the pieces ``p0 … pk`` of ``text``:
+Text preservation: :func:`split_pieces` returns pieces ``p0 … pk`` of ``text`` such that
 
 * ``p.text == p.reopen + text[p.start:p.end] + p.close``;
 * ``text[:p0.start]``, each ``text[pi.end:pi+1.start]`` and ``text[pk.end:]`` are whitespace;
-* ``p.reopen`` is ``""`` or the opening line (plus ``"\\n"``) of the fence ``p.start`` is in;
-  ``p.close`` is ``""`` or ``"\\n"`` plus a closing fence line.
+* ``p.reopen`` is ``""`` or the opening line (plus ``"\n"``) of the fence ``p.start`` is in;
+  ``p.close`` is ``""`` or ``"\n"`` plus a closing fence line.
 
-So dropping the synthetic fence lines and joining the pieces gives back the original text with
-only the whitespace at the break points removed (leading blank lines, trailing whitespace, the
-spaces or newlines where a chunk was cut); indentation at the start of a line is kept.
+So dropping the synthetic fence lines and joining gives back the text with only the whitespace
+at the break points removed (leading blank lines, trailing whitespace, the spaces or newlines
+where a chunk was cut); indentation at the start of a line is kept.
 
-Fences are recognised line by line, a bit more eagerly than CommonMark: an opening line is any
-indentation then 3+ backticks (info string without backticks) or 3+ tildes; it is closed by a
-line of the same character, at least as long, with any indentation. A false positive costs a
-spare close/reopen pair; a false negative would break a code block. Fences inside block quotes
-(after ``>``) are not recognised. A cut in the middle of a line never leaves either half
-starting with a fence-like run. Two limits, both far from real replies: a fence whose
-opening line leaves no room to be reopened (an info string nearly as long as the limit) is
-treated as ordinary text, and a run of backticks or tildes longer than about a quarter of the
-limit may have to be cut so that a chunk line looks like a fence.
+Fences are recognised line by line, more eagerly than CommonMark (a false positive costs a
+spare close/reopen pair, a false negative breaks a code block): any indentation, then 3+
+backticks (info string without backticks) or 3+ tildes, closed by a line of the same character
+at least as long. Not recognised: fences inside block quotes. Two limits, far from real replies:
+a fence whose opening line leaves no room to reopen it is treated as text, and a run of
+backticks or tildes longer than about a quarter of the limit, or a code line ending in one that
+does not fit beside the reopened opening line, may be cut into a fence-like line.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import unicodedata
@@ -154,13 +150,7 @@ def _scan_fences(text: str, measure: Measure) -> list[_Fence]:
     if opener is not None:
         pairs.append((opener, None))
 
-    costs: dict[str, int] = {}  # fence lines repeat a lot: measure each once
-
-    def cost(line: str) -> int:
-        if line not in costs:
-            costs[line] = measure(line)
-        return costs[line]
-
+    cost = functools.cache(measure)  # fence lines repeat a lot: measure each once
     n = len(text)
     fences = []
     for opener, closer in pairs:
@@ -326,8 +316,9 @@ class _Splitter:
                 hi = min(e_c, f.content_end)
             if hi > code_floor:
                 zones.append(_Zone(lo, hi, code_floor, f))
-            elif lo > pos and hi >= lo:  # only blank lines fit: an empty block, then go on
-                zones.append(_Zone(lo, hi, lo - 1, f))
+            elif lo > pos and e_c >= f.start + len(f.reopen) - 1 and self.text[lo - 1] == "\n":
+                # No code fits, or not even the opening line's trailing spaces: an empty block.
+                zones.append(_Zone(lo - 1, max(hi, lo - 1), lo - 2, f))
             break
         if cursor >= 0 and e0 > floor:
             zones.append(_Zone(cursor, e0, floor, None))
@@ -458,6 +449,12 @@ class _Splitter:
                 and self._clean(c, z.fence)
             ):
                 return c
+        if z.fence and z.lo > self.pos:
+            # No clean cut in the code's first line (". ```" after a long opening line): end
+            # the chunk before it, an empty block, and carry the line whole.
+            j = text.rfind("\n", z.lo - 1, line_start)
+            if j >= 0:
+                return j
         return b  # a run of backticks or tildes longer than a chunk: no cut is clean
 
     def _clean(self, b: int, fence: _Fence | None) -> bool:

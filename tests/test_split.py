@@ -59,7 +59,8 @@ _RUN = re.compile(r"`{3,}|~{3,}")
 def fences_have_room(text: str, limit: int, measure: Measure) -> bool:
     """False where the documented limits of the fence promises apply: a fence whose lines leave
     no room to reopen it is treated as text, and a run of backticks or tildes too long for a
-    chunk cannot be cut without one half looking like a fence line."""
+    chunk, or a code line ending in one that does not fit beside the reopened opening line
+    (". ~~~~~~"), cannot be cut without one half looking like a fence line."""
     if max((len(m.group()) for m in _RUN.finditer(text)), default=0) > limit // 4:
         return False
     for b in fenced_blocks(text):
@@ -69,6 +70,11 @@ def fences_have_room(text: str, limit: int, measure: Measure) -> bool:
         overhead = measure(b.opener.rstrip() + "\n") + max(measure(close), measure(b.closer))
         if overhead + 8 > limit:
             return False
+        body = text[b.start + len(b.opener) + 1 : b.end - len(b.closer)]
+        for line in body.rstrip().split("\n"):
+            line = line.rstrip()
+            if line.endswith(m.group(1)[0] * 3) and measure(line) > limit - overhead:
+                return False
     return True
 
 
@@ -144,6 +150,10 @@ limits = st.one_of(st.integers(MIN_LIMIT, 60), st.integers(61, 160), st.sampled_
 @given(text=markdownish, limit=limits, measure=measures)
 @example(text="```python\n" + "x = 1\n" * 40 + "```\n", limit=40, measure=codepoints)
 @example(text="~~~~\nunclosed and long " * 30, limit=MIN_LIMIT, measure=utf16_units)
+@example(text="```. . . . . word" + "\n" * 10 + ". ```", limit=MIN_LIMIT, measure=codepoints)
+@example(text="  ``` iiiiiiiii" + "\n" * 10 + "! ``````", limit=MIN_LIMIT, measure=codepoints)
+@example(text=" ~~~iiiiiiiiiii" + "\n" * 10 + " \n. ~~~~", limit=34, measure=utf16_units)
+@example(text="  ~~~      `code`         \n    ```\n", limit=MIN_LIMIT, measure=codepoints)
 def test_split_properties(text: str, limit: int, measure: Measure) -> None:
     assume(fences_have_room(text, limit, measure))
     check_split(text, limit, measure)
@@ -331,6 +341,17 @@ def test_a_cut_never_turns_part_of_a_line_into_a_fence() -> None:
             for chunk in split_markdown(source, limit):
                 assert all(b.closed for b in fenced_blocks(chunk)), (limit, chunk)
         assert not any(c.startswith("```") for c in split_markdown(text, limit))
+
+
+def test_code_line_without_a_clean_cut_moves_whole_after_an_empty_block() -> None:
+    # Only ". " fits beside the opening line, and cutting there would leave "```" alone on a
+    # line, closing the reopened fence: close an empty block instead and carry the line whole.
+    text = "```. . . . . word" + "\n" * 10 + ". ```"
+    pieces = check_split(text, MIN_LIMIT, codepoints)
+    assert [p.text for p in pieces] == [
+        "```. . . . . word\n```",
+        "```. . . . . word\n. ```\n```",
+    ]
 
 
 def test_pieces_point_into_the_source() -> None:
