@@ -1,11 +1,12 @@
 """RSS while 10 000 replies wait for a platform that is down, and the outbox's write rate.
 
 In-process: a Dispatcher with an Outbox (SQLite in a temporary directory) and a channel whose
-every send raises `ChannelTimeout`. 10 000 replies over 100 chats are submitted; each lane
-records its head reply in the outbox and retries it (short backoffs, so the retry loop spins
-many times during the hold). RSS (/proc/self/statm) is sampled before, right after the submit,
-and after holding the outage for `HOLD` s. Separately: replies recorded per second by
-`Outbox.add` (one committed SQLite statement each, WAL, synchronous=NORMAL).
+every send raises `ChannelTimeout`. 10 000 replies over 100 chats are recorded in the outbox
+and queued (`Dispatcher.record`, the path every reply takes); each lane retries its head reply
+(short backoffs, so the retry loop spins many times during the hold). RSS (/proc/self/statm)
+is sampled before, right after the submit, and after holding the outage for `HOLD` s.
+Separately: replies recorded per second by `Outbox.add` (one committed SQLite statement each,
+WAL, synchronous=NORMAL).
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ async def queue_while_down(data_dir: Path) -> dict[str, object]:
         before = rss_mb()
         wall = time.perf_counter()
         for i in range(N):
-            dispatcher.submit(OutboundMessage("down", str(i % CHATS), f"reply {i} " + "x" * 200))
-        await channel.all_tried.wait()  # each lane records its head before the first try
+            await dispatcher.record(
+                OutboundMessage("down", str(i % CHATS), f"reply {i} " + "x" * 200)
+            )
+        await channel.all_tried.wait()
         queued_in = time.perf_counter() - wall
         after_submit = rss_mb()
         samples = []
@@ -114,8 +117,8 @@ async def main() -> str:
     return (
         "## Outbox: 10 000 replies for a platform that is down\n\n"
         f"{N} replies over {CHATS} chats to a channel whose sends all time out; held {HOLD:.0f} s"
-        f" ({down['attempts']:,.0f} send attempts). Each lane keeps its head reply in the outbox"
-        f" ({down['pending']:.0f} pending) and the rest in memory ({down['queued']:.0f} queued)."
+        f" ({down['attempts']:,.0f} send attempts). All are on disk ({down['pending']:.0f} pending"
+        f" in the outbox), queued on their lanes ({down['queued']:.0f} behind the heads)."
         "\n\n| RSS before | after submit | after 1 s | after the hold | 1 s → end | submit → all"
         " lanes retrying | Outbox.add |\n|---|---|---|---|---|---|---|\n"
         f"| {down['before']:.1f} MB | {down['after_submit']:.1f} MB | {samples[0]:.1f} MB"

@@ -1,32 +1,32 @@
-"""Telegram, on python-telegram-bot 22 (`Application` without `AIORateLimiter`).
+"""Telegram, on python-telegram-bot 22 (a bare `Bot`: no `Application`, no `AIORateLimiter`).
 
-    long polling: PTB Updater ─► Application ─┐
-    webhook: aiohttp route, secret checked ───┴─► to_inbound() ─► sink (the core's Intake)
+    long polling: TelegramPoller (telegram_polling) ─┐
+    webhook: aiohttp route, secret checked ──────────┴─► to_inbound() ─► sink (the core's Intake)
     send / edit / delete / typing ─► Bot API, errors through _translate_errors()
 
-The core paces and retries outbound calls from `capabilities.rate`, so PTB gets no rate limiter
-and no retries of its own. Polling errors are retried by PTB's updater for ever, with a backoff
-growing to 30 s; this adapter reports them as `State.DISCONNECTED` and notices the recovery.
+Either way an update is acknowledged to Telegram (the next getUpdates offset, the webhook's 200)
+only after the sink recorded it. The core paces and retries outbound calls from
+`capabilities.rate`, so PTB gets no rate limiter and no retries of its own. Polling errors are
+retried for ever, with a backoff growing to 30 s, and reported as `State.DISCONNECTED`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import hmac
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiohttp import web
-from telegram import BotCommand, LinkPreviewOptions, ReplyParameters, Update
+from telegram import Bot, BotCommand, LinkPreviewOptions, ReplyParameters, Update
 from telegram import error as tg
 from telegram.constants import ChatAction
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import HTTPXRequest
 
 from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
+from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
 from picobot.errors import (
@@ -49,6 +49,9 @@ ALLOWED_UPDATES = ("message",)  # edits, reactions, members...: not asked for, i
 # Seconds a getUpdates long poll waits for updates. Also how long DISCONNECTED may outlast a
 # recovery when nothing arrives: only an answered poll shows that polling works again.
 POLL_TIMEOUT = 10.0
+# getUpdates' HTTP read timeout is this plus POLL_TIMEOUT (PTB's `Bot.get_updates` adds them):
+# the long poll's answer is waited for, and a dead connection still noticed.
+POLL_READ_MARGIN = 5.0
 # PTB's own builder default is 256; a bare `Bot` has ONE connection, so a hung call would
 # block every chat. Each lane and typing indicator holds at most one connection at a time.
 CONNECTION_POOL_SIZE = 128
@@ -91,10 +94,10 @@ CAPABILITIES = Capabilities(
 class TelegramChannel(Channel):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
-    Resource handling: `start()` opens the PTB `Application` and starts polling, or sets the
-    webhook whose route `http_routes()` gave the daemon. `stop()` stops polling (confirming the
-    fetched updates to Telegram), then closes the HTTP connections; a webhook stays registered
-    so Telegram keeps the updates sent while picobot restarts.
+    Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
+    whose route `http_routes()` gave the daemon. `stop()` stops polling (confirming the updates
+    the sink took), then closes the HTTP connections; a webhook stays registered so Telegram
+    keeps the updates sent while picobot restarts.
     """
 
     name: ClassVar[str] = "telegram"
@@ -104,10 +107,9 @@ class TelegramChannel(Channel):
     def __init__(self, config: TelegramConfig, sink: InboundSink) -> None:
         super().__init__(config, sink)
         self.config: TelegramConfig = config
-        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
-        self._requests: list[HTTPXRequest] = []
+        self._bot_or_none: Bot | None = None
+        self._poller: TelegramPoller | None = None
         self._identity: BotIdentity | None = None
-        self._polling_trouble: str | None = None  # what went wrong, while polling fails
         self._intake_open = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -118,24 +120,24 @@ class TelegramChannel(Channel):
         :raises Forbidden: "telegram token rejected" when Telegram does not know the token.
         :raises ChannelError: when Telegram cannot be reached or refuses the setup.
         """
-        app = self._app = self._build()
-        app.add_handler(TypeHandler(Update, self._on_update))
+        bot = self._bot_or_none = self._build()
         with _translate_errors(start=True):
-            await app.initialize()  # getMe
-        bot = app.bot
+            await bot.initialize()  # getMe
         self._identity = BotIdentity(bot.id, bot.username, frozenset(COMMANDS))
         await self._set_commands()
-        await app.start()
         self._intake_open = True  # before setWebhook: Telegram may post at once
         webhook = self.config.webhook
         with _translate_errors(start=True):
             if webhook is None:
-                assert app.updater is not None
-                await app.updater.start_polling(
-                    timeout=dt.timedelta(seconds=self.poll_timeout),
+                await bot.delete_webhook()  # getUpdates answers 409 while a webhook is set
+                self._poller = TelegramPoller(
+                    bot,
+                    self._deliver,
+                    lambda state, detail: self.set_state(state, detail),  # late-bound
+                    timeout=self.poll_timeout,
                     allowed_updates=ALLOWED_UPDATES,
-                    error_callback=self._on_polling_error,
                 )
+                self._poller.start()
             else:
                 await bot.set_webhook(
                     webhook.url,
@@ -146,22 +148,14 @@ class TelegramChannel(Channel):
         log.info("telegram: connected as @%s (%s)", bot.username, mode)
         self.set_state(State.CONNECTED, mode)
 
-    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+    def _build(self) -> Bot:
         token = self.config.token.get_secret_value() if self.config.token else ""
-        requests = HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE)
-        polls = _PollRequest(self._on_poll_answer)
-        self._requests = [requests, polls]
-        builder = (
-            ApplicationBuilder()
-            .token(token)
-            .base_url(self.config.base_url)
-            .request(requests)
-            .get_updates_request(polls)
-            .job_queue(None)
+        return Bot(
+            token,
+            base_url=self.config.base_url,
+            request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
+            get_updates_request=HTTPXRequest(read_timeout=POLL_READ_MARGIN),
         )
-        if self.config.webhook is not None:
-            builder = builder.updater(None)
-        return builder.build()
 
     async def _set_commands(self) -> None:
         commands = [BotCommand(name, text) for name, text in COMMANDS.items()]
@@ -172,48 +166,30 @@ class TelegramChannel(Channel):
             log.warning("telegram: could not register the slash commands: %s", exc)
 
     async def stop_intake(self) -> None:
-        """Take no more updates; return once those already fetched have reached the sink.
+        """Take no more updates; return once those being handed over have reached the sink.
 
-        Polling stops and confirms what it fetched to Telegram; the webhook answers 503 from
-        now on, so Telegram delivers those updates again later (to the next run).
+        Polling stops (the in-flight long poll is cancelled) and confirms to Telegram only what
+        the sink took; the webhook answers 503 from now on. Either way Telegram delivers the
+        rest again later (to the next run).
         """
         self._intake_open = False
-        app = self._app
-        if app is None:
-            return
-        if app.updater is not None and app.updater.running:
-            try:
-                await app.updater.stop()
-            except Exception as exc:  # e.g. the polling loop had ended on a rejected token
-                log.warning("telegram: polling did not stop cleanly: %s", exc)
-        if app.running:
-            try:
-                async with asyncio.timeout(INTAKE_DRAIN_TIMEOUT):
-                    await app.update_queue.join()
-            except TimeoutError:
-                log.warning("telegram: some fetched updates were not handed over")
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.stop(INTAKE_DRAIN_TIMEOUT)
 
     async def stop(self) -> None:
         # Stop intake first: updates confirmed to Telegram must have reached the sink.
         await self.stop_intake()
-        app, self._app = self._app, None
-        if app is None:
-            return
-        if app.running:
-            await app.stop()
-        # Close the HTTP connections (PTB skips this when initialize() failed).
-        try:
-            await app.shutdown()
-        finally:
-            for request in self._requests:
-                await request.shutdown()
+        bot, self._bot_or_none = self._bot_or_none, None
+        if bot is not None:
+            await bot.shutdown()  # closes both connection pools (also after a failed getMe)
 
     # -- inbound --------------------------------------------------------------------------
 
     async def _deliver(self, update: Update) -> None:
         """Hand one update to the sink; a bad update is logged and skipped, never fatal.
 
-        :raises BusClosed: picobot is shutting down and did not take the message.
+        :raises BusClosed: picobot is shutting down and did not take the message: do not ack.
         """
         try:
             assert self._identity is not None
@@ -224,15 +200,6 @@ class TelegramChannel(Channel):
             raise
         except Exception:
             log.exception("telegram: could not handle update %s", update.update_id)
-
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        # Polling. PTB confirms an update to Telegram with the next getUpdates, before it is
-        # handled here, so a refusal cannot be undone: the daemon must call stop_intake()
-        # before it stops accepting messages.
-        try:
-            await self._deliver(update)
-        except BusClosed:
-            log.warning("telegram: update %s arrived while shutting down: lost", update.update_id)
 
     def http_routes(self) -> Sequence[web.AbstractRouteDef]:
         if self.config.webhook is None:
@@ -246,11 +213,11 @@ class TelegramChannel(Channel):
         if not hmac.compare_digest(given, expected):
             log.warning("telegram: webhook call with a wrong or missing secret token")
             return web.Response(status=403)
-        app = self._app
-        if app is None or not self._intake_open:
+        bot = self._bot_or_none
+        if bot is None or not self._intake_open:
             return web.Response(status=503)  # Telegram delivers it again later
         try:
-            update = Update.de_json(await request.json(), app.bot)
+            update = Update.de_json(await request.json(), bot)
         except Exception as exc:
             log.warning("telegram: unreadable webhook update: %s", exc)
             return web.Response(status=400)
@@ -260,36 +227,13 @@ class TelegramChannel(Channel):
             return web.Response(status=503)
         return web.Response()
 
-    def _on_polling_error(self, exc: tg.TelegramError) -> None:
-        # Called by PTB's polling loop, which then retries (1 s, growing to 30 s). Must not raise.
-        if isinstance(exc, tg.Conflict):
-            detail = f"409 Conflict: is another instance polling with this token? ({exc})"
-        else:
-            detail = f"polling failed: {exc}"
-        if self._polling_trouble is None:
-            log.error("telegram: %s; retrying", detail)
-        else:
-            log.debug("telegram: %s; retrying", detail)
-        self._polling_trouble = detail
-        self.set_state(State.DISCONNECTED, detail)
-
-    def _on_poll_answer(self, status: int) -> None:
-        if status in (401, 404):
-            # PTB's polling loop ends on InvalidToken: say so, never die silently.
-            log.error("telegram token rejected while polling; polling stopped")
-            self.set_state(State.FAILED, "telegram token rejected")
-        elif status == 200 and self._polling_trouble is not None:
-            log.info("telegram: polling recovered")
-            self._polling_trouble = None
-            self.set_state(State.CONNECTED, "polling")
-
     # -- outbound -------------------------------------------------------------------------
 
     @property
-    def _bot(self) -> Any:
-        if self._app is None:
+    def _bot(self) -> Bot:
+        if self._bot_or_none is None:
             raise ChannelTimeout("telegram channel is not running")
-        return self._app.bot
+        return self._bot_or_none
 
     async def send(
         self,
@@ -336,20 +280,6 @@ class TelegramChannel(Channel):
             await self._bot.send_chat_action(
                 _chat(chat_id), ChatAction.TYPING, message_thread_id=_thread(thread)
             )
-
-
-class _PollRequest(HTTPXRequest):
-    """The getUpdates connection; reports each answer's HTTP status (PTB's polling loop has
-    an error callback but no success callback, and we must notice the recovery)."""
-
-    def __init__(self, on_answer: Any) -> None:
-        super().__init__()
-        self._on_answer = on_answer
-
-    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        status, payload = await super().do_request(*args, **kwargs)
-        self._on_answer(status)
-        return status, payload
 
 
 @contextlib.contextmanager

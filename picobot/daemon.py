@@ -175,19 +175,21 @@ class Daemon:
         self._spawn(self.agent_loop.run(), "agent")
         self.dispatcher.start_janitor()
         # Start channels; one that fails is reported (and in /readyz), the others run on.
+        # Turns the previous run never finished: listed before channels start, so messages
+        # this run records are not mistaken for them.
+        unfinished = await self.outbox.unfinished()
         for name, channel in self.channels.items():
             await self._start_channel(name, channel)
-        await self._recover()
+        await self._recover(unfinished)
         log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
         if "web" in self.channels:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")
 
-    async def _recover(self) -> None:
+    async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
         resumed = await self.dispatcher.resume()
-        replayed = await self.outbox.unfinished()
         for msg in replayed:
             if msg.channel in self.channels:
                 await self.bus.inbound.publish(msg)
