@@ -24,22 +24,9 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")  # as in tests/conftest.py: no PTB d
 
 async def run_once() -> dict[str, float]:
     async with FakeTelegram() as fake:
+        data_dir = tempfile.mkdtemp(prefix="picobot-bench-")
         config = parse_config(
-            {
-                "data_dir": tempfile.mkdtemp(prefix="picobot-bench-"),
-                "http": {"port": 0},
-                "channels": {
-                    "web": {"enabled": False},
-                    "telegram": {
-                        "enabled": True,
-                        "token": fake.token,
-                        "base_url": fake.base_url,
-                        "allow_from": ["*"],
-                        "streaming": {"flush_interval": INTERVAL},
-                    },
-                },
-            },
-            env={},
+            fake.picobot_config(data_dir, streaming={"flush_interval": INTERVAL}), env={}
         )
         async with Daemon(config, llm=PacedLLM(REPLY, duration=DURATION, pieces=240)):
             before = len(fake.calls)

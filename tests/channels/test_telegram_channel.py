@@ -71,25 +71,10 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 def make_config(fake: FakeTelegram, tmp_path: Path, *, port: int = 0, **telegram: Any) -> Config:
-    return parse_config(
-        {
-            "data_dir": str(tmp_path),
-            "http": {"port": port},
-            # Short: tests that leave a chat in a flood wait must not wait for it on exit.
-            "dispatch": {"drain_timeout": 1.0},
-            "channels": {
-                "web": {"enabled": False},
-                "telegram": {
-                    "enabled": True,
-                    "token": fake.token,
-                    "base_url": fake.base_url,
-                    "allow_from": ["*"],
-                    **telegram,
-                },
-            },
-        },
-        env={},
-    )
+    data = fake.picobot_config(tmp_path, **telegram)
+    data["http"]["port"] = port
+    # Short: tests that leave a chat in a flood wait must not wait for it on exit.
+    return parse_config({**data, "dispatch": {"drain_timeout": 1.0}}, env={})
 
 
 def answered(chat_id: int, needle: str = "You said") -> Callable[[FakeTelegram], bool]:

@@ -16,21 +16,7 @@ REPLY = "Streaming works: " + " ".join(f"word{i}" for i in range(40)) + " and **
 async def test_reply_grows_by_edits_and_ends_formatted(tmp_path: Path) -> None:
     async with FakeTelegram() as fake:
         config = parse_config(
-            {
-                "data_dir": str(tmp_path),
-                "http": {"port": 0},
-                "channels": {
-                    "web": {"enabled": False},
-                    "telegram": {
-                        "enabled": True,
-                        "token": fake.token,
-                        "base_url": fake.base_url,
-                        "allow_from": ["*"],
-                        "streaming": {"flush_interval": INTERVAL},
-                    },
-                },
-            },
-            env={},
+            fake.picobot_config(tmp_path, streaming={"flush_interval": INTERVAL}), env={}
         )
         llm = PacedLLM(REPLY, duration=1.5, pieces=30)
         async with Daemon(config, llm=llm):

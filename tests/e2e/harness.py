@@ -68,24 +68,16 @@ class FaultyTelegram(FakeTelegram):
 def write_config(
     tmp: Path, fake: FakeTelegram, *, streaming: bool = False, drain_timeout: float = 10
 ) -> Path:
-    config = {
-        "data_dir": str(tmp / "data"),
-        "http": {"host": "127.0.0.1", "port": 0},
+    config = fake.picobot_config(
+        tmp / "data",
+        inbound_rate=1000,  # bursts from one sender are the point here
+        placeholder={"enabled": False},
+        streaming={"enabled": streaming},
+    )
+    config |= {
         "llm": {"provider": "demo"},
         "agent": {"max_parallel_turns": 8},
         "dispatch": {"max_backoff": 1, "drain_timeout": drain_timeout},
-        "channels": {
-            "web": {"enabled": False},
-            "telegram": {
-                "enabled": True,
-                "token": fake.token,
-                "base_url": fake.base_url,
-                "allow_from": ["*"],
-                "inbound_rate": 1000,  # bursts from one sender are the point here
-                "placeholder": {"enabled": False},
-                "streaming": {"enabled": streaming},
-            },
-        },
     }
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -212,6 +212,26 @@ class FakeTelegram:
         return self.push_update({"message": message})
 
     # ----------------------------------------------------------------- inspection
+    def picobot_config(self, data_dir: object, **telegram: Any) -> dict[str, Any]:
+        """A picobot config (parsed-YAML form): Telegram only, pointed at this fake, open to all.
+
+        `telegram` overrides keys of `channels.telegram`; add top-level keys by merging.
+        """
+        return {
+            "data_dir": str(data_dir),
+            "http": {"host": "127.0.0.1", "port": 0},
+            "channels": {
+                "web": {"enabled": False},
+                "telegram": {
+                    "enabled": True,
+                    "token": self.token,
+                    "base_url": self.base_url,
+                    "allow_from": ["*"],
+                    **telegram,
+                },
+            },
+        }
+
     def chat_log(self, chat_id: int) -> list[FakeMessage]:
         """The bot's non-deleted messages in ``chat_id``, in send order."""
         return [m for m in self.messages.get(chat_id, {}).values() if not m.deleted]
