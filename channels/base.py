@@ -134,6 +134,15 @@ class Channel(ABC):
         """Replace a message's text. "Not modified" is success, not an error."""
         raise NotImplementedError(f"{self.name} cannot edit messages")
 
+    async def draft(
+        self, chat_id: str, draft_id: int, message: Rendered, thread: str | None = None
+    ) -> None:
+        """Show `message` as a native streaming preview (`Capabilities.native_streaming`).
+
+        The preview is ephemeral: a stream always ends with a real message.
+        """
+        raise NotImplementedError(f"{self.name} has no native streaming")
+
     async def delete(self, chat_id: str, message_id: str) -> None:
         raise NotImplementedError(f"{self.name} cannot delete messages")
 

@@ -86,6 +86,7 @@ CAPABILITIES = Capabilities(
     can_delete=True,
     can_type=True,
     typing_interval=4.0,  # the indicator lasts 5 s
+    native_streaming=True,  # sendMessageDraft, in private chats
     flush_interval=1.0,
     rate=RATE_BUDGET,
 )
@@ -274,6 +275,18 @@ class TelegramChannel(Channel):
         except BadRequest as exc:
             if "message to delete not found" not in str(exc).lower():
                 raise  # gone already is what we wanted
+
+    async def draft(
+        self, chat_id: str, draft_id: int, message: Rendered, thread: str | None = None
+    ) -> None:
+        with _translate_errors():
+            await self._bot.send_message_draft(
+                _chat(chat_id),
+                draft_id,
+                message.text,
+                message_thread_id=_thread(thread),
+                parse_mode=message.parse_mode,
+            )
 
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
         with _translate_errors():

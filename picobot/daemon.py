@@ -134,6 +134,7 @@ class Daemon:
                 self.dispatcher.send,
                 interval=streaming.flush_interval or caps.flush_interval,
                 tool_progress=streaming.tool_progress,
+                mode=streaming.mode,
             )
         return PieceReply(inbound, self.dispatcher.send)
 
@@ -167,8 +168,12 @@ class Daemon:
                 bind(self)  # e.g. the web chat: run events, session history
         for name in self.channels:
             streaming = getattr(getattr(self.config.channels, name), "streaming", None)
-            if streaming is not None and (streaming.mode != "edit" or streaming.show_reasoning):
-                log.warning("channels.%s.streaming: only mode edit is implemented yet", name)
+            if streaming is not None and (streaming.mode == "native" or streaming.show_reasoning):
+                log.warning(
+                    "channels.%s.streaming: mode native and show_reasoning are not implemented "
+                    "yet; streaming by edits",
+                    name,
+                )
         # The HTTP server first: webhooks must be reachable when platforms start sending.
         await self._start_http()
         self._spawn(self.dispatcher.run(self.bus.outbound), "dispatcher")

@@ -87,6 +87,8 @@ class Delivery:
         if msg.kind is Kind.DONE:
             await self._finish(channel, msg)
             return []
+        if msg.kind is Kind.DRAFT:
+            return await self._draft(channel, msg)
         durable = self.outbox is not None and msg.durable
         progress = self.progress.pop(msg.id, {})  # chunks a previous run already delivered
         if durable and msg.id not in self.recorded:
@@ -236,6 +238,25 @@ class Delivery:
                 metrics.RATE_LIMITED.labels(channel.name).inc()
             log.debug("skipped a droppable update in %s:%s: %s", msg.channel, msg.chat_id, exc)
             return []
+
+    async def _draft(self, channel: Channel, msg: OutboundMessage) -> list[str]:
+        """Show a streaming preview if the budget allows now; skipped otherwise (next tick).
+
+        :raises PermanentError: if the platform refuses drafts here (the streamer then edits).
+        """
+        chunks = render_chunks(msg.text, channel.capabilities, plain=True)
+        if not chunks or msg.draft_id is None:
+            return []
+        limits = self._limits_of(channel)
+        if not await limits.try_acquire(msg.chat_id, group=msg.is_group, edit=True):
+            return []
+        try:
+            await channel.draft(msg.chat_id, msg.draft_id, chunks[0].rendered, msg.thread)
+        except TransientError as exc:
+            log.debug("skipped a draft in %s:%s: %s", msg.channel, msg.chat_id, exc)
+            return []
+        metrics.EDITS.labels(msg.channel).inc()
+        return [str(msg.draft_id)]
 
     async def _send(self, channel: Channel, msg: OutboundMessage, chunk: Chunk, first: bool) -> str:
         reply_to = msg.reply_to if first else None

@@ -62,6 +62,7 @@ class Kind(StrEnum):
         "accepted"  # an inbound message was accepted: start typing, send `text` as placeholder
     )
     REPLY = "reply"  # text to deliver (split as needed); the first chunk may edit the placeholder
+    DRAFT = "draft"  # a native streaming preview (Telegram sendMessageDraft); `draft_id` set
     DONE = "done"  # the turn is over: stop typing, remove an unused placeholder
 
 
@@ -88,6 +89,7 @@ class OutboundMessage:
     edit_of: str | None = None
     plain: bool = False
     droppable: bool = False
+    draft_id: int | None = None
     metadata: Mapping[str, object] = field(default_factory=_empty)
 
     @property

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from channels.base import Capabilities
 from picobot.agent import events as ev
@@ -63,6 +65,7 @@ class StreamingReply:
         *,
         interval: float,
         tool_progress: bool = False,
+        mode: str = "edit",
     ) -> None:
         self.inbound = inbound
         self.caps = caps
@@ -79,6 +82,10 @@ class StreamingReply:
         self._shutdown = False
         self._loop: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()  # a flush in flight is never cancelled halfway
+        # Native drafts (Telegram sendMessageDraft) show the stream in private chats without
+        # edits; the reply still ends as a real message. None: stream by edits.
+        draft = mode == "draft" and caps.native_streaming and not inbound.is_group
+        self._draft_id = ((zlib.crc32(inbound.id.encode()) & 0x7FFFFFFF) or 1) if draft else None
         self.flushes = 0  # successful sends and edits while streaming (for tests and bench)
 
     @property
@@ -137,6 +144,9 @@ class StreamingReply:
         if len(chunks) > 1:
             await self._freeze()
             return
+        if self._draft_id is not None:
+            await self._flush_draft(text, chunks[0].rendered)
+            return
         try:
             if self._message_id is None:
                 ids = await self.submit(self._out(text, plain=True))
@@ -152,6 +162,18 @@ class StreamingReply:
             return
         if ids:
             self._shown, self._shown_as = text, chunks[0].rendered
+            self.flushes += 1
+
+    async def _flush_draft(self, text: str, rendered: Rendered) -> None:
+        draft = self._out(text, kind=Kind.DRAFT, plain=True, droppable=True)
+        try:
+            ids = await self.submit(replace(draft, draft_id=self._draft_id))
+        except ChannelError as exc:
+            log.info("drafts refused in %s, streaming by edits: %s", self.inbound.chat_id, exc)
+            self._draft_id = None
+            return
+        if ids:
+            self._shown, self._shown_as = text, None  # a draft is not the message itself
             self.flushes += 1
 
     async def _freeze(self) -> None:
