@@ -24,16 +24,15 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 import channels as channel_registry
 from channels.base import Channel, State
-from picobot import metrics
+from picobot import metrics, reload
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
 from picobot.bus import Bus
-from picobot.config import Config, load_config, secrets, summary
+from picobot.config import Config, load_config, summary
 from picobot.dispatch import Dispatcher, DispatchSettings
 from picobot.errors import ConfigError, TransientError
 from picobot.http import make_app
-from picobot.intake import FloodGuard, Intake, Policy
-from picobot.logs import add_secrets
+from picobot.intake import Intake, policies
 from picobot.messages import InboundMessage
 from picobot.outbox import FinishedInOutbox, Outbox
 from picobot.retry import RetryPolicy
@@ -45,12 +44,8 @@ log = logging.getLogger("picobot")
 START_RETRY_FIRST = 2.0  # seconds before the first retry of a channel that could not start
 START_RETRY_MAX = 60.0
 
+
 # Keys the intake applies; a change to only these needs no channel restart on reload.
-POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
-# Sections a reload does not apply (they shape objects built once at startup).
-RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
-
-
 def make_llm(config: Config) -> LLM:
     if config.llm.provider == "demo":
         from picobot.agent.demo import DemoLLM
@@ -61,22 +56,6 @@ def make_llm(config: Config) -> LLM:
     except ImportError:
         raise ConfigError("llm.provider", "the openai provider is not available") from None
     return OpenAILLM(config.llm)
-
-
-def policies(config: Config) -> dict[str, Policy]:
-    result = {}
-    for name in config.channels.enabled():
-        cfg = getattr(config.channels, name)
-        if name == "web":
-            result[name] = Policy()  # the web chat has its own access check (token)
-            continue
-        result[name] = Policy(
-            allow_from=cfg.allow_from,
-            group_policy=cfg.group_policy,
-            inbound_rate=cfg.inbound_rate,
-            placeholder=cfg.placeholder.text if cfg.placeholder.enabled else "",
-        )
-    return result
 
 
 class Daemon:
@@ -289,86 +268,20 @@ class Daemon:
     # -- reload -----------------------------------------------------------------------------
 
     async def reload(self, new: Config) -> list[str]:
-        """Apply `new`: restart the channels whose config changed, update intake policies.
-
-        Channels whose config did not change keep running, and running turns are not cut (the
-        agent loop is untouched; replies in flight go to the channel running under that name).
-        Sections built once at startup (see `RESTART_SECTIONS`) are logged as "restart required"
-        and keep their old values. Returns a description of each change applied.
-        """
+        """Apply `new` without a restart where possible (see `picobot.reload.apply`)."""
         async with self._reload_lock:
-            old, applied = self.config, []
-            for section in RESTART_SECTIONS:
-                if getattr(old, section) != getattr(new, section):
-                    log.warning("reload: %s changed: restart required to apply it", section)
-            if old.channels.web.token != new.channels.web.token:  # checked by an HTTP middleware
-                log.warning("reload: channels.web.token changed: restart required to apply it")
-            add_secrets(secrets(new.channels))  # a new token must be redacted from now on
-            new_policies = policies(new)
-            if any(
-                p.inbound_rate != getattr(self._policies.get(n), "inbound_rate", None)
-                for n, p in new_policies.items()
-            ):
-                self.intake._flood = FloodGuard()  # per-sender buckets are built with the rate
-            self._policies.clear()
-            self._policies.update(new_policies)
-            for name in type(new.channels).model_fields:
-                before, after = getattr(old.channels, name), getattr(new.channels, name)
-                if before == after:
-                    continue
-                if before.enabled == after.enabled and _same_but_policy(before, after):
-                    applied.append(f"{name}: intake policy updated")
-                    continue
-                await self._restart_channel(name, after)
-                applied.append(f"{name}: {'restarted' if after.enabled else 'stopped'}")
-            # Keep the startup-only sections as they were: they were not applied.
-            self.config = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
-            return applied
+            return await reload.apply(self, new)
 
-    async def _restart_channel(self, name: str, config: Any) -> None:
-        """Stop the running `name` (if any) and start a new one with `config` (if enabled)."""
-        channel: Channel | None = None
-        if config.enabled:
-            try:
-                channel = channel_registry.load(name)(config, self.intake)
-            except ImportError as exc:
-                log.error("channel %s is not available: %s", name, exc)
-            else:
-                if (bind := getattr(channel, "bind", None)) is not None:
-                    bind(self)
-                # The router is fixed once serving: a route that was not mounted at startup
-                # (a newly enabled webhook or web chat, a changed path) waits for a restart.
-                for route in channel.http_routes():
-                    if isinstance(route, web.RouteDef) and (
-                        (name, route.method, route.path) not in self._mounted
-                    ):
-                        log.warning(
-                            "reload: %s serves %s %s only after a restart",
-                            name,
-                            route.method,
-                            route.path,
-                        )
-        # A retry still trying to start the old instance must not bring it back after its stop.
-        for task in [t for t in self._tasks if t.get_name() == f"start {name}"]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._tasks.remove(task)
-        old = self.channels.get(name)
-        if old is not None:
-            try:
-                await old.stop()
-            except Exception as exc:
-                log.warning("channel %s did not stop cleanly: %s", name, exc)
-            old.set_state(State.STOPPED)
-        if channel is None:
-            self.channels.pop(name, None)
-            log.info("channel %s stopped", name)
-            return
-        # Replaced, never removed: the dispatcher refuses replies for a channel it does not know.
-        self.channels[name] = channel
-        await self._start_channel(name, channel)
-        log.info("channel %s restarted: %s", name, channel.state.value)
+    async def reload_file(self, path: str | Path) -> bool:
+        """Read `path` and `reload()` it; an invalid file is refused with one log line."""
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload rejected, keeping the running config: %s", exc)
+            return False
+        applied = await self.reload(new)
+        log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
+        return True
 
     async def _start_channel(self, name: str, channel: Channel) -> None:
         channel.set_state(State.STARTING)
@@ -399,17 +312,6 @@ class Daemon:
             if channel.state in (State.STARTING, State.FAILED):
                 channel.set_state(State.CONNECTED)
             log.info("channel %s started after retrying", name)
-
-    async def reload_file(self, path: str | Path) -> bool:
-        """Read `path` and `reload()` it; an invalid file is refused with one log line."""
-        try:
-            new = load_config(path)
-        except ConfigError as exc:
-            log.error("reload rejected, keeping the running config: %s", exc)
-            return False
-        applied = await self.reload(new)
-        log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
-        return True
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -458,10 +360,6 @@ class Daemon:
         log.info("stopped")
 
 
-def _same_but_policy(before: Any, after: Any) -> bool:
-    return bool(before.model_dump(exclude=POLICY_KEYS) == after.model_dump(exclude=POLICY_KEYS))
-
-
 def rss_bytes() -> int:
     """Resident memory now (/proc/self/statm), else the peak (getrusage, off Linux)."""
     try:
@@ -500,7 +398,7 @@ async def run(
         elif main is not None:
             main.cancel()
 
-    async def reload(path: str | Path) -> None:
+    async def reload_config(path: str | Path) -> None:
         notifier.reloading()
         try:
             await daemon.reload_file(path)
@@ -516,7 +414,7 @@ async def run(
             log.warning("received SIGHUP while starting or stopping: ignored")
         else:
             log.info("received SIGHUP: reloading %s", config_path)
-            task = loop.create_task(reload(config_path), name="reload")
+            task = loop.create_task(reload_config(config_path), name="reload")
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 

@@ -11,6 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from picobot import metrics
 from picobot.bus import Topic
+from picobot.config import Config
 from picobot.errors import BusClosed
 from picobot.messages import InboundMessage, Kind, OutboundMessage, reply_to
 
@@ -40,6 +41,23 @@ class Policy:
 
     def addressed(self, msg: InboundMessage) -> bool:
         return not msg.is_group or msg.mentioned or self.group_policy == "open"
+
+
+def policies(config: Config) -> dict[str, Policy]:
+    """Each enabled channel's intake policy, from its config."""
+    result = {}
+    for name in config.channels.enabled():
+        cfg = getattr(config.channels, name)
+        if name == "web":
+            result[name] = Policy()  # the web chat has its own access check (token)
+            continue
+        result[name] = Policy(
+            allow_from=cfg.allow_from,
+            group_policy=cfg.group_policy,
+            inbound_rate=cfg.inbound_rate,
+            placeholder=cfg.placeholder.text if cfg.placeholder.enabled else "",
+        )
+    return result
 
 
 class FloodGuard:
@@ -87,6 +105,10 @@ class Intake:
         self._submit = submit
         self._policies = policies
         self._seen = seen  # records the message durably; True for a replayed platform event
+        self._flood = FloodGuard()
+
+    def reset_flood(self) -> None:
+        """Forget per-sender rates (after a reload changed `inbound_rate`)."""
         self._flood = FloodGuard()
 
     async def __call__(self, msg: InboundMessage) -> None:
