@@ -436,3 +436,18 @@ def test_unknown_timing_option_is_refused() -> None:
 
 async def _never(msg: InboundMessage) -> None:
     raise AssertionError("no message expected")
+
+
+async def test_streaming_grows_one_message_by_edits(fake: FakeDiscord, tmp_path: Path) -> None:
+    from picobot.agent.paced import PacedLLM
+
+    reply = "Streaming on Discord: " + " ".join(f"w{i}" for i in range(40)) + " **end**"
+    llm = PacedLLM(reply, duration=1.5, pieces=30)
+    async with running(fake, tmp_path, llm, streaming={"flush_interval": 0.2}):
+        await fake.user_message(DM, "stream it")
+        await fake.wait_for(lambda: answered(fake, DM, "**end**"), timeout=15)
+    [message] = fake.channel_log(DM)  # the placeholder, edited all the way
+    assert message.content == reply  # Discord renders the Markdown itself
+    partials = message.history[1:-1]  # between "Thinking…" and the final text
+    assert len(partials) >= 2 and all(reply.startswith(p) for p in partials)
+    assert fake.rate_limited == []

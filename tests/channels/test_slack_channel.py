@@ -493,3 +493,18 @@ def test_translate_errors_reads_retry_after_and_keeps_our_errors() -> None:
 
 async def _no_sink(msg: InboundMessage) -> None:
     raise AssertionError("no message expected")
+
+
+async def test_streaming_grows_one_message_by_edits(fake: FakeSlack, tmp_path: Path) -> None:
+    from picobot.agent.paced import PacedLLM
+
+    reply = "Streaming on Slack: " + " ".join(f"w{i}" for i in range(40)) + " **end**"
+    llm = PacedLLM(reply, duration=3.0, pieces=30)  # edits are budgeted at 1/s per chat
+    async with running(fake, tmp_path, llm, streaming={"flush_interval": 0.3}):
+        await fake.push_event(fake.dm_event("U1", "stream it"))
+        await fake.wait_for(lambda: any("*end*" in m.text for m in fake.channel_log("D1")), 15)
+    [message] = fake.channel_log("D1")  # the placeholder, edited all the way
+    assert message.text == reply.replace("**end**", "*end*")  # final edit in mrkdwn
+    partials = message.history[1:]  # after "Thinking…"
+    assert len(partials) >= 2 and all(reply.startswith(p) for p in partials)
+    assert fake.rate_limited == []
