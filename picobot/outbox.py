@@ -26,6 +26,7 @@ import aiosqlite
 
 from picobot.agent.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.sqlite import connect
 
 if TYPE_CHECKING:
     from picobot.agent.loop import ReplyWriter
@@ -88,13 +89,7 @@ class Outbox:
     async def open(self) -> None:
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
-        # WAL + NORMAL: durable across a process kill (not a power cut), and fast.
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.executescript(_SCHEMA)
-        await self._db.commit()
+        self._db = await connect(self.path, _SCHEMA)
 
     async def aclose(self) -> None:
         if self._db is not None:

@@ -18,6 +18,7 @@ from typing import Any, Self
 import aiosqlite
 
 from picobot.agent.llm import Message
+from picobot.sqlite import connect
 
 DB_NAME = "sessions.db"
 
@@ -84,19 +85,8 @@ class SessionStore:
         if self._closed:
             raise RuntimeError("the session store is closed")
         if self._db is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: autocommit; writes use explicit BEGIN IMMEDIATE.
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.execute("PRAGMA synchronous=NORMAL")
-                await db.execute("PRAGMA busy_timeout=5000")  # `picobot chat` may share the file
-                await db.executescript(_SCHEMA)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
+            self._db = await connect(self.path, _SCHEMA, isolation_level=None)
         return self._db
 
     async def aclose(self) -> None:
