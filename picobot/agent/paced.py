@@ -1,4 +1,4 @@
-"""A scripted model that streams a fixed text at a steady pace: for streaming tests and
+"""A scripted model that streams a fixed text, at once or at a steady pace: for tests and
 benchmarks (how a real model's tokens arrive), never used by the daemon itself."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
 class PacedLLM:
     name = "paced"
 
-    def __init__(self, text: str, *, duration: float, pieces: int = 60) -> None:
+    def __init__(self, text: str, *, duration: float = 0.0, pieces: int = 1) -> None:
+        """`text` in `pieces` deltas over `duration` s (default: at once, in one delta)."""
         self.text = text
         self.duration = duration
         self.pieces = pieces

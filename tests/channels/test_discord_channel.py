@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +17,8 @@ import pytest
 from channels.base import State
 from channels.discord_channel import DiscordChannel, _translate_errors
 from picobot.agent.demo import DemoLLM
-from picobot.agent.llm import LLM, Finish, LLMEvent, Message, TextDelta
+from picobot.agent.llm import LLM
+from picobot.agent.paced import PacedLLM
 from picobot.config import parse_config
 from picobot.daemon import Daemon
 from picobot.errors import (
@@ -40,24 +41,6 @@ with warnings.catch_warnings():
 
 GUILD, CHAN, OTHER, THREAD, DM, ALICE, BOT = 10, 20, 21, 22, 30, 3000, 1000
 PLACEHOLDER = "Thinking…"
-
-
-class Scripted:
-    """An LLM that always answers `text` in one delta."""
-
-    name = "scripted"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def stream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
-        yield TextDelta(self.text)
-        yield Finish("stop")
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.fixture(autouse=True)
@@ -219,7 +202,7 @@ async def test_long_reply_is_split_fence_safe(fake: FakeDiscord, tmp_path: Path)
     code = "\n".join(f"print('line {i:03d} 🐍')" for i in range(110))
     text = f"{prose}\n\n```python\n{code}\n```\n\n{'The end is near. ' * 70}FIN"
     assert 4900 < utf16_len(text) < 5500
-    async with running(fake, tmp_path, Scripted(text)):
+    async with running(fake, tmp_path, PacedLLM(text)):
         await fake.user_message(DM, "write a lot")
         await fake.wait_for(lambda: answered(fake, DM, "FIN"))
     messages = fake.channel_log(DM)
@@ -260,7 +243,7 @@ async def test_429_on_one_channel_does_not_delay_another(
 
 
 async def test_everyone_in_model_output_pings_nobody(fake: FakeDiscord, tmp_path: Path) -> None:
-    llm = Scripted(f"@everyone @here look, <@{ALICE}> and <@&{GUILD}>!")
+    llm = PacedLLM(f"@everyone @here look, <@{ALICE}> and <@&{GUILD}>!")
     async with running(fake, tmp_path, llm):
         await fake.user_message(CHAN, "ping them", mentions_bot=True)
         await fake.wait_for(lambda: answered(fake, CHAN, "@everyone"))
@@ -439,8 +422,6 @@ async def _never(msg: InboundMessage) -> None:
 
 
 async def test_streaming_grows_one_message_by_edits(fake: FakeDiscord, tmp_path: Path) -> None:
-    from picobot.agent.paced import PacedLLM
-
     reply = "Streaming on Discord: " + " ".join(f"w{i}" for i in range(40)) + " **end**"
     llm = PacedLLM(reply, duration=1.5, pieces=30)
     async with running(fake, tmp_path, llm, streaming={"flush_interval": 0.2}):

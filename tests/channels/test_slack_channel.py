@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from channels.base import State
 from channels.slack_channel import SlackChannel, _translate_errors
 from picobot.agent.demo import DemoLLM
-from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
+from picobot.agent.paced import PacedLLM
 from picobot.config import Config, parse_config
 from picobot.daemon import Daemon
 from picobot.errors import (
@@ -95,24 +95,6 @@ def replied(fake: FakeSlack, channel: str, said: str) -> bool:
     return any(f"> {said}" in m.text for m in fake.channel_log(channel))
 
 
-class LongLLM:
-    """Streams one fixed, long answer (same interface as DemoLLM)."""
-
-    name = "long"
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    async def stream(
-        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
-        yield TextDelta(self.text)
-        yield Finish("stop")
-
-    async def aclose(self) -> None:
-        return None
-
-
 # ---- end to end, Socket Mode ----
 
 
@@ -159,7 +141,7 @@ async def test_long_reply_is_split_keeping_code_blocks_whole(
     lines = [f"value_{i:05d} = compute({i})  # a comment to make lines long" for i in range(900)]
     text = "Here is the file:\n\n```python\n" + "\n".join(lines) + "\n```\n\nThat is all."
     assert len(text) > 40_000
-    async with running(fake, tmp_path, llm=LongLLM(text)):
+    async with running(fake, tmp_path, llm=PacedLLM(text)):
         await fake.push_event(fake.dm_event("U1", "send me the file"))
         await fake.wait_for(lambda: any("That is all." in m.text for m in fake.channel_log("D1")))
     messages = log_of(fake, "D1")
@@ -496,8 +478,6 @@ async def _no_sink(msg: InboundMessage) -> None:
 
 
 async def test_streaming_grows_one_message_by_edits(fake: FakeSlack, tmp_path: Path) -> None:
-    from picobot.agent.paced import PacedLLM
-
     reply = "Streaming on Slack: " + " ".join(f"w{i}" for i in range(40)) + " **end**"
     llm = PacedLLM(reply, duration=3.0, pieces=30)  # edits are budgeted at 1/s per chat
     async with running(fake, tmp_path, llm, streaming={"flush_interval": 0.3}):
