@@ -10,6 +10,14 @@ HTTP response (Events API) is sent only after the sink accepted the message; if 
 nothing is acknowledged and Slack redelivers. Redeliveries carry the same `event_id` (and the same
 channel + ts): a bounded LRU of those keys makes each message reach the sink once.
 
+Authorization: `start()` calls auth.test once and bolt gets that result through `authorize`,
+so no event waits on (or is lost to) a second auth.test: bolt's own single-team authorization
+calls it on the first events and, if Slack answers 500, acknowledges them with an apology.
+
+Senders: `users.info` gives each sender's Slack username (once per user, cached), so
+``allow_from`` can list ``@username`` as well as user ids. If the lookup fails, the event is
+not acknowledged and Slack redelivers it.
+
 Outbound: one Web API call per method; SDK errors become `picobot.errors` in
 `_translate_errors()`. The SDK's own retry handlers are off (``retry_handlers=[]``): the core
 retries, and the default connection-error handler can post a message twice.
@@ -23,6 +31,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -30,6 +39,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -53,8 +63,11 @@ __all__ = ["CAPABILITIES", "SlackChannel"]
 log = logging.getLogger("picobot.slack")
 
 CAPABILITIES = Capabilities(
-    max_length=40_000,
-    length_unit="codepoints",
+    # Slack truncates at 40 000 but recommends at most 4 000 characters, and may break a longer
+    # message itself (inside a code block too). It does not say how it counts: UTF-16 units are
+    # never fewer than characters or code points.
+    max_length=4_000,
+    length_unit="utf16",
     format="slack_mrkdwn",
     can_edit=True,
     can_delete=True,
@@ -177,6 +190,8 @@ class SlackChannel(Channel):
         self._bot_user_id = ""
         self._mention: re.Pattern[str] | None = None
         self._seen: OrderedDict[str, str] = OrderedDict()  # event ids, channel:ts accepted
+        self._usernames: OrderedDict[str, str] = OrderedDict()  # user id -> Slack username
+        self._authorization: AuthorizeResult | None = None  # start()'s auth.test, for bolt
         self._thread_of: OrderedDict[str, str] = OrderedDict()  # our ts -> thread_ts
         self._statuses: set[tuple[str, str]] = set()  # (channel, thread) showing our status
         self._typing_unavailable = False
@@ -201,7 +216,10 @@ class SlackChannel(Channel):
                 auth = await self._client.auth_test()
             self._bot_user_id = str(auth["user_id"])
             self._mention = re.compile(rf"<@{re.escape(self._bot_user_id)}(?:\|[^>]*)?>")
-            self._app = self._make_app(self._client)
+            self._authorization = AuthorizeResult.from_auth_test_response(
+                auth_test_response=auth, bot_token=_secret(cfg.bot_token)
+            )
+            self._app = self._make_app()
             if cfg.mode == "socket":
                 await self._connect_socket(self._app)
         except BaseException:
@@ -209,10 +227,22 @@ class SlackChannel(Channel):
             raise
         self.set_state(State.CONNECTED)
 
-    def _make_app(self, client: AsyncWebClient) -> AsyncApp:
+    def _make_app(self) -> AsyncApp:
+        assert self._session is not None
+        # A client without a token: bolt then authorizes through `authorize` (our auth.test
+        # result) instead of calling auth.test itself. It sets the token per request.
+        client = AsyncWebClient(
+            base_url=self.config.base_url, session=self._session, retry_handlers=[]
+        )
+        authorization = self._authorization
+
+        async def authorize() -> AuthorizeResult | None:  # bolt passes the arguments it names
+            return authorization
+
         app = AsyncApp(
             name="picobot",
             client=client,
+            authorize=authorize,
             # "" rather than None: bolt would read SLACK_SIGNING_SECRET from the environment.
             signing_secret=_secret(self.config.signing_secret) or "",
             process_before_response=True,  # ack only after the sink accepted the message
@@ -249,6 +279,7 @@ class SlackChannel(Channel):
         handler, self._handler = self._handler, None
         session, self._session = self._session, None
         self._app = self._client = None
+        self._authorization = None
         try:
             if handler is not None:
                 await handler.close_async()
@@ -282,6 +313,8 @@ class SlackChannel(Channel):
             retry = request.headers.get("x-slack-retry-num", ["0"])[0]
             log.info("slack: ignored a redelivered event %s (retry %s)", keys[-1], retry)
             return
+        # Before the event counts as seen: if the lookup fails, a redelivery tries again.
+        msg = replace(msg, sender=await self._named(msg.sender))
         for key in keys:
             _remember(self._seen, key)
         try:
@@ -291,6 +324,20 @@ class SlackChannel(Channel):
             for key in keys:
                 self._seen.pop(key, None)
             raise
+
+    async def _named(self, sender: Sender) -> Sender:
+        """`sender` with their Slack username (users.info, once per user).
+
+        :raises ChannelError: the lookup failed (the event is then not acknowledged).
+        """
+        name = self._usernames.get(sender.id)
+        if name is None:
+            with _translate_errors():
+                info = await self._web().users_info(user=sender.id)
+            user = info.get("user")
+            name = str(user.get("name") or "") if isinstance(user, dict) else ""
+            _remember(self._usernames, sender.id, name)
+        return replace(sender, username=name or None)
 
     async def _on_other_event(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignored a %s event", _event_type(body))

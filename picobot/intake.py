@@ -33,11 +33,12 @@ class Policy:
     def allows(self, msg: InboundMessage) -> bool:
         if "*" in self.allow_from:
             return True
+        # Case-insensitive on both sides: Slack ids are upper case ("U0ALLOWED").
         sender = msg.sender
-        names = {sender.id}
+        names = {sender.id.lower()}
         if sender.username:
             names |= {sender.username.lower(), "@" + sender.username.lower()}
-        return any(a.lower() in names for a in self.allow_from)
+        return any(a.strip().lower() in names for a in self.allow_from)
 
     def addressed(self, msg: InboundMessage) -> bool:
         return not msg.is_group or msg.mentioned or self.group_policy == "open"

@@ -138,15 +138,19 @@ async def test_mention_is_answered_in_its_thread(
 async def test_long_reply_is_split_keeping_code_blocks_whole(
     fake: FakeSlack, tmp_path: Path
 ) -> None:
-    lines = [f"value_{i:05d} = compute({i})  # a comment to make lines long" for i in range(900)]
+    # ~9 600 characters: one message before, although Slack recommends at most 4 000.
+    lines = [f"value_{i:05d} = compute({i})  # a comment to make lines long" for i in range(165)]
     text = "Here is the file:\n\n```python\n" + "\n".join(lines) + "\n```\n\nThat is all."
-    assert len(text) > 40_000
+    assert 9_000 < len(text) < 10_000
     async with running(fake, tmp_path, llm=PacedLLM(text)):
         await fake.push_event(fake.dm_event("U1", "send me the file"))
-        await fake.wait_for(lambda: any("That is all." in m.text for m in fake.channel_log("D1")))
+        await fake.wait_for(
+            lambda: any("That is all." in m.text for m in fake.channel_log("D1")), timeout=15
+        )
     messages = log_of(fake, "D1")
-    assert len(messages) >= 2 and messages[0].history == [PLACEHOLDER]
-    assert all(len(m.text) <= 40_000 and m.text.count("```") % 2 == 0 for m in messages)
+    assert len(messages) >= 3 and messages[0].history == [PLACEHOLDER]
+    assert fake.oversized == []  # nothing Slack would break up itself
+    assert all(len(m.text) <= 4_000 and m.text.count("```") % 2 == 0 for m in messages)
     joined = "\n".join(m.text for m in messages)
     assert all(line in joined for line in lines)  # nothing lost, in every chunk a closed fence
     assert [c.status for c in fake.calls if c.method.startswith("chat.")] == [200] * len(

@@ -23,6 +23,17 @@ async def test_allow_list_by_id_and_username() -> None:
         assert topic.statistics().size == 1, allow
 
 
+async def test_allow_list_ids_match_whatever_the_case() -> None:
+    """Slack ids are upper case; listed as written, or lowered, they must match."""
+    for allow in (("U0ALLOWED",), ("u0allowed",), (" U0ALLOWED ",)):
+        intake, topic, _ = make(Policy(allow_from=allow))
+        await intake(message(sender=Sender("U0ALLOWED")))
+        assert topic.statistics().size == 1, allow
+    intake, topic, _ = make(Policy(allow_from=("U0ALLOWED",)))
+    await intake(message(sender=Sender("U0OTHER")))
+    assert topic.statistics().size == 0
+
+
 async def test_empty_allow_list_admits_nobody_and_costs_nothing() -> None:
     intake, topic, submitted = make(Policy(allow_from=()))
     await intake(message())

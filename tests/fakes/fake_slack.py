@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from tests.fakes.slack_socket import SocketModeMixin
 from tests.fakes.slack_socket import slack_signature as slack_signature
 
 MAX_TEXT = 40_000  # chat.postMessage / chat.update `text`
+# Slack recommends at most 4 000 characters per message and may break longer ones up itself
+# (inside a code block too): the fake accepts them and lists them in `oversized`.
+RECOMMENDED_TEXT = 4_000
 MAX_STREAM_TEXT = 12_000  # markdown_text in chat.*Stream
 MAX_SECTION_TEXT = 3_000  # section block text must be < 3001
 
@@ -144,6 +148,9 @@ class FakeSlack(SocketModeMixin):
         self.update_burst = update_burst if update_burst is not None else int(update_per_minute)
         self.enforce_limits = enforce_limits
         self.truncate_long_text = False  # True: cut text at 40k instead of msg_too_long
+        self.oversized: list[Call] = []  # posts and updates over RECOMMENDED_TEXT
+        self.usernames: dict[str, str] = {}  # user id -> `name` in users.info
+        self._chaos: tuple[random.Random, float, float] | None = None
         self.messages: dict[str, dict[str, FakeMessage]] = {}
         self.calls: list[Call] = []
         self.rate_limited: list[Call] = []
@@ -208,6 +215,11 @@ class FakeSlack(SocketModeMixin):
             raise ValueError(f"unknown fault kind {kind!r}")
         self._faults.append({"method": method, "kind": kind, "count": count})
 
+    def chaos(self, *, error_rate: float, drop_rate: float, seed: int = 0) -> None:
+        """From now on, fail Web API calls at random: HTTP 500 with `error_rate`, a connection
+        dropped before the call takes effect with `drop_rate` (a seeded, repeatable sequence)."""
+        self._chaos = (random.Random(seed), error_rate, drop_rate)
+
     def channel_log(
         self, channel: str, thread_ts: str | None = None, *, include_deleted: bool = False
     ) -> list[FakeMessage]:
@@ -239,7 +251,7 @@ class FakeSlack(SocketModeMixin):
         token = auth.removeprefix("Bearer ").strip() or params.pop("token", None)
         params.pop("token", None)
 
-        fault = self._take(self._faults, method, params)
+        fault = self._take(self._faults, method, params) or self._random_fault()
         if fault is not None and fault["kind"].isdigit():
             status = int(fault["kind"])
             await self._record(method, params, status, f"http_{status}")
@@ -258,7 +270,19 @@ class FakeSlack(SocketModeMixin):
         )
         if status == 429:
             self.rate_limited.append(call)
+        text = params.get("text")
+        if body_out["ok"] and isinstance(text, str) and len(text) > RECOMMENDED_TEXT:
+            self.oversized.append(call)
         return web.json_response(body_out, status=status, headers=headers)
+
+    def _random_fault(self) -> dict[str, Any] | None:
+        if self._chaos is None:
+            return None
+        rng, error_rate, drop_rate = self._chaos
+        roll = rng.random()
+        if roll < error_rate:
+            return {"kind": "500"}
+        return {"kind": "drop"} if roll < error_rate + drop_rate else None
 
     @staticmethod
     def _drop(request: web.Request) -> web.Response:
@@ -481,7 +505,7 @@ class FakeSlack(SocketModeMixin):
         user = str(params.get("user") or "")
         if not user:
             raise _SlackError("user_not_found")
-        name = f"user-{user.lower()}"
+        name = self.usernames.get(user, f"user-{user.lower()}")
         profile = {"display_name": name, "real_name": name.title()}
         info = {"id": user, "team_id": TEAM_ID, "name": name, "is_bot": user == BOT_USER_ID}
         return {"user": {**info, "real_name": name.title(), "tz": "UTC", "profile": profile}}
