@@ -1,0 +1,86 @@
+"""Slack under a failing platform: the real slack-bolt against FakeSlack, the real daemon."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from picobot.agent.demo import DemoLLM
+from picobot.config import Config, parse_config
+from picobot.daemon import Daemon
+from tests.fakes.fake_slack import FakeSlack
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+def make_config(fake: FakeSlack, tmp_path: Path, **dispatch: Any) -> Config:
+    return parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "http": {"host": "127.0.0.1", "port": 0},
+            "dispatch": {"drain_timeout": 5.0, **dispatch},
+            "channels": {
+                "web": {"enabled": False},
+                "slack": {
+                    "enabled": True,
+                    "bot_token": fake.bot_token,
+                    "app_token": fake.app_token,
+                    "base_url": fake.base_url,
+                    "allow_from": ["*"],
+                },
+            },
+        },
+        env={},
+    )
+
+
+def answered(fake: FakeSlack, channel: str, said: str) -> bool:
+    return any(f"> {said}" in m.text for m in fake.channel_log(channel))
+
+
+async def test_events_do_not_depend_on_a_second_auth_test(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """bolt's own authorization called auth.test on the first events (five at once: five calls)
+    and, when Slack answered 500, acknowledged them with an apology: lost for good."""
+    fake = fake_slack
+    async with Daemon(make_config(fake, tmp_path), llm=DemoLLM(delay=0)):
+        assert len(fake.calls_to("auth.test")) == 1  # start()'s own
+        fake.fail_next("auth.test", "500", count=100)
+        channels = [f"D{i}" for i in range(5)]
+        envelopes = await asyncio.gather(
+            *(fake.push_event(fake.dm_event("U1", f"hi {c}", channel=c)) for c in channels)
+        )
+        await fake.wait_for(lambda: all(answered(fake, c, f"hi {c}") for c in channels))
+        assert sorted(fake.acks) == sorted(envelopes)
+        assert all("payload" not in fake.ack_frames[e] for e in envelopes)  # no apology text
+    assert len(fake.calls_to("auth.test")) == 1
+
+
+async def test_every_message_is_answered_under_500s_and_dropped_connections(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    fake = fake_slack
+    fake.redeliver_unacked_after = 0.3  # as Slack does (after ~3 s) for an unacknowledged event
+    config = make_config(fake, tmp_path, max_backoff=0.2, max_attempts=8)
+    async with Daemon(config, llm=DemoLLM(delay=0)):
+        fake.chaos(error_rate=0.2, drop_rate=0.1, seed=14)
+        channels = [f"D{i}" for i in range(10)]
+        for c in channels:
+            await fake.push_event(fake.dm_event(f"U{c}", f"question in {c}", channel=c))
+        await fake.wait_for(
+            lambda: all(answered(fake, c, f"question in {c}") for c in channels), timeout=60
+        )
+        failed = [c for c in fake.calls if c.status != 200]
+        assert len(failed) >= 5  # the chaos really happened
+    for c in channels:  # exactly one answer each, and no "Thinking…" left behind
+        [reply] = fake.channel_log(c)
+        assert f"> question in {c}" in reply.text
