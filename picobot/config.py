@@ -253,10 +253,21 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+        raise ConfigError("", f"{path} is not valid YAML: {_yaml_detail(exc)}") from None
     return parse_config(data, env)
+
+
+def _yaml_detail(exc: yaml.YAMLError) -> str:
+    """The parser's own account on one line: where, what was expected, and in what."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).replace("\n", " ")
+    mark, problem = exc.problem_mark, exc.problem or "syntax error"
+    detail = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+    if exc.context:
+        start = exc.context_mark
+        where = f" started at line {start.line + 1}, column {start.column + 1}" if start else ""
+        detail += f" ({exc.context}{where})"
+    return detail
 
 
 def _config_error(exc: ValidationError) -> ConfigError:

@@ -1,6 +1,8 @@
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from picobot.config import Config, expand_env, load_config, parse_config, secrets, summary
 from picobot.errors import ConfigError
@@ -75,6 +77,36 @@ def test_secrets_are_hidden_in_repr_and_summary() -> None:
     assert "SECRET-VALUE" not in repr(config)
     assert "SECRET-VALUE" not in summary(config)
     assert "123456:SECRET-VALUE" in secrets(config)
+
+
+# A commented line that is an example (`# key: value`) or continues one (`#     # more`).
+EXAMPLE = re.compile(r"^(\s*)# ((?:\s*[a-z_]+:(?:\s|$)|\s+#).*)$")
+
+
+def test_commented_examples_in_config_yaml_parse_once_uncommented() -> None:
+    lines = (ROOT / "config.yaml").read_text(encoding="utf-8").splitlines()
+    uncommented = [EXAMPLE.sub(r"\1\2", line) for line in lines]
+    assert sum(a != b for a, b in zip(lines, uncommented, strict=True)) >= 15
+    assert isinstance(yaml.safe_load("\n".join(uncommented)), dict)
+    # The Telegram webhook example in place, with its variable set, is a valid config.
+    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    start = text.index("    # webhook:")
+    block = text[start : text.index("\n  discord:")]
+    text = text.replace(block, "\n".join(EXAMPLE.sub(r"\1\2", b) for b in block.splitlines()))
+    env = {"TELEGRAM_WEBHOOK_SECRET": "s3cret", "TELEGRAM_BOT_TOKEN": "1:x"}
+    config = parse_config(yaml.safe_load(text), env)
+    assert config.channels.telegram.webhook is not None
+    assert config.channels.telegram.webhook.secret_token.get_secret_value() == "s3cret"
+
+
+def test_yaml_errors_keep_the_parsers_detail(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("telegram:\n  webhook: {url: https://x, secret_token: ${SECRET}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    message = str(info.value)
+    assert "\n" not in message and "not valid YAML: line 2, column " in message
+    assert "expected" in message and "flow mapping" in message
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
