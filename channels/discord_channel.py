@@ -13,6 +13,10 @@ Reconnects and RESUMEs are discord.py's. Two things it does not survive, and we 
   every parser is wrapped to log and drop such a dispatch (`_guard_parsers`);
 - anything else escaping ``connect()`` (a non-JSON frame raises ``ValueError``): `_run` logs it,
   closes the socket and connects again (a new session) after a growing delay.
+
+Retried sends reuse the failed attempt's `nonce` (`_RetryNonces`): discord.py always sets
+``enforce_nonce``, so when the connection dropped after Discord created the message, the retry
+gets that message back instead of posting a second one (an orphan "Thinking…" otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import contextlib
 import functools
 import logging
 import re
+import secrets
+import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,6 +80,8 @@ NO_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=False, 
 MAX_RATELIMIT_TIMEOUT = 30.0  # discord.py's minimum: longer waits raise RateLimited to our lanes
 DEFAULT_RETRY_AFTER = 10.0  # a 429 without `Via` (Cloudflare) carries no usable body
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+NONCE_REUSE = 120.0  # seconds; Discord de-duplicates a nonce for "the past few minutes"
+MAX_RETRY_NONCES = 1024
 TOKEN_REJECTED = "discord token rejected"
 NO_CONTENT_INTENT = (
     "the Message Content intent is not enabled for this bot "
@@ -102,6 +111,7 @@ class DiscordChannel(Channel):
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set by the first READY, or when _run gives up
+        self._nonces = _RetryNonces()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -284,10 +294,16 @@ class DiscordChannel(Channel):
                 channel_id=target.id,
                 fail_if_not_exists=False,
             )
-        with _translate_errors():
-            sent = await target.send(
-                message.text, allowed_mentions=NO_MENTIONS, reference=reference
-            )
+        key = (target.id, reply_to, message.text)
+        nonce, first_try = self._nonces.take(key)
+        try:
+            with _translate_errors():
+                sent = await target.send(
+                    message.text, allowed_mentions=NO_MENTIONS, reference=reference, nonce=nonce
+                )
+        except ChannelError:
+            self._nonces.keep(key, nonce, first_try)  # for the core's retry of this chunk
+            raise
         return str(sent.id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
@@ -304,6 +320,30 @@ class DiscordChannel(Channel):
         target = self._messageable(thread or chat_id)
         with _translate_errors():
             await target.typing()  # awaited (not entered): one request, no refresh task
+
+
+class _RetryNonces:
+    """Nonces of failed creates, by (channel, reply_to, text), for the retry of the same chunk.
+
+    A nonce is reused only within `NONCE_REUSE` of its first attempt, when Discord still
+    remembers it; a send that succeeded leaves nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[int, str | None, str], tuple[str, float]] = OrderedDict()
+
+    def take(self, key: tuple[int, str | None, str]) -> tuple[str, float]:
+        """The nonce to send with (kept or new) and when its first attempt was."""
+        now = time.monotonic()
+        kept = self._kept.pop(key, None)
+        if kept is not None and now - kept[1] < NONCE_REUSE:
+            return kept
+        return str(secrets.randbits(63)), now
+
+    def keep(self, key: tuple[int, str | None, str], nonce: str, first_try: float) -> None:
+        self._kept[key] = (nonce, first_try)
+        if len(self._kept) > MAX_RETRY_NONCES:
+            self._kept.popitem(last=False)
 
 
 class _Client(discord.Client):

@@ -21,7 +21,9 @@ Behaviour mirrored from Discord: `Authorization: Bot <token>` (401), unknown cha
 message 10008 (404), `forbid()` → 403 50013, 2000-char limit → 400 50035, per-(route, channel)
 buckets + a global 50/s limit with `X-RateLimit-*` headers and 429s carrying `Via` (discord.py
 treats a 429 without `Via` as a Cloudflare ban), echo of the bot's own messages over the gateway
-(MESSAGE_CREATE/UPDATE/DELETE), and intents (no MESSAGE_CONTENT → blank guild content).
+(MESSAGE_CREATE/UPDATE/DELETE), intents (no MESSAGE_CONTENT → blank guild content), and
+`enforce_nonce`: a create with the `nonce` of a message the same author created in the past few
+minutes returns that message instead of posting another.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import math
+import random
 import re
 import socket
 import time
@@ -130,6 +133,9 @@ class _Rule:
         return t is None or t == route or f"{method} {path}".startswith(t) or path.startswith(t)
 
 
+NONCE_WINDOW = 120.0  # seconds a nonce is remembered ("the past few minutes")
+
+
 def _error(status: int, code: int, message: str, **extra: Any) -> tuple[int, Json]:
     return status, {"code": code, "message": message, **extra}
 
@@ -178,6 +184,8 @@ class FakeDiscord(GatewayMixin):
         self.typing: list[int] = []
         self._windows: dict[tuple[str, int | None], _Window] = {}
         self._rules: list[_Rule] = []
+        self._nonces: dict[tuple[int, str], tuple[int, int, float]] = {}  # -> channel, id, at
+        self._chaos: tuple[random.Random, float, float] | None = None
         self._snowflakes = Snowflakes()
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -251,6 +259,20 @@ class FakeDiscord(GatewayMixin):
             raise ValueError(f"unknown fault kind {kind!r}")
         self._rules.append(_Rule(kind, count, None, method_path_prefix_or_name))
 
+    def chaos(self, *, error_rate: float, drop_rate: float, seed: int = 0) -> None:
+        """From now on, fail REST calls at random: HTTP 500 with `error_rate`; with `drop_rate`
+        handle the call, then close the connection unanswered ("lost_response"). Seeded."""
+        self._chaos = (random.Random(seed), error_rate, drop_rate)
+
+    def _random_rule(self) -> _Rule | None:
+        if self._chaos is None:
+            return None
+        rng, error_rate, drop_rate = self._chaos
+        roll = rng.random()
+        if roll < error_rate:
+            return _Rule("500", 1)
+        return _Rule("lost_response", 1) if roll < error_rate + drop_rate else None
+
     # -- inspection -------------------------------------------------------------------------
 
     def channel_log(self, channel_id: int, *, include_users: bool = False) -> list[FakeMessage]:
@@ -292,7 +314,9 @@ class FakeDiscord(GatewayMixin):
         cid = params.get("cid")
         headers: dict[str, str] = {"Via": "1.1 google"}
         authorized = request.headers.get("Authorization") == f"Bot {self.token}"
-        rule = self._take_rule(method, path, route, cid) if route and authorized else None
+        rule = None
+        if route and authorized:
+            rule = self._take_rule(method, path, route, cid) or self._random_rule()
         lost = rule is not None and rule.kind == "lost_response"  # handled, then no answer
         if not route:
             status, data = _error(404, 0, "404: Not Found")
@@ -446,8 +470,17 @@ class FakeDiscord(GatewayMixin):
                 err = {"code": "REPLIES_UNKNOWN_MESSAGE", "message": "Unknown message"}
                 errors = {"message_reference": {"_errors": [err]}}
                 return _error(400, 50035, "Invalid Form Body", errors=errors)
+        nonce = body.get("nonce")
+        key = (self.bot_id, str(nonce))
+        if nonce is not None and body.get("enforce_nonce") and key in self._nonces:
+            nonce_cid, message_id, at = self._nonces[key]
+            existing = self._find(nonce_cid, message_id)
+            if existing is not None and self.clock() - at < NONCE_WINDOW:
+                return 200, self._message_payload(existing)  # de-duplicated: nothing new
         channel = self.channels[cid]
         msg = FakeMessage(cid, self._snowflakes.next(), content, self.bot_id, channel.guild_id)
+        if nonce is not None:
+            self._nonces[key] = (cid, msg.message_id, self.clock())
         msg.history.append(content)
         msg.allowed_mentions = body.get("allowed_mentions")
         msg.message_reference = reference
