@@ -13,7 +13,7 @@ import pytest
 from channels.discord_channel import DiscordChannel
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.fake_telegram import FakeTelegram

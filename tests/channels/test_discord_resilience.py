@@ -12,7 +12,7 @@ import pytest
 from channels.discord_channel import DiscordChannel
 from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_discord import FakeDiscord
 
 with warnings.catch_warnings():

@@ -11,7 +11,7 @@ import pytest
 
 from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_slack import FakeSlack
 
 
