@@ -14,6 +14,11 @@ Reconnects and RESUMEs are discord.py's. Two things it does not survive, and we 
 - anything else escaping ``connect()`` (a non-JSON frame raises ``ValueError``): `_run` logs it,
   closes the socket and connects again (a new session) after a growing delay.
 
+One connect loop per channel (`_run`), started once by `start()`, which waits only for its first
+outcome: an unreachable Discord leaves the channel DISCONNECTED, still trying, and delays
+nothing else. Each failed attempt is one log line, its traceback at debug level (discord.py's
+own "Attempting a reconnect" tracebacks included, see `_OneLineReconnects`).
+
 Retried sends reuse the failed attempt's `nonce` (`_RetryNonces`): discord.py always sets
 ``enforce_nonce``, so when the connection dropped after Discord created the message, the retry
 gets that message back instead of posting a second one (an orphan "Thinking…" otherwise).
@@ -102,7 +107,7 @@ class DiscordChannel(Channel):
     name = "discord"
     capabilities = CAPABILITIES
 
-    ready_timeout = 30.0  # start() waits this long for READY, then reports and keeps trying
+    ready_timeout = 30.0  # start() waits at most this long for a first outcome (READY or not)
     guild_ready_timeout = 2.0  # discord.py waits this long for GUILD_CREATEs before on_ready
     identify_delay = 5.0  # before a re-IDENTIFY (discord.py's default)
     reconnect_delay = 5.0  # after connect() crashed; >= 5 s: one IDENTIFY per 5 s is allowed
@@ -117,19 +122,25 @@ class DiscordChannel(Channel):
             setattr(self, key, value)
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()  # set by the first READY, or when _run gives up
+        # Set by READY, a failed attempt or giving up: what start() waits for.
+        self._settled = asyncio.Event()
         self._nonces = _RetryNonces()
+        if _RECONNECTS not in _DISCORD_CLIENT_LOG.filters:
+            _DISCORD_CLIENT_LOG.addFilter(_RECONNECTS)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Log in and connect in a background task; wait up to `ready_timeout` for READY.
+        """Start the connect loop (unless it runs already) and wait up to `ready_timeout` for
+        its first outcome. Discord unreachable is no error here: the state says DISCONNECTED
+        and the loop keeps trying on its own (so nobody starts a second one).
 
         :raises ConfigError: the token was rejected, or the Message Content intent is off.
-        :raises ChannelTimeout: not ready in time (the task keeps trying; the state follows).
         """
-        self._task = asyncio.create_task(self._run(), name="discord gateway")
-        waiter = asyncio.create_task(self._ready.wait())
+        if self._task is None or self._task.done():
+            self._settled.clear()
+            self._task = asyncio.create_task(self._run(), name="discord gateway")
+        waiter = asyncio.create_task(self._settled.wait())
         try:
             await asyncio.wait(
                 {self._task, waiter},
@@ -140,8 +151,8 @@ class DiscordChannel(Channel):
             waiter.cancel()
         if self.state is State.FAILED:
             raise ConfigError("channels.discord", self.state_detail)
-        if not self._ready.is_set():
-            raise ChannelTimeout(f"discord not ready after {self.ready_timeout:g} s; still trying")
+        if not self.connected and self.state is not State.DISCONNECTED:
+            self.set_state(State.DISCONNECTED, f"not ready after {self.ready_timeout:g} s")
 
     async def stop(self) -> None:
         """Close the client and end the background task. Safe after a failed start."""
@@ -195,13 +206,12 @@ class DiscordChannel(Channel):
                     return
                 if loop.time() - started > self.stable_after:
                     delay = self.reconnect_delay
-                log.error(
-                    "discord connection failed (%r); reconnecting in %.1f s",
-                    exc,
-                    delay,
-                    exc_info=True,
+                log.warning(
+                    "discord connection failed (%s); reconnecting in %.1f s", _describe(exc), delay
                 )
+                log.debug("discord connection failure", exc_info=True)
                 self.set_state(State.DISCONNECTED, f"reconnecting after {type(exc).__name__}")
+                self._settled.set()
                 if not logged_in:  # login opens an HTTP session: start over with a new client
                     self._client = None
                     await client.close()
@@ -214,11 +224,11 @@ class DiscordChannel(Channel):
     def _give_up(self, reason: str) -> None:
         log.error("discord: %s", reason)
         self.set_state(State.FAILED, reason)
-        self._ready.set()
+        self._settled.set()
 
     def _on_ready(self) -> None:
         self.set_state(State.CONNECTED)
-        self._ready.set()
+        self._settled.set()
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -375,12 +385,39 @@ class _Client(discord.Client):
     async def on_disconnect(self) -> None:
         if not self.is_closed():
             self._owner.set_state(State.DISCONNECTED, "gateway connection lost; reconnecting")
+            self._owner._settled.set()  # a first connect that failed: start() need not wait
 
     async def on_message(self, message: discord.Message) -> None:
         await self._owner._on_message(message)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord: error in %s", event_method)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _OneLineReconnects(logging.Filter):
+    """discord.py logs each of its own reconnects with a traceback at ERROR level: make that
+    one WARNING line naming the error, and log the traceback at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != DISCORD_RECONNECT or not record.exc_info or not record.args:
+            return True
+        exc = record.exc_info[1]
+        log.debug("discord gateway failure", exc_info=record.exc_info)
+        record.msg = "discord gateway connection failed (%s); reconnecting in %.1f s"
+        record.args = (_describe(exc) if exc else "unknown error", *record.args)  # type: ignore[misc]
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+DISCORD_RECONNECT = "Attempting a reconnect in %.2fs"  # discord.client's message, verbatim
+_DISCORD_CLIENT_LOG = logging.getLogger("discord.client")
+_RECONNECTS = _OneLineReconnects()
 
 
 def _snowflake(value: str, error: type[ChannelError]) -> int:

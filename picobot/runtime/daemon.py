@@ -163,8 +163,7 @@ class Daemon:
         # Turns the previous run never finished: listed before channels start, so messages
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
-        for name, channel in self.channels.items():
-            await self._start_channel(name, channel)
+        await self._start_channels()
         await self._recover(unfinished)
         log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
         if "web" in self.channels:
@@ -283,6 +282,19 @@ class Daemon:
         applied = await self.reload(new)
         log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
         return True
+
+    async def _start_channels(self) -> None:
+        """Start every channel at once: a slow or unreachable platform delays neither the
+        others nor a stop requested meanwhile (starts still running then are cancelled)."""
+        starts = asyncio.gather(*(self._start_channel(n, c) for n, c in self.channels.items()))
+        stop = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait({starts, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            starts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starts
 
     async def _start_channel(self, name: str, channel: Channel) -> None:
         channel.set_state(State.STARTING)
