@@ -36,14 +36,23 @@ class Rendered:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """`per_second` sustained, with bursts of up to `burst` calls."""
+    """`per_second` sustained, with bursts of up to `burst` calls (a leaky bucket: at most
+    ``burst + per_second * t`` calls in any t seconds). With `window`, at most `burst` calls in
+    any ``burst / per_second`` seconds: a platform that counts per window allows a whole
+    window's worth at once, where a bucket would let too many through right after a burst."""
 
     per_second: float
     burst: int = 1
+    window: bool = False
 
     @classmethod
     def per_minute(cls, count: float, burst: int = 1) -> Rate:
         return cls(count / 60.0, burst)
+
+    @classmethod
+    def per_window(cls, count: int, seconds: float) -> Rate:
+        """At most `count` calls in any `seconds`."""
+        return cls(count / seconds, count, window=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,8 +299,8 @@ class Delivery:
         limits = self._limits_of(channel)
 
         async def attempt() -> T:
-            await limits.acquire(msg.chat_id, group=msg.is_group, edit=edit)
-            return await fn()
+            async with limits.slot(msg.chat_id, group=msg.is_group, edit=edit):
+                return await fn()
 
         def on_retry(exc: BaseException, delay: float) -> None:
             kind = "rate_limited" if isinstance(exc, RateLimited) else "transient"

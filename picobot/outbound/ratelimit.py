@@ -1,12 +1,18 @@
-"""Rate budgets per channel: overall, per chat and per group, as nested aiolimiter buckets.
+"""Rate budgets per channel: overall, per chat and per group, as nested limiters (aiolimiter
+buckets, or `SlidingWindow`s for a `Rate` counted per window).
 
 A call takes one slot at every level that applies. The per-chat level is why one busy chat
-cannot eat the budget of the others; a flood wait (429) is handled by the chat's lane alone.
+cannot eat the budget of the others. A flood wait (429) is handled by the chat's lane alone:
+it waits out `retry_after` for that chat, and no other level slows down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -15,7 +21,79 @@ from picobot.core.channel import Rate, RateBudget
 MAX_IDLE_LIMITERS = 512  # per-chat buckets kept before idle ones are dropped (as PTB does)
 
 
-def _limiter(rate: Rate) -> AsyncLimiter:
+class Limiter(Protocol):
+    """One level of a budget; aiolimiter's `AsyncLimiter` is one. ``async with`` holds a slot
+    for the length of a call (a bucket takes it on entry, a window also marks the exit)."""
+
+    max_rate: float
+
+    def has_capacity(self, amount: float = 1) -> bool: ...
+
+    async def acquire(self, amount: float = 1) -> None: ...
+
+    async def __aenter__(self) -> None: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+
+class SlidingWindow:
+    """At most `count` calls in any `period` seconds, counted as the platform sees them.
+
+    A call counts from when it starts until `period` after it ended: it reached the platform
+    somewhere in between, so a slot is reused only once the platform's window has certainly
+    let go of it. Waiters are served in order. (aiolimiter's leaky bucket lets
+    ``burst + rate * t`` calls through in any t seconds: right after a whole window's burst,
+    too many for a platform counting per window.)
+    """
+
+    def __init__(self, count: int, period: float, clock: Callable[[], float] | None = None) -> None:
+        self.max_rate = float(count)
+        self._period = period
+        self._clock = clock or _loop_time
+        self._running = 0  # calls under way
+        self._ended: deque[float] = deque()  # when the calls still in the window ended
+        self._call_ended = asyncio.Event()
+        self._turn = asyncio.Lock()  # FIFO: one waiter at a time, in arrival order
+
+    def _free(self) -> int:
+        horizon = self._clock() - self._period
+        while self._ended and self._ended[0] <= horizon:
+            self._ended.popleft()
+        return int(self.max_rate) - self._running - len(self._ended)
+
+    def has_capacity(self, amount: float = 1) -> bool:
+        return not self._turn.locked() and self._free() >= amount
+
+    async def __aenter__(self) -> None:
+        async with self._turn:
+            while self._free() < 1:
+                # Room comes when the oldest ended call leaves the window, or a call ends.
+                wait = self._ended[0] + self._period - self._clock() if self._ended else None
+                self._call_ended.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._call_ended.wait()
+            self._running += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._running -= 1
+        self._ended.append(self._clock())
+        self._call_ended.set()
+
+    async def acquire(self, amount: float = 1) -> None:
+        """Take `amount` slots for calls that end at once."""
+        for _ in range(int(amount)):
+            async with self:
+                pass
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _limiter(rate: Rate) -> Limiter:
+    if rate.window:
+        return SlidingWindow(rate.burst, rate.burst / rate.per_second)
     # aiolimiter's period defaults to 60 s; state it so `burst` calls fit in one period.
     return AsyncLimiter(rate.burst, rate.burst / rate.per_second)
 
@@ -27,9 +105,9 @@ class RateLimits:
         self.budget = budget
         self._overall = _limiter(budget.overall) if budget.overall else None
         self._edits_overall = _limiter(budget.edits_overall) if budget.edits_overall else None
-        self._chats: dict[tuple[str, str], AsyncLimiter] = {}
+        self._chats: dict[tuple[str, str], Limiter] = {}
 
-    def _buckets(self, chat_id: str, *, group: bool, edit: bool) -> Iterator[AsyncLimiter]:
+    def _buckets(self, chat_id: str, *, group: bool, edit: bool) -> Iterator[Limiter]:
         # Narrowest first: waiting on a chat's own bucket must not hold a shared slot.
         per_chat = self.budget.edits_per_chat if edit and self.budget.edits_per_chat else None
         kind, rate = ("edit", per_chat) if per_chat else ("send", self.budget.per_chat)
@@ -42,7 +120,7 @@ class RateLimits:
         if self._overall:
             yield self._overall
 
-    def _chat_bucket(self, kind: str, chat_id: str, rate: Rate) -> AsyncLimiter:
+    def _chat_bucket(self, kind: str, chat_id: str, rate: Rate) -> Limiter:
         key = (kind, chat_id)
         bucket = self._chats.get(key)
         if bucket is None:
@@ -60,6 +138,17 @@ class RateLimits:
         """Wait until one call to `chat_id` fits every budget, and take it."""
         for bucket in self._buckets(chat_id, group=group, edit=edit):
             await bucket.acquire()
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, chat_id: str, *, group: bool = False, edit: bool = False
+    ) -> AsyncIterator[None]:
+        """Wait until one call to `chat_id` fits every budget, and hold it while the call runs
+        (a level counted per window counts the call until `period` after it ended)."""
+        async with contextlib.AsyncExitStack() as held:
+            for bucket in self._buckets(chat_id, group=group, edit=edit):
+                await held.enter_async_context(bucket)
+            yield
 
     async def try_acquire(self, chat_id: str, *, group: bool = False, edit: bool = False) -> bool:
         """Take a slot only if every level has one free now (for droppable edits)."""

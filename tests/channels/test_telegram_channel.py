@@ -601,21 +601,31 @@ def test_to_inbound_fields() -> None:
 # -- the rate budget against Telegram's limits ----------------------------------------------
 
 
-def _core_schedule(rates: Sequence[Rate], count: int) -> list[float]:
-    """When the core lets `count` calls through, all queued at once in one lane: each call takes
-    a slot in each bucket in turn (aiolimiter: a leaky bucket of `burst` draining `per_second`),
-    waiting until that bucket has room, and starts once it holds them all."""
+def _core_schedule(
+    rates: Sequence[Rate], count: int, delay: Callable[[], float] = lambda: 0.0
+) -> list[float]:
+    """When `count` calls, all queued at once in one lane, reach Telegram. Each call takes a
+    slot at each level in turn, waiting until that level has room, starts once it holds them
+    all, and arrives `delay()` s later (its answer comes back no sooner). A level is a leaky
+    bucket of `burst` draining `per_second` (aiolimiter), or for a window `Rate` at most
+    `burst` calls per `burst / per_second` s, each counted until it ended (`SlidingWindow`)."""
     buckets = [[0.0, 0.0] for _ in rates]  # [level, when measured]
-    times, now = [], 0.0
+    arrivals: list[float] = []
+    now = 0.0
     for _ in range(count):
         for rate, bucket in zip(rates, buckets, strict=True):
+            if rate.window:
+                if len(arrivals) >= rate.burst:
+                    ended = sorted(arrivals)[-rate.burst]
+                    now = max(now, ended + rate.burst / rate.per_second)
+                continue
             level = max(0.0, bucket[0] - (now - bucket[1]) * rate.per_second)
             if level + 1 > rate.burst:  # wait until it drained enough
                 now += (level + 1 - rate.burst) / rate.per_second
                 level = rate.burst - 1.0
             bucket[:] = [level + 1, now]
-        times.append(now)
-    return times
+        arrivals.append(now + delay())
+    return arrivals
 
 
 BUDGET = CAPABILITIES.rate
@@ -637,11 +647,9 @@ def test_rate_budget_never_trips_telegram_limits(
     checked by the fake's own flood rules with its default limits: not one 429."""
     clock = ManualClock(0.0)
     limits = FakeTelegram(clock=clock).limits
-    delay = random.Random(5).uniform
-    arrivals = sorted(
-        (at + delay(0.0, jitter), chat_ids[k % len(chat_ids)])
-        for k, at in enumerate(_core_schedule(rates, calls))
-    )
+    rng = random.Random(5)
+    schedule = _core_schedule(rates, calls, lambda: rng.uniform(0.0, jitter))
+    arrivals = sorted((at, chat_ids[k % len(chat_ids)]) for k, at in enumerate(schedule))
     for at, chat in arrivals:
         clock.now = at
         try:

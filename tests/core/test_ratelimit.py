@@ -1,7 +1,8 @@
 """Rate budgets, asserted by counts of immediately available slots (no wall-clock timing)."""
 
+from channels.telegram_channel import CAPABILITIES as TELEGRAM
 from picobot.core.channel import Rate, RateBudget
-from picobot.outbound.ratelimit import RateLimits
+from picobot.outbound.ratelimit import RateLimits, SlidingWindow
 
 
 async def available(limits: RateLimits, chat: str, **kw: bool) -> int:
@@ -55,3 +56,51 @@ async def test_idle_chat_buckets_are_dropped() -> None:
         await limits.acquire(str(i))
     assert len(limits) <= 600
     assert await limits.try_acquire("new")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_window_allows_a_whole_window_at_once_then_nothing() -> None:
+    clock = Clock()
+    window = SlidingWindow(30, 1.0, clock)
+    for _ in range(30):
+        assert window.has_capacity()
+        await window.acquire()
+    assert not window.has_capacity()
+    clock.now += 0.99
+    assert not window.has_capacity()  # a leaky bucket would have refilled 29 by now
+    clock.now += 0.02
+    assert window.has_capacity(30)
+
+
+async def test_window_counts_a_call_until_a_period_after_it_ended() -> None:
+    """The platform saw the call somewhere between its start and its end."""
+    clock = Clock()
+    window = SlidingWindow(1, 1.0, clock)
+    async with window:
+        assert not window.has_capacity()
+        clock.now += 0.5  # a slow call
+    clock.now += 0.9  # 1.4 s after the start, 0.9 s after the end
+    assert not window.has_capacity()
+    clock.now += 0.2
+    assert window.has_capacity()
+
+
+async def test_telegram_overall_budget_takes_a_burst_to_30_chats_at_once() -> None:
+    """Telegram counts ~30 sends per second overall; the budget was a bucket of 4 at 25/s."""
+    limits = RateLimits(TELEGRAM.rate)
+    at_once = [await limits.try_acquire(str(chat)) for chat in range(31)]
+    assert at_once == [True] * 30 + [False]
+    assert await available(limits, "0") == 0  # per chat, burst 2: one spent, overall none left
+
+
+async def test_slot_holds_every_level_during_the_call() -> None:
+    limits = RateLimits(RateBudget(overall=Rate.per_window(2, 1.0), per_chat=Rate(1.0, 5)))
+    async with limits.slot("a"), limits.slot("b"):
+        assert not await limits.try_acquire("c")  # both overall slots are held
