@@ -36,9 +36,7 @@ def minimum(sends: int) -> float:
 async def run_once() -> dict[str, float]:
     async with FakeTelegram() as fake:
         data_dir = tempfile.mkdtemp(prefix="picobot-bench-")
-        config = parse_config(
-            fake.picobot_config(data_dir, placeholder={"enabled": False}), env={}
-        )
+        config = parse_config(fake.picobot_config(data_dir, placeholder={"enabled": False}), env={})
         async with Daemon(config) as daemon:
             before = len(fake.calls)
             replies = [

@@ -409,7 +409,7 @@ class _OneLineReconnects(logging.Filter):
         exc = record.exc_info[1]
         log.debug("discord gateway failure", exc_info=record.exc_info)
         record.msg = "discord gateway connection failed (%s); reconnecting in %.1f s"
-        record.args = (_describe(exc) if exc else "unknown error", *record.args)  # type: ignore[misc]
+        record.args = (_describe(exc) if exc else "unknown error", *record.args)
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

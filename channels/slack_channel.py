@@ -242,8 +242,9 @@ class SlackChannel(Channel):
             base_url=self.config.base_url, session=self._session, retry_handlers=[]
         )
         authorization = self._authorization
+        assert authorization is not None  # start() set it from auth.test
 
-        async def authorize() -> AuthorizeResult | None:  # bolt passes the arguments it names
+        async def authorize() -> AuthorizeResult:  # bolt passes only the arguments it names
             return authorization
 
         app = AsyncApp(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from types import TracebackType
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
@@ -33,7 +34,12 @@ class Limiter(Protocol):
 
     async def __aenter__(self) -> None: ...
 
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 class SlidingWindow:
@@ -75,7 +81,12 @@ class SlidingWindow:
                         await self._call_ended.wait()
             self._running += 1
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
         self._running -= 1
         self._ended.append(self._clock())
         self._call_ended.set()

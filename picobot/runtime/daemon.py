@@ -289,7 +289,8 @@ class Daemon:
         starts = asyncio.gather(*(self._start_channel(n, c) for n, c in self.channels.items()))
         stop = asyncio.ensure_future(self.stopped.wait())
         try:
-            await asyncio.wait({starts, stop}, return_when=asyncio.FIRST_COMPLETED)
+            either: list[asyncio.Future[Any]] = [starts, stop]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             starts.cancel()

@@ -7,12 +7,13 @@ import logging
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from channels.discord_channel import DiscordChannel
 from picobot.agent.demo import DemoLLM
-from picobot.config import parse_config
+from picobot.config import Config, parse_config
 from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import FakeSlack
@@ -29,7 +30,7 @@ def refused(caplog: pytest.LogCaptureFixture, sender: str) -> bool:
     return any(REFUSED in r.getMessage() and sender in r.getMessage() for r in caplog.records)
 
 
-def config(tmp_path: Path, name: str, settings: dict[str, object]) -> object:
+def config(tmp_path: Path, name: str, settings: dict[str, Any]) -> Config:
     return parse_config(
         {
             "data_dir": str(tmp_path),
@@ -84,7 +85,7 @@ async def test_discord_answers_a_listed_id_only(
 # ---- Slack ---------------------------------------------------------------------------------
 
 
-def slack_settings(fake: FakeSlack, allow_from: list[str]) -> dict[str, object]:
+def slack_settings(fake: FakeSlack, allow_from: list[str]) -> dict[str, Any]:
     return {
         "bot_token": fake.bot_token,
         "app_token": fake.app_token,
@@ -107,7 +108,7 @@ async def test_slack_answers_a_listed_id_or_username_only(
     async with FakeSlack() as fake:
         fake.usernames.update({"U0ALLOWED": "alice", "U0OTHER": "mallory"})
         cfg = config(tmp_path, "slack", slack_settings(fake, [listed]))
-        async with Daemon(cfg, llm=DemoLLM(delay=0)):  # type: ignore[arg-type]
+        async with Daemon(cfg, llm=DemoLLM(delay=0)):
             await fake.push_event(fake.dm_event("U0OTHER", "not me", channel="D2"))
             await fake.push_event(fake.dm_event("U0ALLOWED", "hello", channel="D1"))
             await fake.wait_for(lambda: answered(fake, "D1"))
@@ -125,7 +126,7 @@ async def test_slack_failed_user_lookup_is_not_acked_and_is_redelivered(
         fake.usernames["U0ALLOWED"] = "alice"
         fake.redeliver_unacked_after = 0.1
         cfg = config(tmp_path, "slack", slack_settings(fake, ["@alice"]))
-        async with Daemon(cfg, llm=DemoLLM(delay=0)):  # type: ignore[arg-type]
+        async with Daemon(cfg, llm=DemoLLM(delay=0)):
             fake.fail_next("users.info", "500")
             envelope = await fake.push_event(fake.dm_event("U0ALLOWED", "hello", channel="D1"))
             await fake.wait_for(lambda: answered(fake, "D1"))

@@ -13,6 +13,7 @@ from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
 from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_slack import FakeSlack
+from tests.fakes.paced_llm import PacedLLM
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
-def make_config(fake: FakeSlack, tmp_path: Path, **dispatch: Any) -> Config:
+def make_config(
+    fake: FakeSlack, tmp_path: Path, slack: dict[str, Any] | None = None, **dispatch: Any
+) -> Config:
     return parse_config(
         {
             "data_dir": str(tmp_path),
@@ -35,6 +38,7 @@ def make_config(fake: FakeSlack, tmp_path: Path, **dispatch: Any) -> Config:
                     "app_token": fake.app_token,
                     "base_url": fake.base_url,
                     "allow_from": ["*"],
+                    **(slack or {}),
                 },
             },
         },
@@ -84,3 +88,24 @@ async def test_every_message_is_answered_under_500s_and_dropped_connections(
     for c in channels:  # exactly one answer each, and no "Thinking…" left behind
         [reply] = fake.channel_log(c)
         assert f"> question in {c}" in reply.text
+
+
+async def test_a_long_streamed_reply_freezes_at_4000_and_continues(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """Slack recommends at most 4 000 characters a message: the live message is frozen at a
+    fence-safe point and the reply goes on in a new one, never above 4 000 in any edit."""
+    fake = fake_slack
+    lines = [f"value_{i:05d} = compute({i})  # a comment to make lines long" for i in range(165)]
+    text = "Here is the file:\n\n```python\n" + "\n".join(lines) + "\n```\n\nThat is all."
+    config = make_config(fake, tmp_path, {"streaming": {"flush_interval": 0.3}})
+    async with Daemon(config, llm=PacedLLM(text, duration=2.4, pieces=12)):
+        await fake.push_event(fake.dm_event("U1", "stream the file"))
+        await fake.wait_for(
+            lambda: any("That is all." in m.text for m in fake.channel_log("D1")), timeout=30
+        )
+    messages = fake.channel_log("D1")
+    assert len(messages) >= 3 and fake.oversized == []
+    assert all(len(m.text) <= 4_000 and m.text.count("```") % 2 == 0 for m in messages)
+    joined = "\n".join(m.text for m in messages)
+    assert all(line in joined for line in lines)
