@@ -42,12 +42,14 @@ import aiohttp
 
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     InboundSink,
     Rate,
     RateBudget,
     Rendered,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -114,8 +116,14 @@ class DiscordChannel(Channel):
     reconnect_max = 60.0  # the delay doubles per crash up to this
     stable_after = 60.0  # a connection up this long resets the crash delay
 
-    def __init__(self, config: DiscordConfig, sink: InboundSink, **timings: float) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: DiscordConfig,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        **timings: float,
+    ) -> None:
+        super().__init__(config, sink, services)
         for key, value in timings.items():
             if not hasattr(type(self), key):
                 raise TypeError(f"unknown option {key!r}")
@@ -315,9 +323,17 @@ class DiscordChannel(Channel):
         nonce, first_try = self._nonces.take(key)
         try:
             with _translate_errors():
-                sent = await target.send(
-                    message.text, allowed_mentions=NO_MENTIONS, reference=reference, nonce=nonce
-                )
+                if reference is None:
+                    sent = await target.send(
+                        message.text, allowed_mentions=NO_MENTIONS, nonce=nonce
+                    )
+                else:
+                    sent = await target.send(
+                        message.text,
+                        allowed_mentions=NO_MENTIONS,
+                        reference=reference,
+                        nonce=nonce,
+                    )
         except ChannelError:
             self._nonces.keep(key, nonce, first_try)  # for the core's retry of this chunk
             raise

@@ -20,6 +20,7 @@ from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
 from picobot.core.channel import Channel, State
 from picobot.runtime.daemon import Daemon
+from picobot.runtime.supervisor import ChannelSupervisor
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # discord.py imports `audioop`
@@ -122,23 +123,24 @@ async def test_stop_during_a_hanging_discord_start_is_prompt(
 ) -> None:
     monkeypatch.setattr(DiscordChannel, "ready_timeout", 3600.0)
     started: dict[str, asyncio.Event] = {"web": asyncio.Event(), "discord": asyncio.Event()}
-    start_channel = Daemon._start_channel
+    start_channel = ChannelSupervisor._start
 
-    async def observed(self: Daemon, name: str, channel: Channel) -> None:
+    async def observed(self: ChannelSupervisor, name: str, channel: Channel) -> None:
         await start_channel(self, name, channel)
         started[name].set()
 
-    monkeypatch.setattr(Daemon, "_start_channel", observed)
+    monkeypatch.setattr(ChannelSupervisor, "_start", observed)
     with discord_at(listen=True):  # login's first request is never answered
         daemon = Daemon(make_config(tmp_path), llm=DemoLLM(0))
         entering = asyncio.create_task(daemon.__aenter__())
         async with asyncio.timeout(30):
             await started["web"].wait()  # the web chat is up while Discord still starts
             assert not started["discord"].is_set()
+            discord_channel = daemon.channels["discord"]
             daemon.stopped.set()  # SIGTERM
             await entering  # startup gives up on the hanging start
             await daemon.shutdown()
-        assert daemon.channels["discord"].state is State.STOPPED
+        assert discord_channel.state is State.STOPPED
 
 
 def test_discord_py_reconnect_tracebacks_become_one_line(records: Records) -> None:
