@@ -64,6 +64,7 @@ from picobot.core.errors import (
     ChatNotFound,
     Forbidden,
     MessageTooLong,
+    PermanentError,
     RateLimited,
 )
 from picobot.core.messages import InboundMessage, Sender
@@ -203,6 +204,7 @@ class SlackChannel(Channel, ServesHttp):
         self._mention: re.Pattern[str] | None = None
         self._seen: OrderedDict[str, str] = OrderedDict()  # event ids, channel:ts accepted
         self._usernames: OrderedDict[str, str] = OrderedDict()  # user id -> Slack username
+        self._no_usernames = False  # users.info refused for good (no users:read scope)
         self._authorization: AuthorizeResult | None = None  # start()'s auth.test, for bolt
         self._thread_of: OrderedDict[str, str] = OrderedDict()  # our ts -> thread_ts
         self._statuses: set[tuple[str, str]] = set()  # (channel, thread) showing our status
@@ -339,14 +341,23 @@ class SlackChannel(Channel, ServesHttp):
             raise
 
     async def _named(self, sender: Sender) -> Sender:
-        """`sender` with their Slack username (users.info, once per user).
+        """`sender` with their Slack username (users.info, once per user). Without the
+        `users:read` scope there are no usernames, and ``allow_from`` matches ids only.
 
-        :raises ChannelError: the lookup failed (the event is then not acknowledged).
+        :raises TransientError: the lookup failed for now (the event is not acknowledged).
         """
         name = self._usernames.get(sender.id)
-        if name is None:
-            with _translate_errors():
-                info = await self._web().users_info(user=sender.id)
+        if name is None and not self._no_usernames:
+            try:
+                with _translate_errors():
+                    info = await self._web().users_info(user=sender.id)
+            except Forbidden as exc:  # missing_scope, ...: do not ask again
+                self._no_usernames = True
+                log.warning("slack: no usernames (%s); allow_from matches user ids only", exc)
+                return sender
+            except PermanentError as exc:  # user_not_found, ...
+                log.info("slack: no username for %s (%s)", sender.id, exc)
+                info = {}
             user = info.get("user")
             name = str(user.get("name") or "") if isinstance(user, dict) else ""
             _remember(self._usernames, sender.id, name)

@@ -133,3 +133,18 @@ async def test_slack_failed_user_lookup_is_not_acked_and_is_redelivered(
         assert envelope not in fake.acks  # the first delivery failed: not acknowledged
         assert [c.status for c in fake.calls_to("users.info")] == [500, 200]
         assert len(fake.channel_log("D1")) == 1
+
+
+async def test_slack_without_users_read_still_answers_listed_ids(tmp_path: Path) -> None:
+    """No `users:read` scope: users.info answers missing_scope; ids still work, no retries."""
+    async with FakeSlack() as fake:
+        cfg = config(tmp_path, "slack", slack_settings(fake, ["U0ALLOWED"]))
+        async with Daemon(cfg, llm=DemoLLM(delay=0)):
+            fake.fail_next("users.info", "error:missing_scope", count=100)
+            await fake.push_event(fake.dm_event("U0ALLOWED", "hello", channel="D1"))
+            await fake.wait_for(lambda: answered(fake, "D1"))
+            await fake.push_event(fake.dm_event("U0OTHER", "hi", channel="D2"))
+            await fake.push_event(fake.dm_event("U0ALLOWED", "again", channel="D1"))
+            await fake.wait_for(lambda: len(fake.channel_log("D1")) == 2)
+        assert len(fake.calls_to("users.info")) == 1  # not asked again
+        assert fake.channel_log("D2") == []

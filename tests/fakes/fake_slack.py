@@ -209,9 +209,10 @@ class FakeSlack(SocketModeMixin):
 
         kind: an HTTP status such as "500"/"503" (HTML body, no state change); "drop" (connection
         closed before the call takes effect); "lost_response" (the call takes effect, then the
-        connection is closed, so the client cannot know it succeeded).
+        connection is closed, so the client cannot know it succeeded); "error:<code>" (Slack's
+        ``{"ok": false, "error": "<code>"}``, e.g. "error:missing_scope").
         """
-        if not (kind.isdigit() or kind in ("drop", "lost_response")):
+        if not (kind.isdigit() or kind in ("drop", "lost_response") or kind.startswith("error:")):
             raise ValueError(f"unknown fault kind {kind!r}")
         self._faults.append({"method": method, "kind": kind, "count": count})
 
@@ -260,6 +261,10 @@ class FakeSlack(SocketModeMixin):
         if fault is not None and fault["kind"] == "drop":
             await self._record(method, params, 0, "dropped")
             return self._drop(request)
+        if fault is not None and fault["kind"].startswith("error:"):
+            code = fault["kind"].removeprefix("error:")
+            await self._record(method, params, 200, code)
+            return web.json_response({"ok": False, "error": code})
 
         status, body_out, headers = self._dispatch(method, params, token)
         if fault is not None:  # lost_response: the state change above already happened
