@@ -348,17 +348,16 @@ class SlackChannel(Channel, ServesHttp):
         """
         name = self._usernames.get(sender.id)
         if name is None and not self._no_usernames:
+            user: object = None
             try:
                 with _translate_errors():
-                    info = await self._web().users_info(user=sender.id)
+                    user = (await self._web().users_info(user=sender.id)).get("user")
             except Forbidden as exc:  # missing_scope, ...: do not ask again
                 self._no_usernames = True
                 log.warning("slack: no usernames (%s); allow_from matches user ids only", exc)
                 return sender
             except PermanentError as exc:  # user_not_found, ...
                 log.info("slack: no username for %s (%s)", sender.id, exc)
-                info = {}
-            user = info.get("user")
             name = str(user.get("name") or "") if isinstance(user, dict) else ""
             _remember(self._usernames, sender.id, name)
         return replace(sender, username=name or None)
