@@ -109,3 +109,25 @@ async def test_a_long_streamed_reply_freezes_at_4000_and_continues(
     assert all(len(m.text) <= 4_000 and m.text.count("```") % 2 == 0 for m in messages)
     joined = "\n".join(m.text for m in messages)
     assert all(line in joined for line in lines)
+
+
+async def test_where_replies_go_is_what_the_readme_says(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """The README said replies "go into the thread of the message"; in a DM they do not."""
+    fake = fake_slack
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "in a DM, at the top level" in readme
+    assert "into the thread\n   when the user wrote in one" in readme
+    config = make_config(fake, tmp_path, {"placeholder": {"enabled": False}})
+    async with Daemon(config, llm=DemoLLM(delay=0)):
+        top = fake.dm_event("U1", "top level", channel="D1")
+        await fake.push_event(top)
+        await fake.wait_for(lambda: answered(fake, "D1", "top level"))
+        threaded = fake.message_event(
+            "U1", "in a thread", "D1", channel_type="im", thread_ts=top["ts"]
+        )
+        await fake.push_event(threaded)
+        await fake.wait_for(lambda: answered(fake, "D1", "in a thread"))
+    first, second = fake.channel_log("D1")
+    assert first.thread_ts is None and second.thread_ts == top["ts"]
