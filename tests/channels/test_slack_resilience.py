@@ -15,6 +15,8 @@ from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.paced_llm import PacedLLM
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
 
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
@@ -116,7 +118,7 @@ async def test_where_replies_go_is_what_the_readme_says(
 ) -> None:
     """The README said replies "go into the thread of the message"; in a DM they do not."""
     fake = fake_slack
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     assert "in a DM, at the top level" in readme
     assert "into the thread\n   when the user wrote in one" in readme
     config = make_config(fake, tmp_path, {"placeholder": {"enabled": False}})
