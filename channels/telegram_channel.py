@@ -81,9 +81,10 @@ NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # - per group, 5 at once then 15/min: the 21st call comes at least (21 - 5) / 0.25 = 64 s after
 #   the 1st, so no 60 s window holds more than 20 (edits count too, though Telegram's doesn't).
 # - overall, Telegram counts ~30 sends per second: a window of 30 calls (sends, edits and
-#   deletes together) in any 1.05 s, so a burst to 30 chats goes out at once, and 50 ms of
-#   network jitter cannot squeeze 31 into Telegram's second. (A leaky bucket of 25/s with a
-#   burst of 4 took 1.7x the minimum for 30 chats; see benchmarks/telegram_burst.py.)
+#   deletes together) per second, so a burst to 30 chats goes out at once. Each call counts
+#   until a second after its answer came back, so however late it reached Telegram, no
+#   second there holds 31. (A leaky bucket of 25/s with a burst of 4 took 1.7x the minimum
+#   for 30 chats; see benchmarks/telegram_burst.py.) A 429 holds only its own chat's lane.
 RATE_BUDGET = RateBudget(
     overall=Rate.per_window(30, seconds=1.0),
     per_chat=Rate(1.0, burst=2),
