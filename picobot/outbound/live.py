@@ -32,19 +32,20 @@ class LiveUpdates:
             return []
         edit = msg.edit_of is not None
         limits = self._calls.limits(channel)
-        if not await limits.try_acquire(msg.chat_id, group=msg.is_group, edit=edit):
-            return []
-        try:
-            if msg.edit_of is not None:
-                await channel.edit(msg.chat_id, msg.edit_of, chunks[0].rendered)
-                metrics.EDITS.labels(msg.channel).inc()
-                return [msg.edit_of]
-            return [await channel.send(msg.chat_id, chunks[0].rendered, thread=msg.thread)]
-        except TransientError as exc:
-            if isinstance(exc, RateLimited):
-                metrics.RATE_LIMITED.labels(channel.name).inc()
-            log.debug("skipped a droppable update in %s:%s: %s", msg.channel, msg.chat_id, exc)
-            return []
+        async with limits.try_slot(msg.chat_id, group=msg.is_group, edit=edit) as free:
+            if not free:
+                return []
+            try:
+                if msg.edit_of is not None:
+                    await channel.edit(msg.chat_id, msg.edit_of, chunks[0].rendered)
+                    metrics.EDITS.labels(msg.channel).inc()
+                    return [msg.edit_of]
+                return [await channel.send(msg.chat_id, chunks[0].rendered, thread=msg.thread)]
+            except TransientError as exc:
+                if isinstance(exc, RateLimited):
+                    metrics.RATE_LIMITED.labels(channel.name).inc()
+                log.debug("skipped a droppable update in %s:%s: %s", msg.channel, msg.chat_id, exc)
+                return []
 
     async def draft(self, channel: Channel, msg: OutboundMessage) -> list[str]:
         """Show a streaming preview if the budget allows now; skipped otherwise (next tick).
@@ -55,12 +56,13 @@ class LiveUpdates:
         if not chunks or msg.draft_id is None:
             return []
         limits = self._calls.limits(channel)
-        if not await limits.try_acquire(msg.chat_id, group=msg.is_group, edit=True):
-            return []
-        try:
-            await channel.draft(msg.chat_id, msg.draft_id, chunks[0].rendered, msg.thread)
-        except TransientError as exc:
-            log.debug("skipped a draft in %s:%s: %s", msg.channel, msg.chat_id, exc)
-            return []
+        async with limits.try_slot(msg.chat_id, group=msg.is_group, edit=True) as free:
+            if not free:
+                return []
+            try:
+                await channel.draft(msg.chat_id, msg.draft_id, chunks[0].rendered, msg.thread)
+            except TransientError as exc:
+                log.debug("skipped a draft in %s:%s: %s", msg.channel, msg.chat_id, exc)
+                return []
         metrics.EDITS.labels(msg.channel).inc()
         return [str(msg.draft_id)]

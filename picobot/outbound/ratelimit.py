@@ -170,5 +170,19 @@ class RateLimits:
             await bucket.acquire()  # has capacity, so this does not wait
         return True
 
+    @contextlib.asynccontextmanager
+    async def try_slot(
+        self, chat_id: str, *, group: bool = False, edit: bool = False
+    ) -> AsyncIterator[bool]:
+        """Like `slot`, only if every level has room now: yields whether it got one."""
+        buckets = list(self._buckets(chat_id, group=group, edit=edit))
+        if not all(b.has_capacity() for b in buckets):
+            yield False
+            return
+        async with contextlib.AsyncExitStack() as held:
+            for bucket in buckets:
+                await held.enter_async_context(bucket)  # has room, so this does not wait
+            yield True
+
     def __len__(self) -> int:
         return len(self._chats)

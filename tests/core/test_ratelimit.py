@@ -104,3 +104,11 @@ async def test_slot_holds_every_level_during_the_call() -> None:
     limits = RateLimits(RateBudget(overall=Rate.per_window(2, 1.0), per_chat=Rate(1.0, 5)))
     async with limits.slot("a"), limits.slot("b"):
         assert not await limits.try_acquire("c")  # both overall slots are held
+
+
+async def test_try_slot_holds_only_when_every_level_has_room() -> None:
+    limits = RateLimits(RateBudget(overall=Rate.per_window(1, 1.0)))
+    async with limits.try_slot("a") as first:
+        assert first
+        async with limits.try_slot("b") as second:
+            assert not second  # the window's one slot is held by the running call
