@@ -17,7 +17,7 @@ from picobot.core.channel import Channel
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.outbound.calls import rate_limited, retried
-from picobot.outbound.lanes import Job
+from picobot.outbound.lanes import SPILL_AFTER, Job
 from picobot.outbound.live import LiveUpdates
 from picobot.outbound.placeholders import PlaceholderCalls, Placeholders
 from picobot.outbound.ratelimit import RateLimits
@@ -35,6 +35,7 @@ class DispatchSettings:
     typing_ttl: float = 300.0
     placeholder_ttl: float = 600.0
     lane_idle: float = LANE_IDLE_SECONDS
+    spill_after: int = SPILL_AFTER  # jobs a lane holds in memory; more wait in the outbox
 
 
 class Calls:
