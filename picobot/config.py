@@ -299,16 +299,16 @@ def _problem(err: Any) -> tuple[str, str]:
 
 def _keys_at(loc: list[str]) -> list[str]:
     """The config keys allowed under the dotted path `loc` (for "did you mean")."""
-    model: Any = Config
+    model: type[BaseModel] | None = Config
     for name in loc:
-        field = model.model_fields.get(name) if isinstance(model, type) else None
+        field = model.model_fields.get(name) if model is not None else None
         if field is None:
             return []
         candidates = [field.annotation, *get_args(field.annotation)]
         model = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
         )
-    return list(model.model_fields) if isinstance(model, type) else []
+    return list(model.model_fields) if model is not None else []
 
 
 def summary(config: Config) -> str:
