@@ -10,6 +10,7 @@ session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from channels.base import Capabilities, Channel, InboundSink, State
 from picobot import metrics
 from picobot.agent import events as ev
+from picobot.agent.sessions import SessionStore
 from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
 from picobot.render import Rendered
 from picobot.webui.broker import RunBroker
@@ -31,8 +33,10 @@ log = logging.getLogger("picobot.web")
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
 
-History = Callable[[str], Awaitable[list[dict[str, str]]]]
+History = Callable[[str], Awaitable[list[dict[str, Any]]]]
+Forget = Callable[[str], Awaitable[None]]
 Submit = Callable[[OutboundMessage], object]
+PREFIX = "web:"  # the session keys of the web chat (`InboundMessage.session_key`)
 
 
 class WebReply:
@@ -69,6 +73,10 @@ class WebChatChannel(Channel):
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
         self.history_source: History | None = None
+        self.directory: SessionStore | None = None  # the conversation list
+        self.forget: Forget | None = None  # stops a running turn, then deletes the history
+        self.model = "picobot"
+        self.boot = new_id()  # changes when the run logs are lost (restart, reload)
         self.submit: Submit | None = None
         self._listeners: list[Any] | None = None
         self._routes: list[web.RouteDef] | None = None
@@ -78,6 +86,10 @@ class WebChatChannel(Channel):
         self._listeners = daemon.agent_loop.listeners
         self._listeners.append(self.on_event)
         self.history_source = daemon.agent.history
+        self.directory = daemon.agent.store
+        self.forget = daemon.agent.reset
+        name = daemon.agent.llm.name
+        self.model = "demo model" if name == "demo" else name
         self.submit = daemon.dispatcher.submit
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -107,12 +119,46 @@ class WebChatChannel(Channel):
             raise
         return msg.id
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The session as the user saw it: ``[{"role", "text"}]``, oldest first."""
+    async def history(self, session: str) -> list[dict[str, Any]]:
+        """The session as the user saw it, oldest first: ``{"role", "text"}``, plus
+        ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
+        "name", "arguments", "text", "error"}``."""
         if self.history_source is None:
             return []
-        key = InboundMessage(self.name, session, Sender("web"), "").session_key
-        return [{"role": m["role"], "text": m["content"]} for m in await self.history_source(key)]
+        shown: list[dict[str, Any]] = []
+        for m in await self.history_source(PREFIX + session):
+            entry = {"role": m["role"], "text": m["content"]}
+            if m["role"] == "tool":
+                entry["text"] = m["content"][:TOOL_RESULT_PREVIEW]
+                entry |= {"name": m["name"], "arguments": _json_object(m["arguments"])}
+                entry["error"] = m["error"]
+            elif m.get("note"):
+                entry["note"] = True
+            shown.append(entry)
+        return shown
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """The web chat's conversations, most recently active first."""
+        if self.directory is None:
+            return []
+        return [
+            {
+                "id": s.key[len(PREFIX) :],
+                "title": s.title,
+                "created": s.created,
+                "updated": s.updated,
+            }
+            for s in await self.directory.sessions(PREFIX)
+        ]
+
+    async def rename_session(self, session: str, title: str) -> bool:
+        """False if there is no such conversation."""
+        return self.directory is not None and await self.directory.rename(PREFIX + session, title)
+
+    async def delete_session(self, session: str) -> None:
+        """Stop the conversation's running turn, then forget it (idempotent)."""
+        if self.forget is not None:
+            await self.forget(PREFIX + session)
 
     # -- run events -----------------------------------------------------------------------------
 
@@ -172,6 +218,13 @@ class WebChatChannel(Channel):
         from picobot.webui.api import check_token
 
         return check_token(request, self.token)
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
 
 
 def _secret(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from picobot.agent.commands import Command, parse_command, run_command
 from picobot.agent.llm import LLM, LLMError, Message, ToolCall
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
-from picobot.agent.sessions import SessionStore, trim_history
+from picobot.agent.sessions import SessionStore, trim_history, visible_history
 from picobot.agent.steering import Queued, SteeringQueue
 from picobot.agent.tools import (
     Publish,
@@ -130,7 +130,7 @@ class Agent:
         """
         command = parse_command(text)
         if command is not None:
-            return self._command_events(session, command)
+            return self._command_events(session, command, text)
         return self._run(session, text, (), ToolContext(session, inbound, publish), True)
 
     def run_followup(
@@ -382,17 +382,20 @@ class Agent:
         async with state.lock:
             await self.store.clear(session)
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The conversation as the user saw it: user and assistant texts, oldest first."""
-        return [
-            {"role": m["role"], "content": m["content"]}
-            for m in await self.store.load(session)
-            if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-            if m["content"].strip()
-        ]
+    async def history(self, session: str) -> list[Message]:
+        """The conversation as the user saw it, oldest first (see `visible_history`)."""
+        return visible_history(await self.store.transcript(session))
 
-    async def _command_events(self, session: str, command: Command) -> AsyncIterator[ev.RunEvent]:
+    async def _command_events(
+        self, session: str, command: Command, text: str
+    ) -> AsyncIterator[ev.RunEvent]:
         yield ev.TurnStarted(new_id(), session)
         reply = await run_command(self, session, command)
+        if command.name != "stop":  # kept for the user's history (the model never sees it)
+            note = [
+                {"role": "user", "content": text.strip()},
+                {"role": "assistant", "content": reply},
+            ]
+            await self.store.append_note(session, note)
         yield ev.TextDelta(reply)  # like a model reply: the deltas add up to the final text
         yield ev.TurnFinished(reply)

@@ -1,15 +1,20 @@
-// picobot web chat: plain JS, no build step, no third-party code.
-// Talks to POST /api/messages, GET /api/runs/{id}/events (SSE) and
-// GET /api/sessions/{session}/messages. Model output is escaped before it is formatted.
+// picobot web chat: plain JS, no build step. Markdown by marked, sanitised by DOMPurify,
+// code highlighted by highlight.js (all vendored under /static/vendor/, see its README).
+// API: see picobot/webui/api.py. Event streams are read with fetch (not EventSource), so a
+// lost run (404) and a lost server (network error) can be told apart and handled.
 "use strict";
 
-const KEYS = { token: "picobot.token", session: "picobot.session", run: "picobot.run" };
+const KEYS = { token: "picobot.token", session: "picobot.session", run: "picobot.run", draft: "picobot.draft" };
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
 const input = $("input");
 const stopButton = $("stop");
 const statusLine = $("status");
-const running = new Map(); // run id -> EventSource, for runs whose turn has started
+const connection = $("connection");
+const runs = new Map(); // run id -> run, for runs that have not ended
+const RESTART_TRIES = 5; // after a restart, how often to look for a replayed run
+let boot = null; // the server's boot id: a new one means the run logs are gone
+let serverBack = null; // one shared "wait until the server answers" promise
 
 // -- token: taken from #token=… or ?token=… once, then kept in localStorage ---------------------
 (function takeToken() {
@@ -24,110 +29,96 @@ const running = new Map(); // run id -> EventSource, for runs whose turn has sta
   }
 })();
 
-function token() {
-  return localStorage.getItem(KEYS.token) || "";
+function headers(extra = {}) {
+  const token = localStorage.getItem(KEYS.token);
+  return Object.assign(token ? { Authorization: "Bearer " + token } : {}, extra);
 }
 
+class Offline extends Error {}
+
 async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {});
-  if (token()) headers["Authorization"] = "Bearer " + token();
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401) {
-    throw new Error("A token is required: open this page as /#token=YOUR_TOKEN");
+  let response;
+  try {
+    response = await fetch(path, Object.assign({}, options, { headers: headers(options.headers) }));
+  } catch (err) {
+    throw new Offline("picobot is unreachable");
   }
+  if (response.status === 401) throw new Error("A token is required: open this page as /#token=YOUR_TOKEN");
+  if (response.status === 204) return null;
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
   return body;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 function showStatus(text) {
   statusLine.textContent = text || "";
 }
 
-// -- safe Markdown: escape everything, then add a few tags ----------------------------------------
-function escapeHtml(text) {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
-}
-
-function formatInline(text) {
-  // Code spans first, so nothing inside them is formatted.
-  return text
-    .split(/(`[^`\n]+`)/)
-    .map((part, i) => {
-      if (i % 2 === 1) return "<code>" + escapeHtml(part.slice(1, -1)) + "</code>";
-      return escapeHtml(part)
-        .replace(
-          /\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g,
-          '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>',
-        )
-        .replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>")
-        .replace(/(^|[^*\w])\*([^*\s][^*\n]*?)\*(?!\w)/g, "$1<em>$2</em>")
-        .replace(/(^|\W)_([^_\s][^_\n]*?)_(?!\w)/g, "$1<em>$2</em>");
-    })
-    .join("");
-}
-
-function formatBlocks(text) {
-  const out = [];
-  let para = [];
-  let quote = [];
-  let list = [];
-  const flush = () => {
-    if (para.length) out.push("<p>" + para.map(formatInline).join("<br>") + "</p>");
-    if (quote.length) out.push("<blockquote>" + quote.map(formatInline).join("<br>") + "</blockquote>");
-    if (list.length) out.push("<ul>" + list.map((l) => "<li>" + formatInline(l) + "</li>").join("") + "</ul>");
-    para = [];
-    quote = [];
-    list = [];
-  };
-  for (const line of text.split("\n")) {
-    const q = /^\s*>\s?(.*)$/.exec(line);
-    const li = /^\s*[-*+]\s+(.*)$/.exec(line);
-    const h = /^\s*#{1,6}\s+(.*)$/.exec(line);
-    if (!line.trim()) {
-      flush();
-    } else if (q) {
-      if (para.length || list.length) flush();
-      quote.push(q[1]);
-    } else if (li) {
-      if (para.length || quote.length) flush();
-      list.push(li[1]);
-    } else if (h) {
-      flush();
-      out.push("<p><strong>" + formatInline(h[1]) + "</strong></p>");
-    } else {
-      if (quote.length || list.length) flush();
-      para.push(line);
-    }
+// -- connection: "reconnecting…" until /api/info answers again ------------------------------------
+function waitForServer() {
+  if (!serverBack) {
+    document.body.classList.add("offline");
+    connection.textContent = "reconnecting…";
+    serverBack = (async () => {
+      for (let delay = 500; ; delay = Math.min(delay * 2, 4000)) {
+        await sleep(delay);
+        try {
+          const info = await api("/api/info");
+          document.body.classList.remove("offline");
+          connection.textContent = "";
+          serverBack = null;
+          showInfo(info);
+          loadConversations();
+          return info;
+        } catch (err) {
+          if (!(err instanceof Offline)) showStatus(err.message);
+        }
+      }
+    })();
   }
-  flush();
-  return out.join("");
+  return serverBack;
 }
 
-function renderMarkdown(text) {
-  // Fenced code blocks; an unclosed fence (mid-stream) runs to the end of the text.
-  const out = [];
-  let rest = text;
-  for (;;) {
-    const open = rest.indexOf("```");
-    if (open < 0) break;
-    out.push(formatBlocks(rest.slice(0, open)));
-    const after = rest.slice(open + 3);
-    const newline = after.indexOf("\n");
-    const body = newline >= 0 && /^[\w+.-]*$/.test(after.slice(0, newline)) ? after.slice(newline + 1) : after;
-    const close = body.indexOf("```");
-    const code = close >= 0 ? body.slice(0, close) : body;
-    out.push("<pre><code>" + escapeHtml(code.replace(/\n$/, "")) + "</code></pre>");
-    if (close < 0) return out.join("");
-    rest = body.slice(close + 3).replace(/^\n/, "");
+function showInfo(info) {
+  $("model").textContent = info.model;
+  const restarted = boot !== null && info.boot !== boot;
+  boot = info.boot;
+  return restarted;
+}
+
+// -- Markdown --------------------------------------------------------------------------------------
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
   }
-  out.push(formatBlocks(rest));
-  return out.join("");
+});
+
+const escapeHtml = (text) =>
+  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+// HTML written by the model is shown as text, not rendered (DOMPurify stays as a second guard).
+marked.use({ gfm: true, breaks: true, renderer: { html: (token) => escapeHtml(token.text) } });
+
+function renderInto(element, text) {
+  element.innerHTML = DOMPurify.sanitize(marked.parse(text));
+  for (const code of element.querySelectorAll("pre > code")) {
+    const lang = /language-([\w+-]+)/.exec(code.className);
+    if (lang && hljs.getLanguage(lang[1])) hljs.highlightElement(code);
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy";
+    copy.textContent = "Copy";
+    copy.setAttribute("aria-label", "Copy code");
+    copy.addEventListener("click", () => {
+      navigator.clipboard.writeText(code.textContent).then(
+        () => (copy.textContent = "Copied"),
+        () => (copy.textContent = "Copy failed"),
+      );
+    });
+    code.parentElement.prepend(copy);
+  }
 }
 
 // -- the message list -----------------------------------------------------------------------------
@@ -135,9 +126,9 @@ function scrollDown() {
   messages.scrollTop = messages.scrollHeight;
 }
 
-function addUser(text) {
+function addUser(text, { note = false } = {}) {
   const div = document.createElement("div");
-  div.className = "msg user";
+  div.className = "msg user" + (note ? " command" : "");
   div.textContent = text;
   messages.appendChild(div);
   scrollDown();
@@ -161,141 +152,371 @@ function addAssistant(text, runId) {
   const body = document.createElement("div");
   body.className = "body";
   div.append(tools, body);
-  const bubble = { div, tools, body, text: text || "", reasoning: null, calls: new Map() };
+  const bubble = { div, tools, body, text: text || "", reasoning: null, calls: new Map(), frame: 0 };
   bubble.render = () => {
-    bubble.body.innerHTML = renderMarkdown(bubble.text);
-    scrollDown();
+    // One render per frame: a fast stream does not re-parse on every delta.
+    if (bubble.frame) return;
+    bubble.frame = requestAnimationFrame(() => {
+      bubble.frame = 0;
+      renderInto(bubble.body, bubble.text);
+      scrollDown();
+    });
   };
   bubble.done = () => {
     div.dataset.done = "1";
   };
-  bubble.problem = (message) => {
+  bubble.problem = (message, kind = "problem") => {
     const p = document.createElement("div");
-    p.className = "problem";
+    p.className = kind;
     p.textContent = message;
     div.appendChild(p);
     scrollDown();
   };
+  bubble.reset = () => {
+    bubble.text = "";
+    tools.replaceChildren();
+    bubble.calls.clear();
+    for (const p of div.querySelectorAll(".problem")) p.remove();
+    bubble.render();
+  };
   messages.appendChild(div);
-  bubble.render();
+  renderInto(body, bubble.text);
   return bubble;
 }
 
-function updateStop() {
-  stopButton.disabled = running.size === 0;
+function addToolCall(bubble, callId, name, args) {
+  const line = document.createElement("details");
+  line.className = "tool";
+  const summary = document.createElement("summary");
+  summary.textContent = "🔧 " + name + " …";
+  line.appendChild(summary);
+  if (args && Object.keys(args).length) {
+    const pre = document.createElement("pre");
+    pre.className = "arguments";
+    pre.textContent = JSON.stringify(args);
+    line.appendChild(pre);
+  }
+  bubble.tools.appendChild(line);
+  const call = { line, summary, name };
+  bubble.calls.set(callId, call);
+  scrollDown();
+  return call;
 }
 
-// -- runs -----------------------------------------------------------------------------------------
-function watch(runId, { resumed = false, known = "" } = {}) {
-  let url = "/api/runs/" + encodeURIComponent(runId) + "/events";
-  if (token()) url += "?token=" + encodeURIComponent(token());
-  const source = new EventSource(url); // reconnects by itself, sending Last-Event-ID
-  let bubble = null;
-  const ensure = () => (bubble = bubble || addAssistant("", runId));
-  const on = (name, handler) =>
-    source.addEventListener(name, (e) => {
-      // "error" is also EventSource's own connection-error event, which carries no data.
-      if (typeof e.data === "string") handler(JSON.parse(e.data || "{}"));
-    });
+function finishToolCall(call, result, error) {
+  call.summary.textContent = (error ? "✗ " : "✓ ") + call.name;
+  if (error) call.line.classList.add("error");
+  const pre = document.createElement("pre");
+  pre.textContent = result;
+  call.line.appendChild(pre);
+}
 
-  on("turn_started", () => {
-    ensure();
-    running.set(runId, source);
-    localStorage.setItem(KEYS.run, runId);
-    updateStop();
-  });
-  on("text_delta", (d) => {
-    ensure().text += d.text;
-    bubble.render();
-  });
-  on("reasoning_delta", (d) => {
-    const b = ensure();
-    if (!b.reasoning) {
-      const details = document.createElement("details");
-      details.innerHTML = "<summary>Thinking</summary>";
-      b.reasoning = document.createElement("div");
-      b.reasoning.className = "reasoning";
-      details.appendChild(b.reasoning);
-      b.tools.before(details);
+function updateStop() {
+  stopButton.disabled = ![...runs.values()].some((r) => r.started);
+}
+
+// -- runs: one event stream each, resumed after a lost connection --------------------------------
+async function* sse(response) {
+  // A small text/event-stream parser: yields {id, event, data} per event.
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let fields = {};
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, end).replace(/\r$/, "");
+      buffer = buffer.slice(end + 1);
+      if (line === "") {
+        if (fields.event) yield fields;
+        fields = {};
+      } else if (!line.startsWith(":")) {
+        const colon = line.indexOf(":");
+        const name = colon < 0 ? line : line.slice(0, colon);
+        fields[name] = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      }
     }
-    b.reasoning.textContent += d.text;
-  });
-  on("tool_started", (d) => {
-    const b = ensure();
-    const line = document.createElement("details");
-    line.className = "tool";
-    const summary = document.createElement("summary");
-    summary.textContent = "🔧 " + d.name + " …";
-    line.appendChild(summary);
-    b.tools.appendChild(line);
-    b.calls.set(d.call_id, { line, summary });
-    scrollDown();
-  });
-  on("tool_finished", (d) => {
-    const call = ensure().calls.get(d.call_id);
-    if (!call) return;
-    call.summary.textContent = (d.error ? "✗ " : "✓ ") + d.name;
-    if (d.error) call.line.classList.add("error");
-    const pre = document.createElement("pre");
-    pre.textContent = d.result;
-    call.line.appendChild(pre);
-  });
-  on("steering", () => {});
-  on("notice", (d) => addNote(d.text));
-  on("turn_finished", (d) => {
-    const b = ensure();
-    if (resumed && known && d.text.trim() === known.trim()) {
-      b.div.remove(); // the history already shows this reply
+  }
+}
+
+function watch(runId, { resumed = false, known = "" } = {}) {
+  const run = { id: runId, lastId: 0, bubble: null, started: false, ended: false, resumed, known };
+  runs.set(runId, run);
+  follow(run);
+  return run;
+}
+
+async function follow(run) {
+  let tries = 0;
+  while (!run.ended) {
+    let response;
+    try {
+      response = await fetch("/api/runs/" + encodeURIComponent(run.id) + "/events", {
+        headers: headers({ Accept: "text/event-stream", "Last-Event-ID": String(run.lastId) }),
+      });
+    } catch (err) {
+      await reconnect(run);
+      continue;
+    }
+    if (response.status === 404 && run.restarted && ++tries < RESTART_TRIES) {
+      await sleep(1000); // a restarted daemon replays unfinished turns: give it a moment
+      continue;
+    }
+    if (!response.ok) {
+      const lost = response.status === 404 && (run.lastId > 0 || run.restarted);
+      end(run, lost ? "⚠️ The connection was lost and this reply cannot be resumed." : null);
       return;
     }
-    b.text = d.text;
-    b.render();
-  });
-  on("turn_aborted", (d) => ensure().problem(d.reason === "stopped" ? "(stopped)" : "(" + d.reason + ")"));
-  on("error", (d) => ensure().problem(d.message || "Something went wrong."));
-  on("done", () => {
-    source.close();
-    if (bubble) bubble.done();
-    running.delete(runId);
-    if (localStorage.getItem(KEYS.run) === runId) localStorage.removeItem(KEYS.run);
-    updateStop();
-  });
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      // Refused (unknown or expired run, bad token): nothing more will come.
-      if (bubble) bubble.done();
-      running.delete(runId);
-      if (localStorage.getItem(KEYS.run) === runId) localStorage.removeItem(KEYS.run);
-      updateStop();
+    try {
+      for await (const event of sse(response)) {
+        run.lastId = Number(event.id) || run.lastId;
+        handle(run, event.event, JSON.parse(event.data || "{}"));
+        if (run.ended) return;
+      }
+    } catch (err) {
+      // The connection broke mid-stream: resume below.
     }
-  };
-  return source;
+    await reconnect(run);
+  }
+}
+
+async function reconnect(run) {
+  const before = boot;
+  const info = await waitForServer();
+  if (before !== null && info.boot !== before) {
+    run.restarted = true; // the old run log is gone; a replayed run starts again at 1
+    run.lastId = 0;
+  }
+}
+
+function end(run, problem) {
+  run.ended = true;
+  runs.delete(run.id);
+  if (problem) (run.bubble || (run.bubble = addAssistant("", run.id))).problem(problem);
+  if (run.bubble) run.bubble.done();
+  if (localStorage.getItem(KEYS.run) === run.id) localStorage.removeItem(KEYS.run);
+  updateStop();
+  loadConversations();
+}
+
+function handle(run, name, d) {
+  const ensure = () => (run.bubble = run.bubble || addAssistant("", run.id));
+  switch (name) {
+    case "turn_started":
+      run.started = true;
+      if (run.restarted && run.bubble) run.bubble.reset(); // a replay starts from scratch
+      ensure();
+      localStorage.setItem(KEYS.run, run.id);
+      updateStop();
+      break;
+    case "text_delta":
+      ensure().text += d.text;
+      run.bubble.render();
+      break;
+    case "reasoning_delta": {
+      const b = ensure();
+      if (!b.reasoning) {
+        const details = document.createElement("details");
+        details.innerHTML = "<summary>Thinking</summary>";
+        b.reasoning = document.createElement("div");
+        b.reasoning.className = "reasoning";
+        details.appendChild(b.reasoning);
+        b.tools.before(details);
+      }
+      b.reasoning.textContent += d.text;
+      break;
+    }
+    case "tool_started":
+      addToolCall(ensure(), d.call_id, d.name, d.arguments);
+      break;
+    case "tool_finished": {
+      const call = ensure().calls.get(d.call_id);
+      if (call) finishToolCall(call, d.result, d.error);
+      break;
+    }
+    case "notice":
+      addNote(d.text);
+      break;
+    case "turn_finished": {
+      const b = ensure();
+      if (run.resumed && run.known && d.text.trim() === run.known.trim()) {
+        b.div.remove(); // the history already shows this reply
+        run.bubble = null;
+        break;
+      }
+      b.text = d.text;
+      b.render();
+      break;
+    }
+    case "turn_aborted":
+      ensure().problem(d.reason === "stopped" ? "Stopped" : "Stopped (" + d.reason + ")", "stopped");
+      break;
+    case "error":
+      ensure().problem(d.message || "Something went wrong.");
+      break;
+    case "done":
+      end(run, null);
+      break;
+  }
+}
+
+// -- sending ----------------------------------------------------------------------------------------
+function currentSession() {
+  return localStorage.getItem(KEYS.session) || undefined;
 }
 
 async function post(text) {
-  const session = localStorage.getItem(KEYS.session) || undefined;
   const result = await api("/api/messages", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text, session }),
+    body: JSON.stringify({ text, session: currentSession() }),
   });
   localStorage.setItem(KEYS.session, result.session);
-  watch(result.run_id);
+  return result;
 }
 
 async function send(text) {
   if (!text.trim()) return;
+  if (text.trim() === "/stop") return stop(); // one "Stopped" marker, on the reply it stopped
   showStatus("");
-  addUser(text);
+  const bubble = addUser(text);
+  setDraft("");
   try {
-    await post(text);
+    const result = await post(text);
+    watch(result.run_id);
+    loadConversations();
   } catch (err) {
-    showStatus(err.message);
+    // Not sent: the text goes back into the box, nothing is lost.
+    bubble.remove();
+    setDraft(input.value ? text + "\n" + input.value : text);
+    if (err instanceof Offline) {
+      showStatus("Not sent: picobot is unreachable. Your message is back in the box.");
+      waitForServer().then(() => showStatus("Reconnected: press Enter to send your message."));
+    } else {
+      showStatus(err.message);
+    }
   }
 }
 
+function stop() {
+  showStatus("");
+  if (![...runs.values()].some((r) => r.started)) return;
+  post("/stop").catch((err) => showStatus(err.message)); // its own reply is not shown
+}
+
+function setDraft(text) {
+  input.value = text;
+  localStorage.setItem(KEYS.draft, text);
+}
+
+// -- conversations ------------------------------------------------------------------------------------
+async function loadConversations() {
+  let list;
+  try {
+    list = await api("/api/sessions");
+  } catch (err) {
+    return; // the chat still works; the list comes back with the connection
+  }
+  const ul = $("conversations");
+  ul.replaceChildren();
+  for (const s of list) {
+    const li = document.createElement("li");
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "open";
+    open.textContent = s.title || "New chat";
+    if (s.id === currentSession()) open.setAttribute("aria-current", "true");
+    open.addEventListener("click", () => openConversation(s.id));
+    const rename = document.createElement("button");
+    rename.type = "button";
+    rename.className = "rename";
+    rename.textContent = "✎";
+    rename.setAttribute("aria-label", "Rename “" + open.textContent + "”");
+    rename.addEventListener("click", () => startRename(li, open, s));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = "✕";
+    remove.setAttribute("aria-label", "Delete “" + open.textContent + "”");
+    remove.addEventListener("click", () => deleteConversation(s));
+    li.append(open, rename, remove);
+    ul.appendChild(li);
+  }
+}
+
+function startRename(li, open, s) {
+  const field = document.createElement("input");
+  field.value = s.title || "";
+  field.setAttribute("aria-label", "New title");
+  open.replaceWith(field);
+  field.focus();
+  field.select();
+  let finished = false;
+  const finish = async (save) => {
+    if (finished) return;
+    finished = true;
+    const title = field.value.trim();
+    if (save && title && title !== s.title) {
+      await api("/api/sessions/" + encodeURIComponent(s.id), {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ title }),
+      }).catch((err) => showStatus(err.message));
+    }
+    loadConversations();
+  };
+  field.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") finish(true);
+    if (e.key === "Escape") {
+      e.stopPropagation();
+      finish(false);
+    }
+  });
+  field.addEventListener("blur", () => finish(true));
+}
+
+async function deleteConversation(s) {
+  if (!confirm("Delete “" + (s.title || "New chat") + "”?")) return;
+  try {
+    await api("/api/sessions/" + encodeURIComponent(s.id), { method: "DELETE" });
+  } catch (err) {
+    showStatus(err.message);
+    return;
+  }
+  if (s.id === currentSession()) newChat();
+  loadConversations();
+}
+
+function forgetRuns() {
+  for (const run of runs.values()) run.ended = true;
+  runs.clear();
+  localStorage.removeItem(KEYS.run);
+  updateStop();
+}
+
+function newChat() {
+  forgetRuns();
+  localStorage.removeItem(KEYS.session);
+  messages.replaceChildren();
+  showStatus("");
+  loadConversations();
+  input.focus();
+}
+
+function openConversation(id) {
+  forgetRuns();
+  localStorage.setItem(KEYS.session, id);
+  messages.replaceChildren();
+  document.body.classList.remove("show-sidebar");
+  $("menu").setAttribute("aria-expanded", "false");
+  loadHistory().then(loadConversations);
+  input.focus();
+}
+
 async function loadHistory() {
-  const session = localStorage.getItem(KEYS.session);
+  const session = currentSession();
   if (!session) return;
   let past = [];
   try {
@@ -304,10 +525,24 @@ async function loadHistory() {
     showStatus(err.message);
     return;
   }
+  let pending = null; // tool calls wait for the reply they belong to
   for (const m of past) {
-    if (m.role === "user") addUser(m.text);
-    else addAssistant(m.text).done();
+    if (m.role === "user") {
+      addUser(m.text, { note: m.note });
+      pending = null;
+    } else if (m.role === "tool") {
+      pending = pending || addAssistant("");
+      finishToolCall(addToolCall(pending, "", m.name, m.arguments), m.text, m.error);
+    } else {
+      const bubble = pending || addAssistant("");
+      bubble.text = m.text;
+      renderInto(bubble.body, m.text);
+      bubble.done();
+      pending = null;
+    }
   }
+  if (pending) pending.done();
+  scrollDown();
   const runId = localStorage.getItem(KEYS.run);
   if (runId) {
     // A reply was streaming when the page was left: pick it up from the run's log.
@@ -319,9 +554,7 @@ async function loadHistory() {
 // -- wiring ---------------------------------------------------------------------------------------
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
-  const text = input.value;
-  input.value = "";
-  send(text);
+  send(input.value);
 });
 
 input.addEventListener("keydown", (e) => {
@@ -331,20 +564,30 @@ input.addEventListener("keydown", (e) => {
   }
 });
 
-stopButton.addEventListener("click", () => {
-  showStatus("");
-  post("/stop").catch((err) => showStatus(err.message));
+input.addEventListener("input", () => localStorage.setItem(KEYS.draft, input.value));
+
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !stopButton.disabled) {
+    e.preventDefault();
+    stop();
+  }
 });
 
-$("new-chat").addEventListener("click", () => {
-  for (const source of running.values()) source.close();
-  running.clear();
-  updateStop();
-  localStorage.removeItem(KEYS.session);
-  localStorage.removeItem(KEYS.run);
-  messages.replaceChildren();
-  showStatus("");
-  input.focus();
+stopButton.addEventListener("click", stop);
+$("new-chat").addEventListener("click", newChat);
+$("menu").addEventListener("click", () => {
+  const open = document.body.classList.toggle("show-sidebar");
+  $("menu").setAttribute("aria-expanded", String(open));
 });
 
-loadHistory();
+(async function start() {
+  input.value = localStorage.getItem(KEYS.draft) || "";
+  try {
+    showInfo(await api("/api/info"));
+  } catch (err) {
+    if (err instanceof Offline) waitForServer();
+    else showStatus(err.message);
+  }
+  loadConversations();
+  loadHistory();
+})();
