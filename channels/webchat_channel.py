@@ -47,12 +47,17 @@ class WebReply:
     def __init__(self, channel: WebChatChannel, inbound: InboundMessage) -> None:
         self.channel = channel
         self.inbound = inbound
+        self._interrupted = False
 
     async def feed(self, event: ev.RunEvent) -> None:
-        return None
+        if isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
+            self._interrupted = True
 
     async def finish(self) -> None:
-        self.channel.broker.finish(self.inbound.id)
+        # A turn cut by shutdown runs again after the restart, under the same run id: no
+        # ``done``, so the page keeps waiting for it (and resumes it) instead of giving up.
+        if not self._interrupted:
+            self.channel.broker.finish(self.inbound.id)
         if self.channel.submit is not None:
             try:
                 self.channel.submit(reply_to(self.inbound, "", kind=Kind.DONE))

@@ -176,7 +176,7 @@ function addAssistant(text, runId) {
     bubble.text = "";
     tools.replaceChildren();
     bubble.calls.clear();
-    for (const p of div.querySelectorAll(".problem")) p.remove();
+    for (const p of div.querySelectorAll(".problem, .stopped")) p.remove();
     bubble.render();
   };
   messages.appendChild(div);
@@ -351,7 +351,8 @@ function handle(run, name, d) {
       break;
     }
     case "turn_aborted":
-      ensure().problem(d.reason === "stopped" ? "Stopped" : "Stopped (" + d.reason + ")", "stopped");
+      if (d.reason === "shutdown") ensure().problem("Interrupted: picobot is restarting; this reply continues when it is back.", "stopped");
+      else ensure().problem(d.reason === "stopped" ? "Stopped" : "Stopped (" + d.reason + ")", "stopped");
       break;
     case "error":
       ensure().problem(d.message || "Something went wrong.");
