@@ -253,3 +253,48 @@ async def test_a_reply_cut_by_a_restart_continues_when_the_daemon_is_back(
             assert await page.locator(".stopped, .problem").count() == 0
             assert await page.is_disabled("#stop")
     assert console.errors == []
+
+
+CONTRAST = """() => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const style = getComputedStyle(document.getElementById('send'));
+  const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+PLACEHOLDER_FITS = """() => {
+  const input = document.getElementById('input');
+  const style = getComputedStyle(input);
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return ctx.measureText(input.placeholder).width <= room;
+}"""
+
+
+async def test_dark_mobile_page_is_readable_and_keyboard_usable(start_daemon: StartDaemon) -> None:
+    async with chromium() as browser, start_daemon() as d:
+        page = await browser.new_page(color_scheme="dark", viewport={"width": 390, "height": 844})
+        await page.goto(d.base + "/")
+        assert await page.evaluate(CONTRAST) >= 4.5
+        assert await page.evaluate(PLACEHOLDER_FITS)
+        assert await page.is_hidden("#sidebar") and await page.is_visible("#menu")
+        await page.click("#menu")
+        assert await page.is_visible("#sidebar")
+        assert await page.get_attribute("#menu", "aria-expanded") == "true"
+
+        # Keyboard only: type, Tab to Send, press it.
+        await page.focus("#input")
+        await page.keyboard.type("hello by keyboard")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("() => document.activeElement.id") == "send"
+        await page.keyboard.press("Enter")
+        await answered(page, 1)
+        assert await texts(page, ".msg.user") == ["hello by keyboard"]
