@@ -214,7 +214,7 @@ class Agent:
             raise
         except LLMError as exc:
             log.warning("turn failed in %s: %s", state.key, exc)
-            emit(ev.TurnFailed(exc.user_message))
+            emit(ev.TurnFailed(exc.user_message, str(exc)))
         except Exception:
             log.exception("turn crashed in %s", state.key)
             emit(ev.TurnFailed(GENERIC_FAILURE))
