@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", "-c", metavar="PATH", default=None, help=config_help)
+        if name == "chat":
+            cmd.add_argument(
+                "--session",
+                "-s",
+                metavar="NAME",
+                help="the conversation to continue (default: this terminal's own; "
+                "with piped input, a fresh one per run)",
+            )
     return parser
 
 
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         from picobot.terminal import chat
 
-        return chat(config)
+        return chat(config, args.session)
 
     import asyncio
 
