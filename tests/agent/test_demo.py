@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from picobot.agent import events as ev
 from picobot.agent.demo import DEMO_LABEL, HOW_TO, LONG_MIN_CHARS, DemoLLM
 from picobot.agent.tools import ToolRegistry, builtin_tools, message_tool, time_tool
 from picobot.agent.turns import Agent
-from picobot.split import split_markdown
+from picobot.core import events as ev
+from picobot.text.split import split_markdown
 from tests.agent.conftest import collect, of_type, text_of
 
 S = "demo:chat"

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from picobot.agent.sessions import (
+from picobot.storage.sessions import (
     DB_NAME,
     SCHEMA_VERSION,
     SessionInfo,

@@ -12,7 +12,7 @@ from playwright.async_api import async_playwright
 
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.webui.test_browser import ARGS, CHROMIUM, WAIT_MS
 
 SHOTS = {  # file name -> page options

@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 
-from picobot.agent import events as ev
 from picobot.agent.loop import Agent
 from picobot.config import Config
-from picobot.messages import new_id
+from picobot.core import events as ev
+from picobot.core.messages import new_id
 
 INTERACTIVE_SESSION = "local"  # the conversation a terminal continues by default
 PROMPT = "you> "
@@ -53,7 +53,7 @@ def chat(config: Config, session: str | None = None) -> int:
 
 
 async def _chat(config: Config, session: str | None) -> int:
-    from picobot.daemon import make_llm
+    from picobot.runtime.daemon import make_llm
 
     interactive = sys.stdin.isatty()
     key = session_key(session, interactive)
