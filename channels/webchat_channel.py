@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +48,15 @@ class WebReply:
         self.channel = channel
         self.inbound = inbound
         self._interrupted = False
+        self._started = time.monotonic()
 
     async def feed(self, event: ev.RunEvent) -> None:
         if isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
             self._interrupted = True
+        elif isinstance(event, ev.TurnFinished | ev.TurnFailed):
+            # Streamed to the page as it was written: one chunk, delivered when the turn ends.
+            ms = (time.monotonic() - self._started) * 1000
+            log.info("delivered %s (1 chunk, %.0f ms)", self.inbound.session_key, ms)
 
     async def finish(self) -> None:
         # A turn cut by shutdown runs again after the restart, under the same run id: no

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from picobot.runtime.logs import setup_logging
 
-    setup_logging(config.log.level, config.log.format, secrets(config))
+    setup_logging(config.log.level, config.log.format, secrets(config), config.log.content)
     if args.command == "chat":
         from picobot.runtime.terminal import chat
 

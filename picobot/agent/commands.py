@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from picobot.agent.turns import Agent
+
+log = logging.getLogger("picobot.agent")
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -52,7 +55,10 @@ def parse_command(text: str) -> Command | None:
 async def run_command(agent: Agent, session: str, command: Command) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
     if command.name == "stop":
-        return "Stopped." if await agent.stop(session) else "Nothing to stop."
+        stopped = await agent.stop(session)
+        log.info("/stop in %s: %s", session, "stopped" if stopped else "nothing to stop")
+        return "Stopped." if stopped else "Nothing to stop."
+    log.info("/%s in %s", command.name, session)
     if command.name == "new":
         await agent.reset(session)
         return "New conversation started."

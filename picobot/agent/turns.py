@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from picobot.agent.commands import Command, parse_command, run_command
-from picobot.agent.llm import LLM, LLMError, Message, ToolCall
+from picobot.agent.llm import LLM, LLMError, Message, ToolCall, Usage
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
 from picobot.agent.steering import Queued, SteeringQueue
@@ -44,6 +46,9 @@ SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 STOP_WAIT = 5.0  # seconds `stop()` waits for an aborted turn to unwind
 
 Emit = Callable[[ev.RunEvent], None]
+# The tokens a turn used, [prompt, completion], summed over its model calls (for the log);
+# a context variable, since each turn runs in a task of its own.
+_TOKENS: contextvars.ContextVar[list[int]] = contextvars.ContextVar("turn_tokens")
 _TERMINAL = (ev.TurnFinished, ev.TurnAborted, ev.TurnFailed)
 
 
@@ -199,6 +204,7 @@ class Agent:
         emit: Emit,
     ) -> None:
         emit(ev.TurnStarted(new_id(), state.key))
+        started, tokens = time.monotonic(), _TOKENS.set([0, 0])
         try:
             # The session lock first: a waiting turn must not hold one of the parallel slots.
             async with state.lock, self._parallel:
@@ -219,7 +225,17 @@ class Agent:
             log.exception("turn crashed in %s", state.key)
             emit(ev.TurnFailed(GENERIC_FAILURE))
         else:
+            prompt, completion = _TOKENS.get()
+            log.info(
+                "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
+                state.key,
+                time.monotonic() - started,
+                prompt,
+                completion,
+            )
             emit(ev.TurnFinished(reply))
+        finally:
+            _TOKENS.reset(tokens)
 
     async def _converse(
         self,
@@ -287,6 +303,10 @@ class Agent:
                     emit(ev.ReasoningDelta(event.text))
                 elif isinstance(event, ToolCall):
                     calls.append(event)
+                elif isinstance(event, Usage):
+                    counted = _TOKENS.get()
+                    counted[0] += event.prompt_tokens
+                    counted[1] += event.completion_tokens
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:

@@ -8,6 +8,7 @@ and the durable outbox. The dispatcher's lanes call a `Delivery` for each messag
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -89,6 +90,7 @@ class Delivery:
             return []
         if msg.kind is Kind.DRAFT:
             return await self._draft(channel, msg)
+        started = time.monotonic()
         durable = self.outbox is not None and msg.durable
         progress = self.progress.pop(msg.id, {})  # chunks a previous run already delivered
         if durable and msg.id not in self.recorded:
@@ -119,6 +121,9 @@ class Delivery:
         if durable:
             await self.outbox.delivered(msg)  # type: ignore[union-attr]
         metrics.OUTBOUND.labels(msg.channel, "sent").inc(len(ids))
+        if ids and not msg.droppable:  # not every streaming edit: the reply itself
+            ms = (time.monotonic() - started) * 1000
+            log.info("delivered %s:%s (%d chunks, %.0f ms)", msg.channel, msg.chat_id, len(ids), ms)
         return ids
 
     async def _reply_migrating(
