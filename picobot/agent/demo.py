@@ -18,7 +18,8 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta, ToolCall, Usage
+from picobot.agent.llm import Finish, LLMEvent, TextDelta, ToolCall, Usage
+from picobot.core.messages import Message
 
 DEMO_LABEL = "🤖 *[demo model]*"
 HOW_TO = (
