@@ -123,7 +123,11 @@ class Delivery:
         metrics.OUTBOUND.labels(msg.channel, "sent").inc(len(ids))
         if ids and not msg.droppable:  # not every streaming edit: the reply itself
             ms = (time.monotonic() - started) * 1000
-            log.info("delivered %s:%s (%d chunks, %.0f ms)", msg.channel, msg.chat_id, len(ids), ms)
+            n = len(ids)
+            log.info(
+                "delivered %s:%s (%d chunk%s, %.0f ms)",
+                *(msg.channel, msg.chat_id, n, "" if n == 1 else "s", ms),
+            )
         return ids
 
     async def _reply_migrating(
