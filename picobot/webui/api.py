@@ -1,7 +1,7 @@
 """The web chat's HTTP surface (public: the names and shapes below are relied upon).
 
     GET    /                                  the page (no token needed; it sends one)
-    GET    /static/{name}                     app.js, style.css, favicon.svg, vendor/...
+    GET    /static/{name}                     *.js, style.css, favicon.svg, vendor/...
     GET    /api/info                          {"model", "boot"} (boot changes on a restart)
     POST   /api/messages                      {"text", "session"?} -> 202 {"run_id", "session"}
     GET    /api/runs/{run_id}/events          text/event-stream; resumes after Last-Event-ID

@@ -1,10 +1,19 @@
-// picobot web chat: plain JS, no build step. Markdown by marked, sanitised by DOMPurify,
-// code highlighted by highlight.js (all vendored under /static/vendor/, see its README).
-// API: see picobot/webui/api.py. Event streams are read with fetch (not EventSource), so a
-// lost run (404) and a lost server (network error) can be told apart and handled.
-"use strict";
+// picobot web chat, as ES modules with no build step: this one holds the runs (their event
+// streams, resumed after a lost connection), sending, history and the wiring. Event streams
+// are read with fetch (not EventSource), so a lost run (404) and a lost server (a network
+// error) can be told apart.
+import { KEYS, Offline, api, headers, sleep, sse } from "./api.js";
+import {
+  addAssistant,
+  addNote,
+  addToolCall,
+  addUser,
+  finishToolCall,
+  scrollDown,
+} from "./bubbles.js";
+import { initConversations, loadConversations } from "./conversations.js";
+import { renderInto } from "./markdown.js";
 
-const KEYS = { token: "picobot.token", session: "picobot.session", run: "picobot.run", draft: "picobot.draft" };
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
 const input = $("input");
@@ -15,42 +24,6 @@ const runs = new Map(); // run id -> run, for runs that have not ended
 const RESTART_TRIES = 5; // after a restart, how often to look for a replayed run
 let boot = null; // the server's boot id: a new one means the run logs are gone
 let serverBack = null; // one shared "wait until the server answers" promise
-
-// -- token: taken from #token=… or ?token=… once, then kept in localStorage ---------------------
-(function takeToken() {
-  const url = new URL(window.location.href);
-  const fromHash = new URLSearchParams(url.hash.replace(/^#/, "")).get("token");
-  const token = fromHash || url.searchParams.get("token");
-  if (token) {
-    localStorage.setItem(KEYS.token, token);
-    url.hash = "";
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search);
-  }
-})();
-
-function headers(extra = {}) {
-  const token = localStorage.getItem(KEYS.token);
-  return Object.assign(token ? { Authorization: "Bearer " + token } : {}, extra);
-}
-
-class Offline extends Error {}
-
-async function api(path, options = {}) {
-  let response;
-  try {
-    response = await fetch(path, Object.assign({}, options, { headers: headers(options.headers) }));
-  } catch (err) {
-    throw new Offline("picobot is unreachable");
-  }
-  if (response.status === 401) throw new Error("A token is required: open this page as /#token=YOUR_TOKEN");
-  if (response.status === 204) return null;
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
-  return body;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function showStatus(text) {
   statusLine.textContent = text || "";
@@ -88,159 +61,12 @@ function showInfo(info) {
   return restarted;
 }
 
-// -- Markdown --------------------------------------------------------------------------------------
-DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-  if (node.tagName === "A") {
-    node.setAttribute("target", "_blank");
-    node.setAttribute("rel", "noopener noreferrer");
-  }
-});
-
-const escapeHtml = (text) =>
-  text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-// HTML written by the model is shown as text, not rendered (DOMPurify stays as a second guard).
-marked.use({ gfm: true, breaks: true, renderer: { html: (token) => escapeHtml(token.text) } });
-
-function renderInto(element, text) {
-  element.innerHTML = DOMPurify.sanitize(marked.parse(text));
-  for (const code of element.querySelectorAll("pre > code")) {
-    const lang = /language-([\w+-]+)/.exec(code.className);
-    if (lang && hljs.getLanguage(lang[1])) hljs.highlightElement(code);
-    const copy = document.createElement("button");
-    copy.type = "button";
-    copy.className = "copy";
-    copy.textContent = "Copy";
-    copy.setAttribute("aria-label", "Copy code");
-    copy.addEventListener("click", () => {
-      navigator.clipboard.writeText(code.textContent).then(
-        () => (copy.textContent = "Copied"),
-        () => (copy.textContent = "Copy failed"),
-      );
-    });
-    code.parentElement.prepend(copy);
-  }
-}
-
-// -- the message list -----------------------------------------------------------------------------
-function scrollDown() {
-  messages.scrollTop = messages.scrollHeight;
-}
-
-function addUser(text, { note = false } = {}) {
-  const div = document.createElement("div");
-  div.className = "msg user" + (note ? " command" : "");
-  div.textContent = text;
-  messages.appendChild(div);
-  scrollDown();
-  return div;
-}
-
-function addNote(text) {
-  const div = document.createElement("div");
-  div.className = "msg note";
-  div.textContent = text;
-  messages.appendChild(div);
-  scrollDown();
-}
-
-function addAssistant(text, runId) {
-  const div = document.createElement("div");
-  div.className = "msg assistant";
-  if (runId) div.dataset.run = runId;
-  const tools = document.createElement("div");
-  tools.className = "tools";
-  const body = document.createElement("div");
-  body.className = "body";
-  div.append(tools, body);
-  const bubble = { div, tools, body, text: text || "", reasoning: null, calls: new Map(), frame: 0 };
-  bubble.render = () => {
-    // One render per frame: a fast stream does not re-parse on every delta.
-    if (bubble.frame) return;
-    bubble.frame = requestAnimationFrame(() => {
-      bubble.frame = 0;
-      renderInto(bubble.body, bubble.text);
-      scrollDown();
-    });
-  };
-  bubble.done = () => {
-    div.dataset.done = "1";
-  };
-  bubble.problem = (message, kind = "problem") => {
-    const p = document.createElement("div");
-    p.className = kind;
-    p.textContent = message;
-    div.appendChild(p);
-    scrollDown();
-  };
-  bubble.reset = () => {
-    bubble.text = "";
-    tools.replaceChildren();
-    bubble.calls.clear();
-    for (const p of div.querySelectorAll(".problem, .stopped")) p.remove();
-    bubble.render();
-  };
-  messages.appendChild(div);
-  renderInto(body, bubble.text);
-  return bubble;
-}
-
-function addToolCall(bubble, callId, name, args) {
-  const line = document.createElement("details");
-  line.className = "tool";
-  const summary = document.createElement("summary");
-  summary.textContent = "🔧 " + name + " …";
-  line.appendChild(summary);
-  if (args && Object.keys(args).length) {
-    const pre = document.createElement("pre");
-    pre.className = "arguments";
-    pre.textContent = JSON.stringify(args);
-    line.appendChild(pre);
-  }
-  bubble.tools.appendChild(line);
-  const call = { line, summary, name };
-  bubble.calls.set(callId, call);
-  scrollDown();
-  return call;
-}
-
-function finishToolCall(call, result, error) {
-  call.summary.textContent = (error ? "✗ " : "✓ ") + call.name;
-  if (error) call.line.classList.add("error");
-  const pre = document.createElement("pre");
-  pre.textContent = result;
-  call.line.appendChild(pre);
-}
-
 function updateStop() {
   stopButton.disabled = ![...runs.values()].some((r) => r.started);
 }
 
-// -- runs: one event stream each, resumed after a lost connection --------------------------------
-async function* sse(response) {
-  // A small text/event-stream parser: yields {id, event, data} per event.
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let fields = {};
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, end).replace(/\r$/, "");
-      buffer = buffer.slice(end + 1);
-      if (line === "") {
-        if (fields.event) yield fields;
-        fields = {};
-      } else if (!line.startsWith(":")) {
-        const colon = line.indexOf(":");
-        const name = colon < 0 ? line : line.slice(0, colon);
-        fields[name] = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      }
-    }
-  }
-}
 
+// -- runs: one event stream each, resumed after a lost connection --------------------------------
 function watch(runId, { resumed = false, known = "" } = {}) {
   const run = { id: runId, lastId: 0, bubble: null, started: false, ended: false, resumed, known };
   runs.set(runId, run);
@@ -412,84 +238,6 @@ function setDraft(text) {
   localStorage.setItem(KEYS.draft, text);
 }
 
-// -- conversations ------------------------------------------------------------------------------------
-async function loadConversations() {
-  let list;
-  try {
-    list = await api("/api/sessions");
-  } catch (err) {
-    return; // the chat still works; the list comes back with the connection
-  }
-  const ul = $("conversations");
-  ul.replaceChildren();
-  for (const s of list) {
-    const li = document.createElement("li");
-    const open = document.createElement("button");
-    open.type = "button";
-    open.className = "open";
-    open.textContent = s.title || "New chat";
-    if (s.id === currentSession()) open.setAttribute("aria-current", "true");
-    open.addEventListener("click", () => openConversation(s.id));
-    const rename = document.createElement("button");
-    rename.type = "button";
-    rename.className = "rename";
-    rename.textContent = "✎";
-    rename.setAttribute("aria-label", "Rename “" + open.textContent + "”");
-    rename.addEventListener("click", () => startRename(li, open, s));
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "delete";
-    remove.textContent = "✕";
-    remove.setAttribute("aria-label", "Delete “" + open.textContent + "”");
-    remove.addEventListener("click", () => deleteConversation(s));
-    li.append(open, rename, remove);
-    ul.appendChild(li);
-  }
-}
-
-function startRename(li, open, s) {
-  const field = document.createElement("input");
-  field.value = s.title || "";
-  field.setAttribute("aria-label", "New title");
-  open.replaceWith(field);
-  field.focus();
-  field.select();
-  let finished = false;
-  const finish = async (save) => {
-    if (finished) return;
-    finished = true;
-    const title = field.value.trim();
-    if (save && title && title !== s.title) {
-      await api("/api/sessions/" + encodeURIComponent(s.id), {
-        method: "PATCH",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ title }),
-      }).catch((err) => showStatus(err.message));
-    }
-    loadConversations();
-  };
-  field.addEventListener("keydown", (e) => {
-    if (e.key === "Enter") finish(true);
-    if (e.key === "Escape") {
-      e.stopPropagation();
-      finish(false);
-    }
-  });
-  field.addEventListener("blur", () => finish(true));
-}
-
-async function deleteConversation(s) {
-  if (!confirm("Delete “" + (s.title || "New chat") + "”?")) return;
-  try {
-    await api("/api/sessions/" + encodeURIComponent(s.id), { method: "DELETE" });
-  } catch (err) {
-    showStatus(err.message);
-    return;
-  }
-  if (s.id === currentSession()) newChat();
-  loadConversations();
-}
-
 function forgetRuns() {
   for (const run of runs.values()) run.ended = true;
   runs.clear();
@@ -553,6 +301,13 @@ async function loadHistory() {
 }
 
 // -- wiring ---------------------------------------------------------------------------------------
+initConversations({
+  current: currentSession,
+  open: openConversation,
+  deleted: newChat,
+  problem: showStatus,
+});
+
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   send(input.value);
