@@ -13,14 +13,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
 from picobot.core import metrics
-from picobot.core.channel import Capabilities, Channel, InboundSink, Rendered, State
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
-from picobot.storage.sessions import SessionStore
+from picobot.core.channel import (
+    NO_SERVICES,
+    Capabilities,
+    Channel,
+    GuardsHttp,
+    InboundSink,
+    Rendered,
+    ServesHttp,
+    Services,
+    State,
+    WatchesRuns,
+    WritesReplies,
+)
+from picobot.core.messages import InboundMessage, Kind, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker
 
 if TYPE_CHECKING:
@@ -32,10 +43,6 @@ log = logging.getLogger("picobot.web")
 
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
-
-History = Callable[[str], Awaitable[list[dict[str, Any]]]]
-Forget = Callable[[str], Awaitable[None]]
-Submit = Callable[[OutboundMessage], object]
 PREFIX = "web:"  # the session keys of the web chat (`InboundMessage.session_key`)
 
 
@@ -63,44 +70,38 @@ class WebReply:
         # ``done``, so the page keeps waiting for it (and resumes it) instead of giving up.
         if not self._interrupted:
             self.channel.broker.finish(self.inbound.id)
-        if self.channel.submit is not None:
+        post = self.channel.services.post
+        if post is not None:
             try:
-                self.channel.submit(reply_to(self.inbound, "", kind=Kind.DONE))
-            except KeyError:  # the dispatcher no longer knows the channel (shutting down)
+                await post(reply_to(self.inbound, "", kind=Kind.DONE))
+            except KeyError:  # the outbound door no longer knows the channel (shutting down)
                 pass
 
 
-class WebChatChannel(Channel):
-    """The web chat. `bind(daemon)` connects it to the agent (listener, history) and the
-    dispatcher; without it (tests), runs still work through `broker` directly."""
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp):
+    """The web chat: it writes its own replies (run events over SSE), serves the page and the
+    API on the shared server, and guards ``/api/*`` with its token. Without `services`
+    (tests), runs still work through `broker` directly."""
 
     name = "web"
     capabilities = Capabilities(max_length=1_000_000, format="markdown")
 
-    def __init__(self, config: Any, sink: InboundSink, *, broker: RunBroker | None = None) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: Any,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        *,
+        broker: RunBroker | None = None,
+    ) -> None:
+        super().__init__(config, sink, services)
         self.broker = broker if broker is not None else RunBroker()
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
-        self.history_source: History | None = None
-        self.directory: SessionStore | None = None  # the conversation list
-        self.forget: Forget | None = None  # stops a running turn, then deletes the history
-        self.model = "picobot"
-        self.boot = new_id()  # changes when the run logs are lost (restart, reload)
-        self.submit: Submit | None = None
-        self._listeners: list[Any] | None = None
+        name = services.model or "picobot"
+        self.model = "demo model" if name == "demo" else name  # for the page's header
+        self.boot = new_id()  # changes when the run logs are lost (a restart)
         self._routes: list[web.RouteDef] | None = None
-
-    def bind(self, daemon: Any) -> None:
-        """Hook into a `picobot.runtime.daemon.Daemon`: run events, history, the dispatcher."""
-        self._listeners = daemon.agent_loop.listeners
-        self._listeners.append(self.on_event)
-        self.history_source = daemon.agent.history
-        self.directory = daemon.agent.store
-        self.forget = daemon.agent.reset
-        name = daemon.agent.llm.name
-        self.model = "demo model" if name == "demo" else name
-        self.submit = daemon.dispatcher.submit
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -110,8 +111,6 @@ class WebChatChannel(Channel):
     async def stop(self) -> None:
         # Ends every event stream, so the HTTP server's cleanup does not wait for them.
         self.broker.close()
-        if self._listeners is not None and self.on_event in self._listeners:
-            self._listeners.remove(self.on_event)  # a reload may bind a successor
 
     # -- inbound ------------------------------------------------------------------------------
 
@@ -133,10 +132,11 @@ class WebChatChannel(Channel):
         """The session as the user saw it, oldest first: ``{"role", "text"}``, plus
         ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
         "name", "arguments", "text", "error"}``."""
-        if self.history_source is None:
+        history = self.services.history
+        if history is None:
             return []
         shown: list[dict[str, Any]] = []
-        for m in await self.history_source(PREFIX + session):
+        for m in await history(PREFIX + session):
             entry = {"role": m["role"], "text": m["content"]}
             if m["role"] == "tool":
                 entry["text"] = m["content"][:TOOL_RESULT_PREVIEW]
@@ -149,7 +149,8 @@ class WebChatChannel(Channel):
 
     async def sessions(self) -> list[dict[str, Any]]:
         """The web chat's conversations, most recently active first."""
-        if self.directory is None:
+        directory = self.services.directory
+        if directory is None:
             return []
         return [
             {
@@ -158,21 +159,22 @@ class WebChatChannel(Channel):
                 "created": s.created,
                 "updated": s.updated,
             }
-            for s in await self.directory.sessions(PREFIX)
+            for s in await directory.sessions(PREFIX)
         ]
 
     async def rename_session(self, session: str, title: str) -> bool:
         """False if there is no such conversation."""
-        return self.directory is not None and await self.directory.rename(PREFIX + session, title)
+        directory = self.services.directory
+        return directory is not None and await directory.rename(PREFIX + session, title)
 
     async def delete_session(self, session: str) -> None:
         """Stop the conversation's running turn, then forget it (idempotent)."""
-        if self.forget is not None:
-            await self.forget(PREFIX + session)
+        if self.services.forget is not None:
+            await self.services.forget(PREFIX + session)
 
     # -- run events -----------------------------------------------------------------------------
 
-    def on_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
+    def on_run_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
         """The agent loop's listener: translate one run event for the page."""
         if inbound.channel != self.name:
             return
@@ -220,7 +222,7 @@ class WebChatChannel(Channel):
             self._routes = routes(self)
         return self._routes
 
-    def http_guard(self, request: web.Request) -> web.Response | None:
+    def http_guard(self, request: web.Request) -> web.StreamResponse | None:
         """The shared server asks this on every request: with a token set, ``/api/*`` needs it.
 
         Returns a 401 response to refuse, ``None`` to let the request through.

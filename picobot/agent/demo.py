@@ -15,7 +15,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from picobot.agent.llm import Finish, LLMEvent, TextDelta, ToolCall, Usage
@@ -136,7 +136,7 @@ class DemoLLM:
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         step = answer(messages, tools)
         prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
         if isinstance(step, ToolCall):

@@ -26,16 +26,13 @@ import json
 import re
 from importlib import resources
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from picobot.core.errors import BusClosed
 from picobot.core.messages import new_id
-from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
-
-if TYPE_CHECKING:
-    from channels.webchat_channel import WebChatChannel
+from picobot.webui.broker import Event, Overflowed, RunBroker, Subscription, UnknownRun
 
 __all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
 
@@ -62,6 +59,26 @@ SECURITY_HEADERS = {
 }
 
 
+class WebChat(Protocol):
+    """What the routes need of the web chat channel (`channels.webchat_channel`)."""
+
+    broker: RunBroker
+    max_text: int
+
+    model: str  # the name of the model that answers, for the page's header
+    boot: str  # changes when the run logs are lost (a restart)
+
+    async def accept(self, text: str, session: str) -> str: ...
+
+    async def history(self, session: str) -> list[dict[str, Any]]: ...
+
+    async def sessions(self) -> list[dict[str, Any]]: ...
+
+    async def rename_session(self, session: str, title: str) -> bool: ...
+
+    async def delete_session(self, session: str) -> None: ...
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -84,7 +101,7 @@ def encode_event(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
 
-def routes(channel: WebChatChannel) -> list[web.RouteDef]:
+def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
     pages = _read_static()  # served from memory: no path is ever built from a request
 
