@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from picobot.agent.turns import Agent
+    from picobot.messages import InboundMessage
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -20,21 +21,33 @@ COMMANDS = {
     "reset": "new",
     "stop": "stop",
     "status": "status",
+    "reminders": "reminders",
+    "cancel": "cancel",
 }
 
 HELP = (
     "Commands:\n"
     "/new — start a new conversation (also /reset)\n"
     "/stop — stop the current answer and drop waiting messages\n"
-    "/status — model, conversation length, waiting messages\n"
+    "/status — model, tools, conversation length, waiting messages\n"
+    "/reminders — this chat's reminders and scheduled messages\n"
+    "/cancel ID — cancel one of them\n"
     "/help — this list\n\n"
     "Messages sent while I am answering are added to the current answer."
 )
 
 
+class Reminders(Protocol):
+    """What `/reminders` and `/cancel ID` need (the scheduler); `chat` is "channel:chat_id"."""
+
+    async def reminders_text(self, chat: str) -> str: ...
+
+    async def cancel_text(self, chat: str, arg: str) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
-    name: str  # canonical: "help", "new", "stop" or "status"
+    name: str  # canonical: a value of COMMANDS
     args: str = ""
 
 
@@ -49,8 +62,17 @@ def parse_command(text: str) -> Command | None:
     return Command(name, (match.group(2) or "").strip())
 
 
-async def run_command(agent: Agent, session: str, command: Command) -> str:
+async def run_command(
+    agent: Agent, session: str, command: Command, inbound: InboundMessage | None = None
+) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
+    if command.name in ("reminders", "cancel"):
+        if agent.reminders is None:
+            return "Reminders are not available here."
+        chat = f"{inbound.channel}:{inbound.chat_id}" if inbound is not None else session
+        if command.name == "reminders":
+            return await agent.reminders.reminders_text(chat)
+        return await agent.reminders.cancel_text(chat, command.args)
     if command.name == "stop":
         return "Stopped." if await agent.stop(session) else "Nothing to stop."
     if command.name == "new":
@@ -60,6 +82,7 @@ async def run_command(agent: Agent, session: str, command: Command) -> str:
         count = await agent.store.count(session)
         return (
             f"Model: {agent.llm.name}\n"
+            f"Tools: {', '.join(agent.tools.names()) or 'none'}\n"
             f"Conversation: {count} messages (keeps the last "
             f"{agent.config.max_history_messages})\n"
             f"Waiting messages: {agent.queued(session)}\n"

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from picobot.agent import events as ev
-from picobot.agent.commands import Command, parse_command, run_command
+from picobot.agent.commands import Command, Reminders, parse_command, run_command
 from picobot.agent.llm import LLM, LLMError, Message, ToolCall
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
@@ -77,8 +77,12 @@ class Agent:
         data_dir: str | Path | None = None,
         store: SessionStore | None = None,
         tools: ToolRegistry | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
-        """:raises ConfigError: if `config.tools` names an unknown tool."""
+        """:raises ConfigError: if `config.tools` names an unknown tool.
+
+        `reminders` (the scheduler) answers `/reminders` and `/cancel ID`."""
+        self.reminders = reminders
         self.llm = llm
         self.config = config or AgentConfig()
         if store is None:
@@ -130,7 +134,7 @@ class Agent:
         """
         command = parse_command(text)
         if command is not None:
-            return self._command_events(session, command)
+            return self._command_events(session, command, inbound)
         return self._run(session, text, (), ToolContext(session, inbound, publish), True)
 
     def run_followup(
@@ -310,12 +314,16 @@ class Agent:
         ctx: ToolContext,
         emit: Emit,
     ) -> None:
-        """One after another, checking steering and interrupts after each call."""
+        """One after another, checking steering and interrupts after each call.
+
+        Images from tool results follow the tool messages as one user message: Chat
+        Completions tool messages carry text only."""
+        images: list[str] = []
         for i, call in enumerate(calls):
             if i and (state.steering or state.interrupted):
                 note = SKIPPED if state.steering else INTERRUPTED
                 turn += [{"role": "tool", "tool_call_id": c.id, "content": note} for c in calls[i:]]
-                return
+                break
             try:
                 args = parse_arguments(call.arguments)
             except ToolError:
@@ -323,7 +331,12 @@ class Agent:
             emit(ev.ToolStarted(call.id, call.name, args))
             result = await self.tools.call(call.name, call.arguments, ctx)
             turn.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+            images += result.images
             emit(ev.ToolFinished(call.id, call.name, result.content, result.error))
+        if images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": "Images from the tools:"}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+            turn.append({"role": "user", "content": parts})
 
     @staticmethod
     def _inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
@@ -391,8 +404,10 @@ class Agent:
             if m["content"].strip()
         ]
 
-    async def _command_events(self, session: str, command: Command) -> AsyncIterator[ev.RunEvent]:
+    async def _command_events(
+        self, session: str, command: Command, inbound: InboundMessage | None
+    ) -> AsyncIterator[ev.RunEvent]:
         yield ev.TurnStarted(new_id(), session)
-        reply = await run_command(self, session, command)
+        reply = await run_command(self, session, command, inbound)
         yield ev.TextDelta(reply)  # like a model reply: the deltas add up to the final text
         yield ev.TurnFinished(reply)
