@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from picobot.agent.turns import Agent
-    from picobot.messages import InboundMessage
+    from picobot.core.messages import InboundMessage
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)

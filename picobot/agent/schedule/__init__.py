@@ -1,7 +1,7 @@
 """Reminders and scheduled messages: a durable store, the scheduler, the `schedule` tool."""
 
 from picobot.agent.schedule.scheduler import Deliver, RunTurn, ScheduleError, Scheduler, Target
-from picobot.agent.schedule.store import Entry, ScheduleStore
+from picobot.storage.schedule import Entry, ScheduleStore
 
 __all__ = [
     "Deliver",

@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import aiosqlite
 
-from picobot.sqlite import connect
+from picobot.storage.sqlite import connect
 
 DB_NAME = "schedule.db"
 
