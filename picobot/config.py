@@ -74,7 +74,7 @@ class AgentConfig(_Model):
     max_history_messages: int = Field(40, ge=2)
     max_parallel_turns: int = Field(4, ge=1)
     steering_mode: Literal["one-at-a-time", "all"] = "one-at-a-time"
-    tools: tuple[str, ...] = ("time", "message")
+    tools: tuple[str, ...] = ("time", "message", "schedule")
     timezone: str | None = None  # IANA name for cron schedules; None: the host's
 
     @model_validator(mode="after")
@@ -354,7 +354,9 @@ def summary(config: Config) -> str:
     model = "demo (offline)" if config.llm.provider == "demo" else config.llm.model
     return (
         f"channels: {', '.join(enabled) or 'none'}; llm: {model}; "
-        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}"
+        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}; "
+        f"tools: {', '.join(config.agent.tools) or 'none'}"
+        + (f"; mcp: {', '.join(config.mcp.servers)}" if config.mcp.servers else "")
     )
 
 

@@ -19,13 +19,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from picobot.core import events as ev
 from picobot.agent.fetch import fetch_tool
 from picobot.agent.mcp import McpManager
 from picobot.agent.schedule import Deliver, RunTurn, Scheduler, ScheduleStore
 from picobot.agent.schedule.tool import schedule_tool
 from picobot.agent.tools import ToolRegistry, message_tool, time_tool
 from picobot.config import Config
+from picobot.core import events as ev
 
 if TYPE_CHECKING:
     from picobot.agent.turns import Agent

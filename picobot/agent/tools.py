@@ -215,8 +215,13 @@ def message_tool() -> Tool:
 
 
 def builtin_tools() -> ToolRegistry:
-    """Every built-in tool; `select()` the enabled ones."""
-    return ToolRegistry([time_tool(), message_tool()])
+    """Every built-in tool, without a daemon (`schedule` refuses then); `select()` the
+    enabled ones. The daemon builds its own with a scheduler (see `agent.abilities`)."""
+    # Imported here: these modules import this one.
+    from picobot.agent.fetch import fetch_tool
+    from picobot.agent.schedule.tool import schedule_tool
+
+    return ToolRegistry([time_tool(), message_tool(), schedule_tool(None), fetch_tool()])
 
 
 def default_tools(enabled: Iterable[str]) -> ToolRegistry:

@@ -23,6 +23,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 import channels as channel_registry
+from picobot.agent.abilities import Abilities, agent_answer
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
 from picobot.config import Config, load_config, summary
@@ -82,7 +83,19 @@ class Daemon:
         self.intake = Intake(
             self.bus.inbound, self.dispatcher.submit, self._policies, seen=self.outbox.seen
         )
-        self.agent = Agent(llm or make_llm(config), config.agent, data_dir=config.data_dir)
+        # Tools, reminders and MCP servers; they reach the chats only through these callables.
+        self.abilities = Abilities(
+            config,
+            deliver=self.dispatcher.record,
+            run_turn=lambda session, text: agent_answer(self.agent, session, text),
+        )
+        self.agent = Agent(
+            llm or make_llm(config),
+            config.agent,
+            data_dir=config.data_dir,
+            tools=self.abilities.tools,
+            reminders=self.abilities.scheduler,
+        )
         self.agent_loop = AgentLoop(
             self.agent, self.bus.inbound, self.make_writer, publish=self.bus.outbound.publish
         )
@@ -136,6 +149,8 @@ class Daemon:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         await self.outbox.open()
+        await self.abilities.open()
+        self.abilities.start_mcp()  # in the background: a slow or broken server blocks nothing
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             try:
@@ -166,6 +181,7 @@ class Daemon:
         for name, channel in self.channels.items():
             await self._start_channel(name, channel)
         await self._recover(unfinished)
+        self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
         log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
         if "web" in self.channels:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
@@ -187,6 +203,7 @@ class Daemon:
             self.status,
             self._routes(),
             expected=lambda: self.config.channels.enabled(),
+            detail=lambda: {"mcp": self.abilities.mcp.status()},
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -260,6 +277,7 @@ class Daemon:
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
             },
+            **await self.abilities.status(),  # "mcp": {NAME: {state, tools, error}}, "schedule"
         }
 
     def summary_line(self) -> str:
@@ -326,6 +344,7 @@ class Daemon:
             except Exception as exc:
                 log.warning("channel %s did not stop intake cleanly: %s", name, exc)
         self.bus.inbound.close()
+        await self.abilities.stop_scheduler()  # nothing new fires; a cut entry fires next run
         # Let running turns finish, within the drain timeout.
         await self.agent_loop.drain(timeout)
         # Deliver what the turns produced, with what is left of the timeout.
@@ -345,6 +364,7 @@ class Daemon:
                 await task
         await self.dispatcher.aclose()
         await self.agent_loop.drain(0)  # turns that waited on a delivery end now
+        await self.abilities.aclose()  # MCP servers (their child processes) stop here
         # Close channels, then the HTTP server and the model client.
         for name, channel in reversed(self.channels.items()):
             try:

@@ -3,6 +3,7 @@
 Channels whose config changed are stopped and started again with it; the others keep running.
 Intake policies (access lists, rates, placeholder text) change in place. Sections that shape
 objects built once at startup are logged as "restart required" and keep their old values.
+MCP servers whose config changed are restarted; the others keep running.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger("picobot")
 
 POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
 # Sections a reload does not apply (they shape objects built once at startup).
-RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
+RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch", "schedule", "fetch")
 
 
 async def apply(daemon: Daemon, new: Config) -> list[str]:
@@ -62,6 +63,8 @@ async def apply(daemon: Daemon, new: Config) -> list[str]:
             continue
         await restart_channel(daemon, name, after)
         applied.append(f"{name}: {'restarted' if after.enabled else 'stopped'}")
+    if old.mcp != new.mcp:  # MCP servers whose config changed are restarted
+        applied += await daemon.abilities.reload(new)
     # Keep the startup-only sections as they were: they were not applied.
     daemon.config = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
     return applied

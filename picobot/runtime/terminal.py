@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from picobot.agent.abilities import build_tools
 from picobot.agent.loop import Agent
 from picobot.config import Config
 from picobot.core import events as ev
@@ -23,7 +24,9 @@ def chat(config: Config) -> int:
 async def _chat(config: Config) -> int:
     from picobot.runtime.daemon import make_llm
 
-    agent = Agent(make_llm(config), config.agent, data_dir=config.data_dir)
+    # Reminders need the daemon: here the `schedule` tool refuses, saying so.
+    tools = build_tools(config)
+    agent = Agent(make_llm(config), config.agent, data_dir=config.data_dir, tools=tools)
     interactive = sys.stdin.isatty()
     if interactive:
         print("picobot chat — type a message, Ctrl-D to quit.", file=sys.stderr)

@@ -24,9 +24,9 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
-from picobot.storage.schedule import Entry, ScheduleStore, chat_key
 from picobot.config import DEFAULT_MAX_PER_CHAT, DEFAULT_SCHEDULE_GRACE
 from picobot.core.messages import OutboundMessage
+from picobot.storage.schedule import Entry, ScheduleStore, chat_key
 
 log = logging.getLogger("picobot.schedule")
 
