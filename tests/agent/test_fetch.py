@@ -75,7 +75,9 @@ async def test_size_is_capped(site: str) -> None:
 @pytest.mark.parametrize(
     ("path", "needle"), [("/png", "not a text page"), ("/missing", "HTTP 404")]
 )
-async def test_http_errors_and_binaries_are_error_results(site: str, path: str, needle: str) -> None:
+async def test_http_errors_and_binaries_are_error_results(
+    site: str, path: str, needle: str
+) -> None:
     text, error = await fetch(f"{site}{path}", allow_private=True)
     assert error and needle in text
 

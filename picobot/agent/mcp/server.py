@@ -38,6 +38,8 @@ FIRST_RETRY = 1.0
 MAX_RETRY = 30.0
 STABLE = 30.0  # seconds up before a failure counts as a new episode (and backoff resets)
 PING_INTERVAL = 5.0  # how often a connected server is checked
+START_TIMEOUT = 60.0  # seconds to start, initialize and list tools (`timeout` is per call)
+PING_TIMEOUT = 10.0
 MAX_STDERR_LINE = 500
 
 Register = Callable[[Tool], None]
@@ -156,7 +158,7 @@ class McpServer:
         async with AsyncExitStack() as stack:
             read, write = await stack.enter_async_context(self._transport())
             session = await stack.enter_async_context(ClientSession(read, write))
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout(max(START_TIMEOUT, self.config.timeout)):
                 await session.initialize()
                 listed = await self._list_tools(session)
             self._session = session
@@ -211,7 +213,7 @@ class McpServer:
                 return
             if self._gone.is_set():
                 raise ServerGone("the connection broke during a call")
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout(max(PING_TIMEOUT, self.config.timeout)):
                 await session.send_ping()
 
     # -- tools ------------------------------------------------------------------------------
