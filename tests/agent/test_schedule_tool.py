@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from picobot.agent.abilities import build_tools
+from picobot.agent.abilities import agent_answer, build_tools
 from picobot.agent.openai_llm import OpenAILLM
 from picobot.agent.schedule import Scheduler, ScheduleStore, Target
 from picobot.agent.tools import ToolContext, default_tools
@@ -17,7 +17,7 @@ from picobot.agent.turns import Agent
 from picobot.config import AgentConfig, Config
 from picobot.core.messages import InboundMessage, OutboundMessage, Sender
 from tests.agent.conftest import collect, text_of
-from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
+from tests.fakes.fake_openai import Fail, FakeOpenAI, Reply, ToolCall
 
 NOW = 1_800_000_000.0
 
@@ -158,3 +158,16 @@ async def test_without_a_daemon_the_tool_says_so() -> None:
         "schedule", json.dumps({"text": "x", "in_seconds": 5}), ToolContext("s", msg)
     )
     assert result.error and result.content.startswith("error: ") and "picobot run" in result.content
+
+
+async def test_a_run_agent_entry_runs_a_turn_in_the_chats_session(
+    fake: FakeOpenAI, setup: tuple[Agent, Scheduler, list[OutboundMessage]]
+) -> None:
+    agent, _, _ = setup
+    fake.script(Reply(text="Three headlines."))
+    assert await agent_answer(agent, "telegram:42", "summarise the news") == "Three headlines."
+    assert fake.last_request["messages"][-1] == {"role": "user", "content": "summarise the news"}
+    assert len(await agent.history("telegram:42")) == 2  # the session remembers it
+    fake.script(Fail(401))
+    with pytest.raises(RuntimeError, match="TurnFailed"):
+        await agent_answer(agent, "telegram:42", "again")
