@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.ops.helpers import TG_TOKEN, Daemon, NotifySocket, telegram, write_config
 
@@ -99,11 +101,7 @@ def test_yaml_syntax_error_is_refused(running) -> None:
 
 
 def test_sighup_restarts_an_mcp_server_whose_config_changed(running) -> None:
-    import sys
-
-    import yaml
-
-    daemon, config, notify = running
+    daemon, config, _ = running
     server = str(Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py")
     data = yaml.safe_load(config.read_text())
     data["mcp"] = {"servers": {"files": {"command": [sys.executable, server]}}}
