@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from picobot.agent.turns import Agent
     from picobot.core.messages import InboundMessage
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
@@ -37,14 +36,6 @@ HELP = (
 )
 
 
-class Reminders(Protocol):
-    """What `/reminders` and `/cancel ID` need (the scheduler); `chat` is "channel:chat_id"."""
-
-    async def reminders_text(self, chat: str) -> str: ...
-
-    async def cancel_text(self, chat: str, arg: str) -> str: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Command:
     name: str  # canonical: a value of COMMANDS
@@ -62,29 +53,62 @@ def parse_command(text: str) -> Command | None:
     return Command(name, (match.group(2) or "").strip())
 
 
+class Reminders(Protocol):
+    """What `/reminders` and `/cancel ID` need (the scheduler); `chat` is "channel:chat_id"."""
+
+    async def reminders_text(self, chat: str) -> str: ...
+
+    async def cancel_text(self, chat: str, arg: str) -> str: ...
+
+
+class Commandable(Protocol):
+    """What the commands need of the agent."""
+
+    @property
+    def reminders(self) -> Reminders | None: ...
+
+    def tool_names(self) -> list[str]: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def history_limit(self) -> int: ...
+
+    async def stop(self, session: str, *, reason: str = ...) -> bool: ...
+
+    async def reset(self, session: str) -> None: ...
+
+    async def count(self, session: str) -> int: ...
+
+    def queued(self, session: str) -> int: ...
+
+    def is_running(self, session: str) -> bool: ...
+
+
 async def run_command(
-    agent: Agent, session: str, command: Command, inbound: InboundMessage | None = None
+    agent: Commandable, session: str, command: Command, inbound: InboundMessage | None = None
 ) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
     if command.name in ("reminders", "cancel"):
-        if agent.reminders is None:
+        reminders = agent.reminders
+        if reminders is None:
             return "Reminders are not available here."
         chat = f"{inbound.channel}:{inbound.chat_id}" if inbound is not None else session
         if command.name == "reminders":
-            return await agent.reminders.reminders_text(chat)
-        return await agent.reminders.cancel_text(chat, command.args)
+            return await reminders.reminders_text(chat)
+        return await reminders.cancel_text(chat, command.args)
     if command.name == "stop":
         return "Stopped." if await agent.stop(session) else "Nothing to stop."
     if command.name == "new":
         await agent.reset(session)
         return "New conversation started."
     if command.name == "status":
-        count = await agent.store.count(session)
+        count = await agent.count(session)
         return (
-            f"Model: {agent.llm.name}\n"
-            f"Tools: {', '.join(agent.tools.names()) or 'none'}\n"
-            f"Conversation: {count} messages (keeps the last "
-            f"{agent.config.max_history_messages})\n"
+            f"Model: {agent.model_name}\n"
+            f"Tools: {', '.join(agent.tool_names()) or 'none'}\n"
+            f"Conversation: {count} messages (keeps the last {agent.history_limit})\n"
             f"Waiting messages: {agent.queued(session)}\n"
             f"State: {'answering' if agent.is_running(session) else 'idle'}"
         )
