@@ -142,6 +142,25 @@ async def test_misbehaving_tools_give_error_results_and_the_server_goes_on(
     assert "mcp t: echo called with 2 characters" in caplog.text  # its stderr, line by line
 
 
+async def test_garbage_on_the_protocol_stream_is_one_log_line_and_ignored(
+    manager: Callable[..., McpManager], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server's first stdout line is not JSON-RPC; then the real server takes over.
+    code = (
+        "import os, sys; os.write(1, b'garbage, not JSON\\n'); "
+        f"os.execv(sys.executable, [sys.executable, {SERVER!r}])"
+    )
+    registry = ToolRegistry()
+    with caplog.at_level(logging.INFO):
+        noisy = manager(registry, n=stdio(command=(sys.executable, "-c", code))).servers["n"]
+        await until(noisy, connected)
+    result = await registry.call("n__echo", '{"text": "ok"}', ToolContext("s"))
+    assert (result.content, result.error) == ("echo: ok", False)
+    (line,) = [r for r in caplog.records if r.name == "mcp.client.stdio"]
+    assert line.exc_info is None and "garbage" not in line.getMessage()
+    assert "Failed to parse JSONRPC message" in line.getMessage()
+
+
 async def test_a_huge_result_is_truncated(manager: Callable[..., McpManager]) -> None:
     registry = ToolRegistry()
     await until(manager(registry, big=stdio(timeout=60)).servers["big"], connected)

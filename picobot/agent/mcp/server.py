@@ -46,6 +46,24 @@ Register = Callable[[Tool], None]
 Unregister = Callable[[str], None]
 
 
+class _OneLine(logging.Filter):
+    """The SDK logs a server's non-JSON stdout line with a traceback quoting the line; we log
+    one line saying what happened, without the server's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is not None:
+            exc = record.exc_info[1]
+            message = record.getMessage()
+            record.msg = "%s (%s); line ignored"
+            record.args = (message, type(exc).__name__ if exc else "error")
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_OneLine())
+
+
 class ServerGone(Exception):
     """The connection ended (the process exited, a ping or a call failed)."""
 
