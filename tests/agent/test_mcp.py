@@ -261,3 +261,44 @@ def test_config_needs_exactly_one_transport() -> None:
         parse_config({"mcp": {"servers": {"x": {"url": "ftp://h/mcp"}}}})
     with pytest.raises(ConfigError, match="invalid server name"):
         parse_config({"mcp": {"servers": {"a.b": {"command": ["a"]}}}})
+
+
+class LogEvent(logging.Handler):
+    """Sets `event` when a record containing `needle` is logged (in the loop's thread)."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.event.set()
+
+
+async def test_stopping_a_server_that_never_answers_does_not_wait_for_its_start(
+    manager: Callable[..., McpManager], tmp_path: Path
+) -> None:
+    # A "server" that says so on stderr, then reads its stdin and never answers the handshake.
+    pidfile = tmp_path / "pid"
+    code = (
+        f"import os, sys; open({str(pidfile)!r}, 'w').write(str(os.getpid()));"
+        " print('listening', file=sys.stderr, flush=True); sys.stdin.read()"
+    )
+    seen = LogEvent("mcp mute: listening")
+    logger = logging.getLogger("picobot.mcp")
+    logger.addHandler(seen)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        m = manager(ToolRegistry(), mute=stdio(command=(sys.executable, "-c", code)))
+        async with asyncio.timeout(WAIT):
+            await seen.event.wait()
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
+    assert m.servers["mute"].state == "starting"
+    async with asyncio.timeout(15):  # well under the 60 s start timeout
+        await m.aclose()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)

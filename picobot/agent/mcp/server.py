@@ -129,6 +129,8 @@ class McpServer:
         self._stop.set()
         if self._task is None:
             return
+        if self.state == "starting":  # it may wait on a slow server for a minute: cut it
+            self._task.cancel()  # (the SDK's shielded shutdown still stops the child)
         done, _ = await asyncio.wait({self._task}, timeout=timeout)
         if not done:
             self._task.cancel()
