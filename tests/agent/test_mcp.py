@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from picobot.agent.mcp import McpManager, McpServer, tool_name
+from picobot.agent.mcp import McpManager
 from picobot.agent.mcp import server as mcp_server
+from picobot.agent.mcp.results import tool_name
+from picobot.agent.mcp.server import McpServer
 from picobot.agent.tools import ToolContext, ToolRegistry, time_tool
 from picobot.config import McpServerConfig
 from picobot.core.errors import ConfigError

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from picobot.agent.mcp.server import McpServer
 from picobot.agent.tools import ToolRegistry
 from picobot.config import McpServerConfig
+
+if TYPE_CHECKING:
+    from picobot.agent.mcp.server import McpServer
 
 log = logging.getLogger("picobot.mcp")
 
@@ -33,6 +35,8 @@ class McpManager:
     def _start(self, name: str, config: McpServerConfig) -> None:
         if not config.enabled:
             return
+        from picobot.agent.mcp.server import McpServer  # the SDK: only when a server is used
+
         server = McpServer(name, config, self.registry.register, self.registry.unregister)
         self.servers[name] = server
         server.start()
