@@ -25,6 +25,25 @@ SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 Emit = Callable[[ev.RunEvent], None]
 
 
+IMAGE_DROPPED = "[an image from a tool; not kept in the history]"
+
+
+def for_history(messages: list[Message]) -> list[Message]:
+    """`messages` as the session store keeps them: tool images (megabytes of base64 each)
+    are seen by the model in their turn only, then replaced by a note."""
+    kept: list[Message] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [
+                {"type": "text", "text": IMAGE_DROPPED} if p.get("type") == "image_url" else p
+                for p in content
+            ]
+            message = {**message, "content": parts}
+        kept.append(message)
+    return kept
+
+
 def inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
     """Steering messages join the turn as user messages."""
     for item in items:

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from picobot.agent.commands import Command, Reminders, parse_command, run_command
-from picobot.agent.conversation import Conversation, Emit, inject
+from picobot.agent.conversation import Conversation, Emit, for_history, inject
 from picobot.agent.llm import LLM, LLMError
 from picobot.agent.registry import Session, SessionRegistry, Turn
 from picobot.agent.steering import Queued
@@ -173,7 +173,9 @@ class Agent:
                     self.llm, self.tools, self.config, state.steering, ctx, emit
                 )
                 reply = await conversation.run(history, messages, poll_first)
-                await self.store.append(state.key, messages, keep=self.config.max_history_messages)
+                await self.store.append(
+                    state.key, for_history(messages), keep=self.config.max_history_messages
+                )
         except asyncio.CancelledError:
             emit(ev.TurnAborted(turn.reason))
             raise

@@ -104,6 +104,11 @@ async def test_stdio_tools_reach_the_model_with_text_and_images(
     assert images["role"] == "user"
     urls = [p["image_url"]["url"] for p in images["content"] if p["type"] == "image_url"]
     assert len(urls) == 1 and urls[0].startswith("data:image/png;base64,iVBOR")
+    # The next turn's history keeps a note, not the image's bytes.
+    fake.script(Reply(text="Again."))
+    await collect(agent.run_turn("s", "and now?"))
+    stored = fake.requests[2]["messages"]
+    assert "base64" not in str(stored) and "not kept in the history" in str(stored)
 
 
 async def test_streamable_http_with_headers(
