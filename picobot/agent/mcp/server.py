@@ -307,32 +307,39 @@ async def _stderr_to_log(name: str) -> AsyncIterator[TextIO]:
     """A pipe whose write end is the child's stderr; each line it writes is logged."""
     read_fd, write_fd = os.pipe()
     writer = os.fdopen(write_fd, "w")
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb")
-    )
-
-    async def pump() -> None:
-        while True:
-            try:
-                line = await reader.readline()
-            except ValueError:  # a line over the limit: skip it
-                continue
-            if not line:
-                return
-            text = line.decode(errors="replace").rstrip()
-            if text:
-                log.info("mcp %s: %s", name, text[:MAX_STDERR_LINE])
-
-    task = asyncio.create_task(pump(), name=f"mcp {name} stderr")
-    try:
+    reader_file = os.fdopen(read_fd, "rb")
+    transport: asyncio.BaseTransport | None = None
+    task: asyncio.Task[None] | None = None
+    try:  # from here on, every path closes both ends (a cancelled start included)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), reader_file
+        )
+        task = asyncio.create_task(_pump(name, reader), name=f"mcp {name} stderr")
         yield writer
     finally:
         writer.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), 2.0)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        transport.close()
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), 2.0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if transport is not None:
+            transport.close()
+        else:
+            reader_file.close()
+
+
+async def _pump(name: str, reader: asyncio.StreamReader) -> None:
+    while True:
+        try:
+            line = await reader.readline()
+        except ValueError:  # a line over the limit: skip it
+            continue
+        if not line:
+            return
+        text = line.decode(errors="replace").rstrip()
+        if text:
+            log.info("mcp %s: %s", name, text[:MAX_STDERR_LINE])
