@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -232,3 +233,24 @@ async def test_run_agent_delivers_the_turns_answer(
     assert [(m.text, m.thread, m.is_group) for m in sent] == [
         ("Here is your summary.", "171.5", True)
     ]
+
+
+async def test_the_loop_fires_due_entries_and_stops_cleanly(
+    store: ScheduleStore, clock: Clock
+) -> None:
+    fired = asyncio.Event()
+
+    async def deliver(msg: OutboundMessage) -> None:
+        fired.set()
+
+    scheduler = Scheduler(store, deliver, clock=clock, tz=PARIS)
+    await scheduler.create(HERE, "now", in_seconds=5)
+    clock.now += 5  # due: the loop fires it without waiting
+    task = asyncio.create_task(scheduler.run())
+    async with asyncio.timeout(5):
+        await fired.wait()
+        await scheduler.settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await scheduler.entries(HERE.chat) == []

@@ -247,8 +247,11 @@ class Scheduler:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
         finally:
-            for task in self._firing.values():
+            # An entry cut here is not advanced: it fires again on the next start.
+            firing = list(self._firing.values())
+            for task in firing:
                 task.cancel()
+            await asyncio.gather(*firing, return_exceptions=True)
 
     async def _next_delay(self) -> float:
         now = self.clock()
@@ -267,7 +270,12 @@ class Scheduler:
             task = asyncio.create_task(self._fire(entry, now), name=f"schedule #{entry.id}")
             self._firing[entry.id] = task
             task.add_done_callback(functools.partial(self._fired, entry.id))
-        if wait and self._firing:
+        if wait:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until no entry is firing (the ones firing now are delivered and advanced)."""
+        while self._firing:
             await asyncio.gather(*self._firing.values(), return_exceptions=True)
 
     def _fired(self, entry_id: int, task: asyncio.Task[None]) -> None:
