@@ -73,6 +73,7 @@ async def test_the_model_schedules_a_reminder_for_this_chat(
         ({"text": "x", "cron": "*/5 * * * * *"}, "exactly 5 fields"),
         ({"action": "cancel", "id": 99}, "no entry #99"),
         ({"action": "dance"}, "unknown action"),
+        ({"text": "x", "in_seconds": 60, "run_agent": "yes"}, "run_agent must be"),
     ],
 )
 async def test_refused_calls_return_an_error_result_and_the_turn_goes_on(

@@ -55,13 +55,16 @@ def schedule_tool(scheduler: Scheduler | None) -> Tool:
                 return f"Cancelled #{entry.id}."
             if action != "create":
                 raise ScheduleError(f"unknown action {action!r} (create, list or cancel)")
+            run_agent = args.get("run_agent", False)
+            if not isinstance(run_agent, bool):
+                raise ScheduleError("run_agent must be true or false")
             entry = await scheduler.create(
                 target,
                 str(args.get("text") or ""),
                 at=args.get("at"),
                 in_seconds=args.get("in_seconds"),
                 cron=args.get("cron"),
-                run_agent=bool(args.get("run_agent", False)),
+                run_agent=run_agent,
             )
         except ScheduleError as exc:
             return _refused(str(exc))
