@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", "-c", metavar="PATH", default=None, help=config_help)
+        if name == "chat":
+            cmd.add_argument(
+                "--session",
+                "-s",
+                metavar="NAME",
+                help="the conversation to continue (default: this terminal's own; "
+                "with piped input, a fresh one per run)",
+            )
     return parser
 
 
@@ -104,6 +112,15 @@ def _format_status(data: dict[str, Any]) -> str:
     )
     for letter in outbox.get("dead_letters", []):
         lines.append(f"  dead: {letter['channel']}:{letter['chat_id']}: {letter['error']}")
+    servers = data.get("mcp") or {}
+    lines.append("mcp servers:" if servers else "mcp servers: none")
+    for name, server in servers.items():
+        tools = len(server.get("tools") or [])
+        error = f" ({server['error']})" if server.get("error") else ""
+        lines.append(f"  {name}: {server.get('state')}, {tools} tools{error}")
+    schedule = data.get("schedule")
+    if schedule is not None:
+        lines.append(f"schedule: {schedule.get('entries', 0)} entries")
     return "\n".join(lines)
 
 
@@ -131,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from picobot.runtime.logs import setup_logging
 
-    setup_logging(config.log.level, config.log.format, secrets(config))
+    setup_logging(config.log.level, config.log.format, secrets(config), config.log.content)
     if args.command == "chat":
         from picobot.runtime.terminal import chat
 
-        return chat(config)
+        return chat(config, args.session)
 
     import asyncio
 

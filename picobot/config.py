@@ -7,12 +7,14 @@ Secrets are `SecretStr`: they print as ``**********``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -31,6 +33,12 @@ DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
+# Every tool name `agent.tools` may list; `picobot check` and `run` refuse any other.
+KNOWN_TOOLS = ("time", "message", "schedule", "fetch")
+DEFAULT_MCP_TIMEOUT = 30.0
+DEFAULT_SCHEDULE_GRACE = 3600.0
+DEFAULT_MAX_PER_CHAT = 50
+_MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 # An empty value (e.g. from ``${TOKEN:-}``) means "not set".
@@ -49,6 +57,7 @@ class HttpConfig(_Model):
 class LogConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
+    content: bool = False  # message text in the logs (off: privacy by default)
 
 
 class LLMConfig(_Model):
@@ -67,7 +76,68 @@ class AgentConfig(_Model):
     max_history_messages: int = Field(40, ge=2)
     max_parallel_turns: int = Field(4, ge=1)
     steering_mode: Literal["one-at-a-time", "all"] = "one-at-a-time"
-    tools: tuple[str, ...] = ("time", "message")
+    tools: tuple[str, ...] = ("time", "message", "schedule")
+    timezone: str | None = None  # IANA name for cron schedules; None: the host's
+
+    @model_validator(mode="after")
+    def _check(self) -> AgentConfig:
+        for name in self.tools:
+            if name not in KNOWN_TOOLS:
+                known = ", ".join(KNOWN_TOOLS)
+                raise ValueError(f"tools: unknown tool {name!r} (available: {known})")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"timezone: unknown timezone {self.timezone!r}; use an IANA name like"
+                    " Europe/Paris"
+                ) from None
+        return self
+
+
+class McpServerConfig(_Model):
+    """One MCP server: a child process (`command`) or a streamable-HTTP endpoint (`url`)."""
+
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = {}
+    url: str | None = None
+    headers: dict[str, SecretStr] = {}
+    tools: tuple[str, ...] | None = None  # allow-list of the server's tool names; None: all
+    timeout: float = Field(DEFAULT_MCP_TIMEOUT, gt=0)  # seconds per tool call
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("command: set exactly one of command (stdio) or url (HTTP)")
+        if self.command is not None and not (self.command and self.command[0]):
+            raise ValueError("command: must name a program")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: must start with http:// or https://")
+        return self
+
+
+class McpConfig(_Model):
+    servers: dict[str, McpServerConfig] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> McpConfig:
+        for name in self.servers:
+            if not _MCP_NAME.match(name):
+                raise ValueError(
+                    f"servers: invalid server name {name!r} (letters, digits, _ and -; 1-32)"
+                )
+        return self
+
+
+class ScheduleConfig(_Model):
+    grace: float = Field(DEFAULT_SCHEDULE_GRACE, ge=0)  # seconds late an entry may still fire
+    max_per_chat: int = Field(DEFAULT_MAX_PER_CHAT, ge=1)
+
+
+class FetchConfig(_Model):
+    allow_private: bool = False  # loopback, private and link-local addresses (SSRF guard)
 
 
 class DispatchConfig(_Model):
@@ -175,6 +245,9 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     dispatch: DispatchConfig = DispatchConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    mcp: McpConfig = McpConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    fetch: FetchConfig = FetchConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -226,7 +299,7 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
 def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed YAML document (``None`` means all defaults).
 
-    :raises ConfigError: on the first problem, naming its key path.
+    :raises ConfigError: naming the key path of each problem (up to `MAX_PROBLEMS`).
     """
     if data is None:
         data = {}
@@ -270,22 +343,54 @@ def _yaml_detail(exc: yaml.YAMLError) -> str:
     return detail
 
 
+MAX_PROBLEMS = 5  # listed in one config error; the rest are counted
+
+
 def _config_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    path = ".".join(str(p) for p in err["loc"])
-    message = err["msg"]
+    """One error naming up to `MAX_PROBLEMS` problems: the first gives `path`, the others
+    follow on the same line as ``; key.path: problem``."""
+    errors = exc.errors(include_url=False, include_input=False)
+    problems = [_problem(err) for err in errors[:MAX_PROBLEMS]]
+    path, message = problems[0]
+    message += "".join(f"; {p or '(top level)'}: {m}" for p, m in problems[1:])
+    more = len(errors) - len(problems)
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(path or "(top level)", message)
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc)
+    message = str(err["msg"])
     if err["type"] == "extra_forbidden":
         message = "unknown key"
+        close = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)"
+    elif err["type"] in ("tuple_type", "list_type"):
+        message = "should be a list"  # our tuples are YAML lists
     elif err["type"] == "value_error":
         # Our validators say "key: problem"; lift the key into the path.
         message = message.removeprefix("Value error, ")
         key, sep, rest = message.partition(": ")
         if sep and " " not in key:
             path, message = (f"{path}.{key}" if path and "." not in key else key), rest
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(path or "(top level)", message)
+    return path, message
+
+
+def _keys_at(loc: list[str]) -> list[str]:
+    """The config keys allowed under the dotted path `loc` (for "did you mean")."""
+    model: type[BaseModel] | None = Config
+    for name in loc:
+        field = model.model_fields.get(name) if model is not None else None
+        if field is None:
+            return []
+        candidates = [field.annotation, *get_args(field.annotation)]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return list(model.model_fields) if model is not None else []
 
 
 def summary(config: Config) -> str:
@@ -294,7 +399,9 @@ def summary(config: Config) -> str:
     model = "demo (offline)" if config.llm.provider == "demo" else config.llm.model
     return (
         f"channels: {', '.join(enabled) or 'none'}; llm: {model}; "
-        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}"
+        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}; "
+        f"tools: {', '.join(config.agent.tools) or 'none'}"
+        + (f"; mcp: {', '.join(config.mcp.servers)}" if config.mcp.servers else "")
     )
 
 
@@ -307,4 +414,10 @@ def secrets(config: BaseModel) -> list[str]:
             found.append(value.get_secret_value())
         elif isinstance(value, BaseModel):
             found += secrets(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+                elif isinstance(item, BaseModel):
+                    found += secrets(item)
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from picobot.agent.llm import LLM, ToolCall
+from picobot.agent.llm import LLM, ToolCall, Usage
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
 from picobot.agent.steering import Queued, SteeringQueue
@@ -23,6 +23,25 @@ LIMIT_NOTICE = "⚠️ I stopped after too many tool steps without reaching an a
 SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 
 Emit = Callable[[ev.RunEvent], None]
+
+
+IMAGE_DROPPED = "[an image from a tool; not kept in the history]"
+
+
+def for_history(messages: list[Message]) -> list[Message]:
+    """`messages` as the session store keeps them: tool images (megabytes of base64 each)
+    are seen by the model in their turn only, then replaced by a note."""
+    kept: list[Message] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [
+                {"type": "text", "text": IMAGE_DROPPED} if p.get("type") == "image_url" else p
+                for p in content
+            ]
+            message = {**message, "content": parts}
+        kept.append(message)
+    return kept
 
 
 def inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
@@ -51,6 +70,7 @@ class Conversation:
         self.ctx = ctx
         self.emit = emit
         self._parts: list[str] = []  # every text delta of the turn: the full reply
+        self.tokens = (0, 0)  # (prompt, completion), summed over the turn's model calls
 
     async def run(self, history: list[Message], turn: list[Message], poll_first: bool) -> str:
         system: Message = {"role": "system", "content": self.config.system_prompt}
@@ -103,6 +123,12 @@ class Conversation:
                     self.emit(ev.ReasoningDelta(event.text))
                 elif isinstance(event, ToolCall):
                     calls.append(event)
+                elif isinstance(event, Usage):
+                    prompt, completion = self.tokens
+                    self.tokens = (
+                        prompt + event.prompt_tokens,
+                        completion + event.completion_tokens,
+                    )
         finally:
             await stream.aclose()  # closes the HTTP stream on abort
         return "".join(own), calls
@@ -116,13 +142,17 @@ class Conversation:
         return text
 
     async def _run_tools(self, calls: list[ToolCall], turn: list[Message]) -> None:
-        """One after another; queued steering skips the rest."""
+        """One after another; queued steering skips the rest.
+
+        Images from tool results follow the tool messages as one user message: Chat
+        Completions tool messages carry text only."""
+        images: list[str] = []
         for i, call in enumerate(calls):
             if i and self.steering:
                 turn += [
                     {"role": "tool", "tool_call_id": c.id, "content": SKIPPED} for c in calls[i:]
                 ]
-                return
+                break
             try:
                 args = parse_arguments(call.arguments)
             except ToolError:
@@ -130,4 +160,9 @@ class Conversation:
             self.emit(ev.ToolStarted(call.id, call.name, args))
             result = await self.tools.call(call.name, call.arguments, self.ctx)
             turn.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+            images += result.images
             self.emit(ev.ToolFinished(call.id, call.name, result.content, result.error))
+        if images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": "Images from the tools:"}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+            turn.append({"role": "user", "content": parts})
