@@ -27,6 +27,51 @@ class Sender:
     display_name: str | None = None
 
 
+class AttachmentKind(StrEnum):
+    IMAGE = "image"
+    VOICE = "voice"  # a voice note: transcribed, and answered by voice when asked to
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a message: a reference, never the bytes.
+
+    From a platform it starts with `source` (the platform's handle: a Telegram file_id, a CDN
+    URL) and what the platform says about it (`size`, `mime`, both hints); the core fetches it
+    into the media store, which sets `id` (the content's SHA-256) and the sniffed `mime`.
+    Outbound attachments are always stored. `caption` is shown with the file where possible.
+    """
+
+    kind: AttachmentKind = AttachmentKind.FILE
+    name: str = ""
+    mime: str = ""
+    size: int | None = None
+    id: str | None = None
+    source: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.id is not None
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in _fields(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Attachment:
+        fields = dict(data)
+        fields["kind"] = AttachmentKind(str(fields.get("kind", "file")))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def _fields(attachment: Attachment) -> dict[str, object]:
+    return {name: getattr(attachment, name) for name in Attachment.__slots__}
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """A user's message, translated from a platform event by a channel.
@@ -47,6 +92,7 @@ class InboundMessage:
     is_group: bool = False
     mentioned: bool = False
     metadata: Mapping[str, object] = field(default_factory=_empty)
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def session_key(self) -> str:
@@ -91,6 +137,7 @@ class OutboundMessage:
     droppable: bool = False
     draft_id: int | None = None
     metadata: Mapping[str, object] = field(default_factory=_empty)
+    attachments: tuple[Attachment, ...] = ()  # stored files, sent with the platform's upload
 
     @property
     def lane_key(self) -> tuple[str, str]:
