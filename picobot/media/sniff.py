@@ -21,7 +21,8 @@ MAX_NAME = 120
 TEXT_EXTENSIONS = frozenset(
     ".txt .md .markdown .rst .csv .tsv .json .jsonl .yaml .yml .toml .ini .cfg .conf .log .xml"
     " .html .htm .css .js .mjs .ts .tsx .jsx .py .rb .go .rs .java .kt .c .h .cc .cpp .hpp .cs"
-    " .php .sh .bash .zsh .sql .swift .scala .lua .pl .r .m .tex .diff .patch .env .srt .vtt".split()
+    " .php .sh .bash .zsh .sql .swift .scala .lua .pl .r .m .tex .diff .patch .env .srt"
+    " .vtt".split()
 )
 # puremagic names some formats oddly or not at all; these are what we say instead.
 _MIME_FIXES = {

@@ -123,7 +123,7 @@ class MediaStore:
         metrics.MEDIA_STORED_BYTES.inc(total)
         return Attachment(
             kind=_kind(sniffed.family, kind),
-            name=name and display or f"{kind or 'file'}{extension_for(sniffed.mime)}",
+            name=(name and display) or f"{kind or 'file'}{extension_for(sniffed.mime)}",
             mime=sniffed.mime,
             size=total,
             id=digest,
