@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from picobot.messages import InboundMessage
+from picobot.messages import Attachment, InboundMessage
 from picobot.render import Rendered
 
 if TYPE_CHECKING:
@@ -67,6 +68,16 @@ class Capabilities:
     native_streaming: bool = False
     flush_interval: float = 1.0  # default streaming flush interval
     rate: RateBudget = UNLIMITED
+    # Files (channels that are `FileTransfer`s): the largest upload, in bytes; images may
+    # have a lower limit (Telegram photos); `max_caption` 0 means text goes after the file.
+    max_upload: int = 0
+    max_image_upload: int | None = None
+    max_caption: int = 0
+
+    def upload_limit(self, attachment: Attachment) -> int:
+        if attachment.kind == "image" and self.max_image_upload is not None:
+            return min(self.max_image_upload, self.max_upload)
+        return self.max_upload
 
 
 class State(enum.StrEnum):
@@ -153,3 +164,34 @@ class Channel(ABC):
     def http_routes(self) -> Sequence[web.AbstractRouteDef]:
         """Routes to mount on picobot's shared HTTP server (webhooks). None by default."""
         return ()
+
+
+class FileTransfer(ABC):
+    """The ability to carry files, declared by the channels that have it.
+
+    `download` streams an inbound attachment's bytes (its `source`); the core decides how much
+    to take (it closes the stream at the size limit). `send_file` uploads one stored file.
+    """
+
+    @abstractmethod
+    def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """The bytes of `attachment`, in chunks.
+
+        :raises picobot.errors.ChannelError: the platform refused or lost the download.
+        """
+
+    @abstractmethod
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        """Upload the file at `path` (within `capabilities.upload_limit`); the message id.
+
+        :raises picobot.errors.ChannelError: translated from the SDK's exception.
+        """

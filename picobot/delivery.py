@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from channels.base import Channel
+from channels.base import Channel, FileTransfer
 from picobot import metrics
 from picobot.chunks import Chunk, plain_again, render_chunks
 from picobot.errors import (
@@ -23,7 +23,9 @@ from picobot.errors import (
     RateLimited,
     TransientError,
 )
-from picobot.messages import Kind, OutboundMessage
+from picobot.media.store import MediaStore
+from picobot.messages import Attachment, Kind, OutboundMessage
+from picobot.outbound.files import split_caption, upload_or_note
 from picobot.outbox import Outbox
 from picobot.placeholders import Placeholders
 from picobot.ratelimit import RateLimits
@@ -55,7 +57,9 @@ class Delivery:
         settings: DispatchSettings,
         placeholders: Placeholders,
         outbox: Outbox | None,
+        media: MediaStore | None = None,
     ) -> None:
+        self.media = media
         self.channels = channels
         self.settings = settings
         self.placeholders = placeholders
@@ -172,7 +176,8 @@ class Delivery:
     ) -> list[str]:
         caps = channel.capabilities
         chunks = render_chunks(msg.text, caps, plain=msg.plain)
-        if not chunks:
+        caption, chunks = split_caption(msg, caps, chunks)
+        if not chunks and not msg.attachments:
             return []
         if msg.droppable:
             return await self._drop_or_deliver(channel, msg, chunks[0])
@@ -204,6 +209,17 @@ class Delivery:
                 ids.append(progress.setdefault(index, sent))
                 if durable:
                     await self.outbox.chunk_sent(msg.id, index, sent)  # type: ignore[union-attr]
+            # Files after the text; progress keys -1, -2, ... so a restart resumes at the next.
+            for number, attachment in enumerate(msg.attachments):
+                key = -(number + 1)
+                if key not in progress:
+                    first = caption if number == 0 else None
+                    sent = await self._send_file(channel, msg, attachment, first)
+                    progress[key] = sent
+                    metrics.MEDIA.labels(msg.channel, "out").inc()
+                    if durable:
+                        await self.outbox.chunk_sent(msg.id, key, sent)  # type: ignore[union-attr]
+                ids.append(progress[key])
         except ChannelError as exc:
             if placeholder is not None and placeholder not in ids:
                 if durable and isinstance(exc, TransientError):
@@ -268,6 +284,37 @@ class Delivery:
                 lambda: channel.send(msg.chat_id, r, reply_to=reply_to, thread=msg.thread),
             ),
         )
+
+    async def _send_file(
+        self, channel: Channel, msg: OutboundMessage, attachment: Attachment, caption: Chunk | None
+    ) -> str:
+        """Upload one file (with the caption), or send the note that takes its place."""
+        plan = upload_or_note(channel, self.media, attachment)
+        if isinstance(plan, str):
+            log.info("%s:%s: a file was not sent: %s", msg.channel, msg.chat_id, plan)
+            note = f"{plan}\n\n{caption.markdown}" if caption is not None else plan
+            # One chunk: a caption fits in any platform's message limit.
+            chunk = render_chunks(note, channel.capabilities)[0]
+            return await self._send(channel, msg, chunk, first=False)
+        assert isinstance(channel, FileTransfer)
+
+        def upload(rendered: Rendered | None) -> Awaitable[str]:
+            return self._call(
+                channel,
+                msg,
+                lambda: channel.send_file(
+                    msg.chat_id,
+                    plan,
+                    attachment,
+                    caption=rendered,
+                    reply_to=msg.reply_to,
+                    thread=msg.thread,
+                ),
+            )
+
+        if caption is None:
+            return await upload(None)
+        return await self._formatted(caption, upload)
 
     async def _edit(
         self, channel: Channel, msg: OutboundMessage, target: str, chunk: Chunk

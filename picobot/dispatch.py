@@ -20,6 +20,7 @@ from channels.base import Channel
 from picobot import metrics
 from picobot.delivery import DELIVERY_FAILED_NOTE, Delivery, DispatchSettings
 from picobot.errors import ChannelError
+from picobot.media.store import MediaStore
 from picobot.messages import Kind, OutboundMessage
 from picobot.outbox import Outbox
 from picobot.placeholders import Placeholders
@@ -98,12 +99,13 @@ class Dispatcher:
         settings: DispatchSettings | None = None,
         placeholders: Placeholders | None = None,
         outbox: Outbox | None = None,
+        media: MediaStore | None = None,
     ) -> None:
         self.channels = channels
         self.settings = settings or DispatchSettings()
         self.placeholders = placeholders if placeholders is not None else Placeholders()
         self.outbox = outbox
-        self.delivery = Delivery(channels, self.settings, self.placeholders, outbox)
+        self.delivery = Delivery(channels, self.settings, self.placeholders, outbox, media)
         self._lanes: dict[tuple[str, str], Lane] = {}
         self._janitor: asyncio.Task[None] | None = None
 

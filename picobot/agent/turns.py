@@ -19,6 +19,7 @@ from typing import Any, Self
 from picobot.agent import events as ev
 from picobot.agent.commands import Command, parse_command, run_command
 from picobot.agent.llm import LLM, LLMError, Message, ToolCall
+from picobot.agent.media import AgentMedia
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
 from picobot.agent.sessions import SessionStore, trim_history
@@ -77,8 +78,10 @@ class Agent:
         data_dir: str | Path | None = None,
         store: SessionStore | None = None,
         tools: ToolRegistry | None = None,
+        media: AgentMedia | None = None,
     ) -> None:
         """:raises ConfigError: if `config.tools` names an unknown tool."""
+        self.media = media
         self.llm = llm
         self.config = config or AgentConfig()
         if store is None:
@@ -205,10 +208,17 @@ class Agent:
                 state.interrupted = False
                 stored = await self.store.load(state.key)
                 history = trim_history(stored, self.config.max_history_messages)
-                messages: list[Message] = [{"role": "user", "content": text}]
+                user: Message = {"role": "user", "content": text}
+                inbound = ctx.inbound
+                if self.media is not None and inbound is not None and inbound.attachments:
+                    user = await self.media.prepare(inbound, ctx.publish)
+                messages: list[Message] = [user]
                 self._inject(extra, messages, emit)
                 reply = await self._converse(state, history, messages, ctx, poll_first, emit)
                 await self.store.append(state.key, messages, keep=self.config.max_history_messages)
+                if user.get("voice") and self.media is not None and ctx.publish is not None:
+                    assert inbound is not None
+                    await self.media.voice_reply(inbound, reply, ctx.publish)
         except asyncio.CancelledError:
             emit(ev.TurnAborted(turn.reason))
             raise
@@ -273,6 +283,8 @@ class Agent:
         """One model call: streams text out as it comes; returns its text and tool calls."""
         own: list[str] = []
         calls: list[ToolCall] = []
+        if self.media is not None:
+            messages = await self.media.for_model(messages)
         stream = self.llm.stream(messages, tools)
         try:
             async for event in stream:
@@ -382,13 +394,15 @@ class Agent:
         async with state.lock:
             await self.store.clear(session)
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The conversation as the user saw it: user and assistant texts, oldest first."""
+    async def history(self, session: str) -> list[dict[str, Any]]:
+        """The conversation as the user saw it: user and assistant texts (and the images the
+        user sent, as ``attachments``), oldest first."""
         return [
             {"role": m["role"], "content": m["content"]}
+            | ({"attachments": m["attachments"]} if m.get("attachments") else {})
             for m in await self.store.load(session)
             if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-            if m["content"].strip()
+            if m["content"].strip() or m.get("attachments")
         ]
 
     async def _command_events(self, session: str, command: Command) -> AsyncIterator[ev.RunEvent]:
