@@ -103,6 +103,9 @@ class Channel(ABC):
         self.sink = sink
         self.state = State.STOPPED
         self.state_detail = ""
+        # The core's file size limit (media.max_bytes): where a platform offers a file in
+        # several sizes (Telegram photos), the adapter picks the largest within it.
+        self.max_file_bytes: int | None = None
 
     @property
     def connected(self) -> bool:

@@ -12,20 +12,31 @@ retried for ever, with a backoff growing to 30 s, and reported as `State.DISCONN
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
+import aiohttp
 from aiohttp import web
-from telegram import Bot, BotCommand, LinkPreviewOptions, ReplyParameters, Update
+from telegram import Bot, BotCommand, InputFile, LinkPreviewOptions, ReplyParameters, Update
 from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
+from channels.base import (
+    Capabilities,
+    Channel,
+    FileTransfer,
+    InboundSink,
+    Rate,
+    RateBudget,
+    State,
+)
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
@@ -40,6 +51,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
+from picobot.messages import Attachment, AttachmentKind
 from picobot.render import Rendered
 
 log = logging.getLogger("picobot.telegram")
@@ -89,10 +101,15 @@ CAPABILITIES = Capabilities(
     native_streaming=True,  # sendMessageDraft, in private chats
     flush_interval=1.0,
     rate=RATE_BUDGET,
+    max_upload=50_000_000,  # sendDocument/sendVoice/sendAudio
+    max_image_upload=None,  # sendPhoto takes 10 MB; larger images go as documents
+    max_caption=1024,
 )
+DOWNLOAD_CHUNK = 64 * 1024
+PHOTO_LIMIT = 10_000_000
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(Channel, FileTransfer):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -112,6 +129,7 @@ class TelegramChannel(Channel):
         self._poller: TelegramPoller | None = None
         self._identity: BotIdentity | None = None
         self._intake_open = False
+        self._files: aiohttp.ClientSession | None = None  # file downloads
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -154,6 +172,7 @@ class TelegramChannel(Channel):
         return Bot(
             token,
             base_url=self.config.base_url,
+            base_file_url=self.config.base_file_url,
             request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
             get_updates_request=HTTPXRequest(read_timeout=POLL_READ_MARGIN),
         )
@@ -184,6 +203,9 @@ class TelegramChannel(Channel):
         bot, self._bot_or_none = self._bot_or_none, None
         if bot is not None:
             await bot.shutdown()  # closes both connection pools (also after a failed getMe)
+        files, self._files = self._files, None
+        if files is not None:
+            await files.close()
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -194,7 +216,7 @@ class TelegramChannel(Channel):
         """
         try:
             assert self._identity is not None
-            message = to_inbound(update, self._identity)
+            message = to_inbound(update, self._identity, self.max_file_bytes)
             if message is not None:
                 await self.sink(message)
         except BusClosed:
@@ -256,6 +278,61 @@ class TelegramChannel(Channel):
                 reply_parameters=reply,
                 link_preview_options=NO_PREVIEW,
             )
+        return str(sent.message_id)
+
+    async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """getFile, then stream ``<base_file_url><token>/<file_path>`` (never logged: the URL
+        holds the token)."""
+        with _translate_errors():
+            file = await self._bot.get_file(attachment.source or "")
+        if not file.file_path:
+            raise BadRequest("telegram: the file has no download path")
+        if self._files is None:
+            self._files = aiohttp.ClientSession()
+        try:
+            async with self._files.get(file.file_path) as response:
+                if response.status == 404:
+                    raise BadRequest("telegram: the file is gone")
+                if response.status != 200:
+                    raise ChannelTimeout(f"telegram: file download answered HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelTimeout(f"telegram: file download failed ({type(exc).__name__})") from None
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        data = await asyncio.to_thread(path.read_bytes)
+        upload = InputFile(data, filename=attachment.name or None)
+        common: dict[str, Any] = {
+            "chat_id": _chat(chat_id),
+            "caption": caption.text if caption else None,
+            "parse_mode": caption.parse_mode if caption else None,
+            "message_thread_id": _thread(thread),
+            "reply_parameters": (
+                ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+                if reply_to
+                else None
+            ),
+        }
+        bot, kind = self._bot, attachment.kind
+        with _translate_errors():
+            if kind is AttachmentKind.IMAGE and len(data) <= PHOTO_LIMIT:
+                sent = await bot.send_photo(photo=upload, **common)
+            elif kind is AttachmentKind.VOICE and attachment.mime == "audio/ogg":
+                sent = await bot.send_voice(voice=upload, **common)
+            elif kind in (AttachmentKind.VOICE, AttachmentKind.AUDIO):
+                sent = await bot.send_audio(audio=upload, **common)
+            else:
+                sent = await bot.send_document(document=upload, **common)
         return str(sent.message_id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:

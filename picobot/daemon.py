@@ -36,6 +36,7 @@ from picobot.intake import Intake, policies
 from picobot.messages import InboundMessage
 from picobot.outbox import FinishedInOutbox, Outbox
 from picobot.retry import RetryPolicy
+from picobot.runtime.media import MediaRuntime
 from picobot.sdnotify import Notifier
 from picobot.streaming import PieceReply, StreamingReply
 
@@ -66,6 +67,7 @@ class Daemon:
         self.bus = Bus()
         self.channels: dict[str, Channel] = {}
         self.outbox = Outbox.in_dir(config.data_dir)
+        self.media = MediaRuntime(config, self.channels)
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.channels,
@@ -75,13 +77,20 @@ class Daemon:
                 placeholder_ttl=d.placeholder_ttl,
             ),
             outbox=self.outbox,
+            media=self.media.store,
         )
         # Kept, and updated in place on reload, so the intake sees new policies at once.
         self._policies = policies(config)
         self.intake = Intake(
             self.bus.inbound, self.dispatcher.submit, self._policies, seen=self.outbox.seen
         )
-        self.agent = Agent(llm or make_llm(config), config.agent, data_dir=config.data_dir)
+        self.agent = Agent(
+            llm or make_llm(config),
+            config.agent,
+            data_dir=config.data_dir,
+            media=self.media.agent,
+        )
+        self.media.add_tools(self.agent.tools)
         self.agent_loop = AgentLoop(
             self.agent, self.bus.inbound, self.make_writer, publish=self.bus.outbound.publish
         )
@@ -135,6 +144,7 @@ class Daemon:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         await self.outbox.open()
+        self.media.start()
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             try:
@@ -143,6 +153,7 @@ class Daemon:
                 log.error("channel %s is not available: %s", name, exc)
                 continue
             self.channels[name] = cls(getattr(self.config.channels, name), self.intake)
+            self.channels[name].max_file_bytes = self.config.media.max_bytes
             if (bind := getattr(self.channels[name], "bind", None)) is not None:
                 bind(self)  # e.g. the web chat: run events, session history
         for name in self.channels:
@@ -255,6 +266,7 @@ class Daemon:
                 for n, p in self._policies.items()
                 if n != "web"  # the web chat checks its token instead
             },
+            "media": self.media.statistics(),
             "outbox": {
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
@@ -356,6 +368,7 @@ class Daemon:
             self._runner = None
         await self.agent.aclose()
         await self.agent.llm.aclose()
+        await self.media.aclose()
         await self.outbox.aclose()
         log.info("stopped")
 

@@ -27,7 +27,18 @@ log = logging.getLogger("picobot")
 
 POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
 # Sections a reload does not apply (they shape objects built once at startup).
-RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
+RESTART_SECTIONS = (
+    "data_dir",
+    "log",
+    "http",
+    "llm",
+    "agent",
+    "dispatch",
+    "media",
+    "stt",
+    "tts",
+    "images",
+)
 
 
 async def apply(daemon: Daemon, new: Config) -> list[str]:
@@ -76,6 +87,7 @@ async def restart_channel(daemon: Daemon, name: str, config: Any) -> None:
         except ImportError as exc:
             log.error("channel %s is not available: %s", name, exc)
         else:
+            channel.max_file_bytes = daemon.config.media.max_bytes
             if (bind := getattr(channel, "bind", None)) is not None:
                 bind(daemon)
             # The router is fixed once serving: a route that was not mounted at startup

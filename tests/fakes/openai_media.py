@@ -48,6 +48,7 @@ class MediaEndpoints:
         self._authorized = authorized
         self._bump = bump
         self.transcript = "this is what the voice note says"
+        self.refuse_audio = False  # answer 400 "Invalid file format" to every transcription
         self.transcriptions: list[Transcription] = []
         self.speech: list[dict[str, Any]] = []
         self.images: list[dict[str, Any]] = []
@@ -69,7 +70,8 @@ class MediaEndpoints:
         data = upload.file.read()
         self.transcriptions.append(Transcription(upload.filename, data, model))
         self._bump()
-        if not data.startswith(AUDIO_MAGIC) and data[4:8] != b"ftyp":
+        recognised = data.startswith(AUDIO_MAGIC) or data[4:8] == b"ftyp"
+        if self.refuse_audio or not recognised:
             return _error(400, f"Invalid file format. Supported formats: {FORMATS}")
         return web.json_response({"text": self.transcript})
 
