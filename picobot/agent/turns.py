@@ -19,9 +19,9 @@ from typing import Any, Self
 from picobot.agent import events as ev
 from picobot.agent.commands import Command, parse_command, run_command
 from picobot.agent.llm import LLM, LLMError, Message, ToolCall
-from picobot.agent.media import AgentMedia
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
+from picobot.agent.media import AgentMedia
 from picobot.agent.sessions import SessionStore, trim_history
 from picobot.agent.steering import Queued, SteeringQueue
 from picobot.agent.tools import (
