@@ -28,19 +28,20 @@ from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
-from channels.base import (
+from channels.telegram_polling import TelegramPoller
+from channels.telegram_updates import BotIdentity, to_inbound
+from picobot.config import TelegramConfig
+from picobot.core.channel import (
     Capabilities,
     Channel,
     FileTransfer,
     InboundSink,
     Rate,
     RateBudget,
+    Rendered,
     State,
 )
-from channels.telegram_polling import TelegramPoller
-from channels.telegram_updates import BotIdentity, to_inbound
-from picobot.config import TelegramConfig
-from picobot.errors import (
+from picobot.core.errors import (
     BadRequest,
     BusClosed,
     ChannelTimeout,
@@ -51,8 +52,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import Attachment, AttachmentKind
-from picobot.render import Rendered
+from picobot.core.messages import Attachment, AttachmentKind
 
 log = logging.getLogger("picobot.telegram")
 
@@ -374,7 +374,7 @@ class TelegramChannel(Channel, FileTransfer):
 
 @contextlib.contextmanager
 def _translate_errors(*, start: bool = False) -> Iterator[None]:
-    """Raise PTB's exceptions as `picobot.errors`, the most specific match, ``from`` the original.
+    """Raise PTB's exceptions as `picobot.core.errors` (most specific match), ``from`` the original.
 
     "message is not modified" (an edit to the same text) is success: the exception is dropped.
     With `start`, a rejected token becomes the clearer "telegram token rejected".

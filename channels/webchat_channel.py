@@ -14,11 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from channels.base import Capabilities, Channel, InboundSink, State
-from picobot import metrics
-from picobot.agent import events as ev
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
-from picobot.render import Rendered
+from picobot.core import events as ev
+from picobot.core import metrics
+from picobot.core.channel import Capabilities, Channel, InboundSink, Rendered, State
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ class WebChatChannel(Channel):
         self._routes: list[web.RouteDef] | None = None
 
     def bind(self, daemon: Any) -> None:
-        """Hook into a `picobot.daemon.Daemon`: run events, session history, the dispatcher."""
+        """Hook into a `picobot.runtime.daemon.Daemon`: run events, history, the dispatcher."""
         self._listeners = daemon.agent_loop.listeners
         self._listeners.append(self.on_event)
         self.history_source = daemon.agent.history
@@ -96,7 +95,7 @@ class WebChatChannel(Channel):
     async def accept(self, text: str, session: str) -> str:
         """Hand one message from the page to the core; returns its run id.
 
-        :raises picobot.errors.BusClosed: while shutting down (no run was created).
+        :raises picobot.core.errors.BusClosed: while shutting down (no run was created).
         """
         msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
         self.broker.open(msg.id, session)  # before the sink: events may start at once

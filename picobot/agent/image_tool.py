@@ -9,9 +9,9 @@ from dataclasses import replace
 from typing import Any
 
 from picobot.agent.tools import Tool, ToolContext, ToolError
+from picobot.core.messages import AttachmentKind, reply_to
 from picobot.media.errors import MediaError
 from picobot.media.store import MediaStore
-from picobot.messages import AttachmentKind, reply_to
 
 Generate = Callable[[str, str | None], Awaitable[bytes]]
 MAX_PROMPT = 4000

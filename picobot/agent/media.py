@@ -15,13 +15,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from picobot import metrics
-from picobot.agent.llm import Message
+from picobot.core import metrics
+from picobot.core.messages import (
+    Attachment,
+    AttachmentKind,
+    InboundMessage,
+    Message,
+    OutboundMessage,
+    reply_to,
+)
 from picobot.media import images
 from picobot.media.errors import MediaError
 from picobot.media.inbound import MediaIntake, Prepared
 from picobot.media.store import MediaStore
-from picobot.messages import Attachment, AttachmentKind, InboundMessage, OutboundMessage, reply_to
 
 log = logging.getLogger("picobot.media")
 

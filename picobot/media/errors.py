@@ -13,7 +13,7 @@ MediaError                      a file could not be taken; `reason` is shown to 
 
 from __future__ import annotations
 
-from picobot.errors import PicobotError
+from picobot.core.errors import PicobotError
 
 
 def megabytes(size: int) -> str:

@@ -18,13 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from channels.base import Channel, FileTransfer
-from picobot import metrics
-from picobot.errors import ChannelError, Forbidden
+from picobot.core import metrics
+from picobot.core.channel import Channel, FileTransfer
+from picobot.core.errors import ChannelError, Forbidden
+from picobot.core.messages import Attachment, AttachmentKind, InboundMessage
 from picobot.media.errors import DownloadFailed, MediaError
 from picobot.media.extract import extract_text
 from picobot.media.store import MediaStore
-from picobot.messages import Attachment, AttachmentKind, InboundMessage
 
 log = logging.getLogger("picobot.media")
 

@@ -16,8 +16,8 @@ import aiohttp
 import openai
 from openai import AsyncOpenAI
 
+from picobot.core.messages import Attachment
 from picobot.media.errors import MediaError, TranscriptionFailed
-from picobot.messages import Attachment
 
 log = logging.getLogger("picobot.media")
 

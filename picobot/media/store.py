@@ -22,11 +22,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from picobot import metrics
+from picobot.core import metrics
+from picobot.core.messages import Attachment, AttachmentKind
 from picobot.media import images
 from picobot.media.errors import EmptyFile, FileTooLarge, MediaNotFound
 from picobot.media.sniff import HEAD_BYTES, check_name, extension_for, safe_name, sniff
-from picobot.messages import Attachment, AttachmentKind
 
 log = logging.getLogger("picobot.media")
 

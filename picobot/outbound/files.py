@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from channels.base import Capabilities, Channel, FileTransfer
-from picobot.chunks import MIN_LIMIT, Chunk, render_chunks
+from picobot.core.channel import Capabilities, Channel, FileTransfer
+from picobot.core.messages import Attachment, OutboundMessage
 from picobot.media.errors import FileTooLarge, MediaError
 from picobot.media.store import MediaStore
-from picobot.messages import Attachment, OutboundMessage
+from picobot.text.chunks import MIN_LIMIT, Chunk, render_chunks
 
 NO_FILES = "this chat cannot receive files"
 

@@ -8,11 +8,11 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
-from channels.base import Channel
 from picobot.agent.image_tool import generate_image_tool
 from picobot.agent.media import AgentMedia
 from picobot.agent.tools import ToolRegistry
 from picobot.config import Config
+from picobot.core.channel import Channel
 from picobot.media.inbound import MediaIntake
 from picobot.media.openai_media import OpenAIMedia
 from picobot.media.store import MediaStore

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from picobot.errors import BusClosed
-from picobot.messages import new_id
+from picobot.core.errors import BusClosed
+from picobot.core.messages import new_id
 from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
 
 if TYPE_CHECKING:

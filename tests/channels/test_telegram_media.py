@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from picobot.config import Config, parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.media import samples

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from picobot.core.messages import AttachmentKind
 from picobot.media import images
 from picobot.media.errors import (
     ContentMismatch,
@@ -19,7 +20,6 @@ from picobot.media.errors import (
 from picobot.media.extract import extract_text
 from picobot.media.sniff import safe_name, sniff
 from picobot.media.store import MediaStore
-from picobot.messages import AttachmentKind
 from tests.media import samples
 
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import aiosqlite
 
-from picobot.agent.events import SHUTDOWN, RunEvent, TurnAborted
-from picobot.messages import Attachment, InboundMessage, Kind, OutboundMessage, Sender
-from picobot.sqlite import connect
+from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
+from picobot.core.messages import Attachment, InboundMessage, Kind, OutboundMessage, Sender
+from picobot.storage.sqlite import connect
 
 if TYPE_CHECKING:
     from picobot.agent.loop import ReplyWriter
