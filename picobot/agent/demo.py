@@ -19,6 +19,19 @@ HOW_TO = (
 )
 
 
+MAX_QUOTED = 20  # lines of the user's text echoed (an inlined document can be long)
+# How the agent describes attachments: "[image: cat.png (image, image/png, 2 kB, 64×48 px)]".
+_RECEIVED = re.compile(r"^\[(image|file|voice note|audio file|attachment)\b.*\]$")
+
+
+def _read(content: Any) -> tuple[str, int]:
+    """The text of a user message's content, and how many images it holds."""
+    if isinstance(content, list):
+        text = "\n".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        return text, sum(1 for p in content if p.get("type") == "image_url")
+    return str(content or ""), 0
+
+
 class DemoLLM:
     name = "demo"
 
@@ -28,11 +41,28 @@ class DemoLLM:
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
     ) -> AsyncIterator[LLMEvent]:
-        said = next(
-            (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+        content = next(
+            (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
         )
-        quoted = "\n".join(f"> {line}" for line in said.strip().splitlines())
-        reply = f"{DEMO_LABEL} You said:\n\n{quoted}\n\n{HOW_TO}"
+        said, pictures = _read(content)
+        lines = said.strip().splitlines()
+        received = [line[1:-1] for line in lines if _RECEIVED.match(line)]
+        rest = [line for line in lines if not _RECEIVED.match(line)]
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        reply = f"{DEMO_LABEL} "
+        if received:
+            listed = "\n".join(f"- {item}" for item in received)
+            reply += f"You sent:\n\n{listed}\n\n"
+            if pictures:
+                reply += (
+                    f"({pictures} image{'s' if pictures > 1 else ''} shown to me as pixels)\n\n"
+                )
+        if rest:
+            more = ["> …"] if len(rest) > MAX_QUOTED else []
+            quoted = "\n".join([f"> {line}" for line in rest[:MAX_QUOTED]] + more)
+            reply += f"You said:\n\n{quoted}\n\n"
+        reply += HOW_TO
         for word in re.findall(r"\S+\s*", reply):
             if self.delay:
                 await asyncio.sleep(self.delay)  # pacing, not synchronisation
