@@ -11,13 +11,31 @@ session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
 from picobot.core import metrics
-from picobot.core.channel import Capabilities, Channel, InboundSink, Rendered, State
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
+from picobot.core.channel import (
+    Capabilities,
+    Channel,
+    FileTransfer,
+    InboundSink,
+    Rendered,
+    State,
+)
+from picobot.core.errors import BadRequest
+from picobot.core.messages import (
+    Attachment,
+    InboundMessage,
+    Kind,
+    OutboundMessage,
+    Sender,
+    new_id,
+    reply_to,
+)
+from picobot.media.store import MediaStore
 from picobot.webui.broker import RunBroker
 
 if TYPE_CHECKING:
@@ -30,7 +48,7 @@ log = logging.getLogger("picobot.web")
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
 
-History = Callable[[str], Awaitable[list[dict[str, str]]]]
+History = Callable[[str], Awaitable[list[dict[str, Any]]]]
 Submit = Callable[[OutboundMessage], object]
 
 
@@ -55,12 +73,17 @@ class WebReply:
                 pass
 
 
-class WebChatChannel(Channel):
-    """The web chat. `bind(daemon)` connects it to the agent (listener, history) and the
-    dispatcher; without it (tests), runs still work through `broker` directly."""
+class WebChatChannel(Channel, FileTransfer):
+    """The web chat. `bind(daemon)` connects it to the agent (listener, history), the
+    dispatcher and the media store; without it (tests), runs still work through `broker`.
+
+    Files: uploads are stored by the HTTP handler itself (`accept` gets stored attachments);
+    files for the chat (`send_file`) reach the page as ``attachment`` events with a link to
+    ``GET /api/media/{id}``.
+    """
 
     name = "web"
-    capabilities = Capabilities(max_length=1_000_000, format="markdown")
+    capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=10**12)
 
     def __init__(self, config: Any, sink: InboundSink, *, broker: RunBroker | None = None) -> None:
         super().__init__(config, sink)
@@ -69,6 +92,7 @@ class WebChatChannel(Channel):
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
         self.history_source: History | None = None
         self.submit: Submit | None = None
+        self.media: MediaStore | None = None
         self._listeners: list[Any] | None = None
         self._routes: list[web.RouteDef] | None = None
 
@@ -78,6 +102,7 @@ class WebChatChannel(Channel):
         self._listeners.append(self.on_event)
         self.history_source = daemon.agent.history
         self.submit = daemon.dispatcher.submit
+        self.media = daemon.media.store
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -92,12 +117,20 @@ class WebChatChannel(Channel):
 
     # -- inbound ------------------------------------------------------------------------------
 
-    async def accept(self, text: str, session: str) -> str:
+    async def accept(
+        self, text: str, session: str, attachments: tuple[Attachment, ...] = ()
+    ) -> str:
         """Hand one message from the page to the core; returns its run id.
 
         :raises picobot.core.errors.BusClosed: while shutting down (no run was created).
         """
-        msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
+        msg = InboundMessage(
+            channel=self.name,
+            chat_id=session,
+            sender=Sender("web"),
+            text=text,
+            attachments=attachments,
+        )
         self.broker.open(msg.id, session)  # before the sink: events may start at once
         try:
             await self.sink(msg)
@@ -111,7 +144,28 @@ class WebChatChannel(Channel):
         if self.history_source is None:
             return []
         key = InboundMessage(self.name, session, Sender("web"), "").session_key
-        return [{"role": m["role"], "text": m["content"]} for m in await self.history_source(key)]
+        return [
+            {"role": m["role"], "text": m["content"]}
+            | (
+                {"attachments": [self.describe(Attachment.from_json(a)) for a in m["attachments"]]}
+                if m.get("attachments")
+                else {}
+            )
+            for m in await self.history_source(key)
+        ]
+
+    @staticmethod
+    def describe(attachment: Attachment) -> dict[str, Any]:
+        """An attachment as the page sees it: a link into ``/api/media`` and what it is."""
+        return {
+            "url": f"/api/media/{attachment.id}",
+            "name": attachment.name,
+            "kind": str(attachment.kind),
+            "mime": attachment.mime,
+            "size": attachment.size,
+            "width": attachment.width,
+            "height": attachment.height,
+        }
 
     # -- run events -----------------------------------------------------------------------------
 
@@ -150,6 +204,24 @@ class WebChatChannel(Channel):
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
         return None
+
+    def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        raise BadRequest("web chat uploads are stored on arrival; there is nothing to download")
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        data = self.describe(attachment) | {"caption": caption.text if caption else ""}
+        for run_id in list(self.broker.runs_of(chat_id)):
+            self.broker.publish(run_id, "attachment", data)
+        return new_id()
 
     async def delete(self, chat_id: str, message_id: str) -> None:
         return None

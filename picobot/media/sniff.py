@@ -30,7 +30,16 @@ _MIME_FIXES = {
     "audio/wave": "audio/wav",
     "audio/x-wav": "audio/wav",
 }
-_EXT_MIME = {".m4a": "audio/mp4", ".oga": "audio/ogg", ".opus": "audio/ogg", ".webm": "video/webm"}
+_EXT_MIME = {
+    ".m4a": "audio/mp4",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".webm": "video/webm",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".yaml": "application/x-yaml",
+    ".yml": "application/x-yaml",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,7 @@ def sniff(head: bytes, name: str = "") -> Sniffed:
         matches = puremagic.magic_string(head, filename=name or None)
     except (puremagic.PureError, ValueError):
         matches = []
+    matches = [m for m in matches if m.byte_match]  # a guess from the name alone is no evidence
     # The candidate with the name's extension first (a zip named .docx is a docx).
     matches.sort(key=lambda m: m.extension != ext)
     for match in matches:
@@ -66,8 +76,8 @@ def sniff(head: bytes, name: str = "") -> Sniffed:
             return Sniffed(mime, family_of(mime))
     if _is_text(head):
         if ext in TEXT_EXTENSIONS:
-            named = mimetypes.types_map.get(ext, "text/plain")
-            return Sniffed(named, "text")
+            named = _guess(ext)
+            return Sniffed(named if family_of(named) == "text" else "text/plain", "text")
         return Sniffed("text/plain", "text")
     return Sniffed("application/octet-stream", "other")
 

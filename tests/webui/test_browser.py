@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from pathlib import Path
 
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.media import samples
 from tests.webui.conftest import StartDaemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -78,5 +80,44 @@ async def test_chat_streams_renders_safely_and_keeps_history(start_daemon: Start
             )
             assert users == [typed]
             assert bots == [final]
+        finally:
+            await browser.close()
+
+
+async def test_attach_an_image_and_see_it_after_a_reload(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    picture = tmp_path / "sunset.png"
+    picture.write_bytes(samples.png(200, 100, "orange"))
+    async with start_daemon(web={"token": "tok"}) as d, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page()
+            await page.goto(d.base + "/#token=tok")
+            await page.set_input_files("#file", str(picture))
+            assert "sunset.png" in await page.text_content("#attached") or ""
+            await page.fill("#input", "what colour?")
+            await page.press("#input", "Enter")
+            done = await page.wait_for_selector(".msg.assistant[data-done]", timeout=WAIT_MS)
+            assert done is not None
+            reply = await done.eval_on_selector(".body", "e => e.textContent")
+            assert "sunset.png" in reply and "200×100 px" in reply
+            assert await page.text_content("#attached") == ""
+            shown = await page.wait_for_selector(".msg.user .attachment img", timeout=WAIT_MS)
+            assert shown is not None
+
+            await page.reload()
+            img = await page.wait_for_selector(".msg.user .attachment img", timeout=WAIT_MS)
+            assert img is not None
+            src = await img.get_attribute("src") or ""
+            assert src.startswith("/api/media/") and "token=tok" in src
+            # The browser loaded it through the token-protected route.
+            await page.wait_for_function(
+                "() => { const i = document.querySelector('.msg.user .attachment img');"
+                " return i && i.complete && i.naturalWidth === 200; }",
+                timeout=WAIT_MS,
+            )
+            users = await page.eval_on_selector_all(".msg.user", "es => es.map(e => e.textContent)")
+            assert len(users) == 1 and "what colour?" in users[0]
         finally:
             await browser.close()

@@ -1,6 +1,7 @@
 // picobot web chat: plain JS, no build step, no third-party code.
-// Talks to POST /api/messages, GET /api/runs/{id}/events (SSE) and
-// GET /api/sessions/{session}/messages. Model output is escaped before it is formatted.
+// Talks to POST /api/messages (JSON, or multipart with files), GET /api/runs/{id}/events (SSE),
+// GET /api/sessions/{session}/messages and GET /api/media/{id}. Model output is escaped before
+// it is formatted.
 "use strict";
 
 const KEYS = { token: "picobot.token", session: "picobot.session", run: "picobot.run" };
@@ -10,6 +11,8 @@ const input = $("input");
 const stopButton = $("stop");
 const statusLine = $("status");
 const running = new Map(); // run id -> EventSource, for runs whose turn has started
+const attachedList = $("attached");
+let attached = []; // File objects chosen for the next message
 
 // -- token: taken from #token=… or ?token=… once, then kept in localStorage ---------------------
 (function takeToken() {
@@ -135,13 +138,61 @@ function scrollDown() {
   messages.scrollTop = messages.scrollHeight;
 }
 
-function addUser(text) {
+function mediaUrl(url) {
+  return token() ? url + "?token=" + encodeURIComponent(token()) : url;
+}
+
+// One attachment: images are shown, audio can be played, anything else is a download link.
+function attachmentNode(a) {
+  const box = document.createElement("div");
+  box.className = "attachment";
+  const url = a.local || mediaUrl(a.url);
+  if (a.kind === "image") {
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = a.name || "image";
+    box.appendChild(img);
+  } else if (a.kind === "voice" || a.kind === "audio") {
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.src = url;
+    box.appendChild(audio);
+  } else {
+    const link = document.createElement("a");
+    link.href = url;
+    link.textContent = "📎 " + (a.name || "file");
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    box.appendChild(link);
+  }
+  if (a.caption) {
+    const caption = document.createElement("div");
+    caption.textContent = a.caption;
+    box.appendChild(caption);
+  }
+  return box;
+}
+
+function addUser(text, files = []) {
   const div = document.createElement("div");
   div.className = "msg user";
-  div.textContent = text;
+  for (const a of files) div.appendChild(attachmentNode(a));
+  if (text) {
+    const body = document.createElement("div");
+    body.textContent = text;
+    div.appendChild(body);
+  }
   messages.appendChild(div);
   scrollDown();
   return div;
+}
+
+function addFile(a) {
+  const div = document.createElement("div");
+  div.className = "msg assistant";
+  div.appendChild(attachmentNode(a));
+  messages.appendChild(div);
+  scrollDown();
 }
 
 function addNote(text) {
@@ -242,6 +293,7 @@ function watch(runId, { resumed = false, known = "" } = {}) {
   });
   on("steering", () => {});
   on("notice", (d) => addNote(d.text));
+  on("attachment", (d) => addFile(d));
   on("turn_finished", (d) => {
     const b = ensure();
     if (resumed && known && d.text.trim() === known.trim()) {
@@ -272,23 +324,64 @@ function watch(runId, { resumed = false, known = "" } = {}) {
   return source;
 }
 
-async function post(text) {
+async function post(text, files = []) {
   const session = localStorage.getItem(KEYS.session) || undefined;
-  const result = await api("/api/messages", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text, session }),
-  });
+  let options;
+  if (files.length) {
+    const form = new FormData();
+    form.append("text", text);
+    if (session) form.append("session", session);
+    for (const file of files) form.append("files", file, file.name);
+    options = { method: "POST", body: form };
+  } else {
+    options = {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ text, session }),
+    };
+  }
+  const result = await api("/api/messages", options);
   localStorage.setItem(KEYS.session, result.session);
+  for (const r of result.rejected || []) addNote("⚠️ " + r.name + ": " + r.reason);
   watch(result.run_id);
 }
 
+function showAttached() {
+  attachedList.replaceChildren(
+    ...attached.map((file, i) => {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "chip";
+      chip.title = "Remove";
+      chip.textContent = "📎 " + file.name + " ✕";
+      chip.addEventListener("click", () => {
+        attached.splice(i, 1);
+        showAttached();
+      });
+      return chip;
+    }),
+  );
+}
+
+function attach(files) {
+  attached = attached.concat(Array.from(files));
+  showAttached();
+}
+
 async function send(text) {
-  if (!text.trim()) return;
+  const files = attached;
+  if (!text.trim() && !files.length) return;
+  attached = [];
+  showAttached();
   showStatus("");
-  addUser(text);
+  const previews = files.map((f) => ({
+    kind: f.type.startsWith("image/") ? "image" : "file",
+    name: f.name,
+    local: f.type.startsWith("image/") ? URL.createObjectURL(f) : "",
+  }));
+  addUser(text, previews);
   try {
-    await post(text);
+    await post(text, files);
   } catch (err) {
     showStatus(err.message);
   }
@@ -305,7 +398,7 @@ async function loadHistory() {
     return;
   }
   for (const m of past) {
-    if (m.role === "user") addUser(m.text);
+    if (m.role === "user") addUser(m.text, m.attachments || []);
     else addAssistant(m.text).done();
   }
   const runId = localStorage.getItem(KEYS.run);
@@ -331,6 +424,24 @@ input.addEventListener("keydown", (e) => {
   }
 });
 
+$("attach").addEventListener("click", () => $("file").click());
+$("file").addEventListener("change", (e) => {
+  attach(e.target.files);
+  e.target.value = "";
+});
+document.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  document.body.classList.add("dropping");
+});
+document.addEventListener("dragleave", (e) => {
+  if (!e.relatedTarget) document.body.classList.remove("dropping");
+});
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dropping");
+  if (e.dataTransfer && e.dataTransfer.files.length) attach(e.dataTransfer.files);
+});
+
 stopButton.addEventListener("click", () => {
   showStatus("");
   post("/stop").catch((err) => showStatus(err.message));
@@ -342,6 +453,8 @@ $("new-chat").addEventListener("click", () => {
   updateStop();
   localStorage.removeItem(KEYS.session);
   localStorage.removeItem(KEYS.run);
+  attached = [];
+  showAttached();
   messages.replaceChildren();
   showStatus("");
   input.focus();

@@ -1,0 +1,110 @@
+"""Web chat files: multipart POST /api/messages, GET /api/media/{id} behind the token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from tests.media import samples
+from tests.webui.conftest import Running, StartDaemon
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def form(text: str, *files: tuple[str, bytes], session: str | None = None) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    data.add_field("text", text)
+    if session:
+        data.add_field("session", session)
+    for name, content in files:
+        data.add_field("files", content, filename=name, content_type="application/octet-stream")
+    return data
+
+
+async def post_form(d: Running, data: aiohttp.FormData, status: int = 202) -> dict[str, object]:
+    async with d.http.post(d.base + "/api/messages", data=data, headers=AUTH) as r:
+        assert r.status == status, await r.text()
+        body: dict[str, object] = await r.json()
+        return body
+
+
+async def test_upload_reaches_the_model_and_is_served(start_daemon: StartDaemon) -> None:
+    image = samples.png(120, 80)
+    async with start_daemon(web={"token": TOKEN}) as d:
+        result = await post_form(d, form("what is it?", ("pic.png", image)))
+        events = await d.events(str(result["run_id"]), headers=AUTH)
+        final = next(e for e in events if e.event == "turn_finished").data["text"]
+        assert "image: pic.png (image, image/png" in final and "120×80 px" in final
+        assert "1 image shown to me as pixels" in final
+        [attachment] = result["attachments"]  # type: ignore[misc]
+        url = d.base + attachment["url"]
+        async with d.http.get(url) as r:
+            assert r.status == 401  # behind the token
+        async with d.http.get(url, headers=AUTH) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+            assert await r.read() == image
+        async with d.http.get(url + f"?token={TOKEN}") as r:  # what an <img> can send
+            assert r.status == 200
+        session = str(result["session"])
+        async with d.http.get(f"{d.base}/api/sessions/{session}/messages", headers=AUTH) as r:
+            history = await r.json()
+        assert history[0]["attachments"][0]["url"] == attachment["url"]
+
+
+async def test_refused_files_are_named_and_the_message_goes_on(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    async with start_daemon(web={"token": TOKEN}) as d:
+        result = await post_form(
+            d,
+            form(
+                "see these",
+                ("../../etc/passwd", b"root:x:0:0"),
+                ("empty.txt", b""),
+                ("cat.png", b"MZ\x90\x00" + b"\0" * 64),
+                ("notes.md", b"# Notes\nbuy milk"),
+            ),
+        )
+        reasons = {r["name"]: r["reason"] for r in result["rejected"]}  # type: ignore[attr-defined]
+        assert reasons["../../etc/passwd"].startswith("unsafe file name")
+        assert reasons["empty.txt"] == "empty file"
+        assert reasons["cat.png"].startswith("content does not match its name")
+        events = await d.events(str(result["run_id"]), headers=AUTH)
+        final = next(e for e in events if e.event == "turn_finished").data["text"]
+        assert "file: notes.md (file, text/markdown" in final
+    assert not (tmp_path.parent / "etc").exists()
+    stored = [p.name for p in (tmp_path / "media").iterdir() if p.is_file()]
+    assert len(stored) == 1  # only notes.md
+
+
+async def test_only_refused_files_is_a_400_with_the_reason(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        async with d.http.post(d.base + "/api/messages", data=form("", ("e.txt", b""))) as r:
+            assert r.status == 400
+            assert (await r.json())["error"] == "e.txt: empty file"
+
+
+async def test_media_ids_outside_the_store_are_404(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        for media_id in ("..%2Foutbox.db", "sessions.db", "0" * 64):
+            async with d.http.get(f"{d.base}/api/media/{media_id}") as r:
+                assert r.status == 404
+
+
+async def test_html_is_served_as_a_download(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        html = b"<html><script>alert(1)</script></html>"
+        result = await post_form(d, form("x", ("page.html", html)))
+        [attachment] = result["attachments"]  # type: ignore[misc]
+        async with d.http.get(d.base + attachment["url"]) as r:
+            assert r.headers["Content-Type"] == "application/octet-stream"
+            assert r.headers["Content-Disposition"].startswith("attachment")
+
+
+async def test_json_form_still_works(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        result = await d.post("plain text")
+        events = await d.events(result["run_id"])
+        assert any(e.event == "turn_finished" for e in events)
