@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from picobot.config import Config, parse_config
+from picobot.core.messages import OutboundMessage
 from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.fakes.fake_telegram import FakeTelegram
@@ -194,3 +195,57 @@ async def test_pdf_text_is_inlined(
         await telegram.wait_for(said(CHAT, "You said"))
     text = text_of(user_content(openai.last_request))
     assert "inv.pdf" in text and "Invoice 1234" in text
+
+
+async def send_file(daemon: Daemon, data: bytes, name: str, text: str = "") -> list[str]:
+    stored = await daemon.media.store.put_bytes(data, name=name)
+    msg = OutboundMessage("telegram", str(CHAT), text, attachments=(stored,))
+    return await daemon.dispatcher.send(msg)
+
+
+async def test_outbound_photo_with_caption(
+    telegram: FakeTelegram, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    async with Daemon(make_config(telegram, openai, tmp_path)) as daemon:
+        await send_file(daemon, samples.png(), "chart.png", "Here is **the chart**")
+    [upload] = telegram.files.uploads
+    assert (upload.kind, upload.caption, upload.filename) == (
+        "photo",
+        "Here is the chart",
+        "chart.png",
+    )
+    assert upload.params["parse_mode"] == "HTML"
+    assert [m.text for m in telegram.chat_log(CHAT)] == ["Here is the chart"]
+
+
+async def test_long_text_goes_after_the_file(
+    telegram: FakeTelegram, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    text = "word " * 400  # over the 1024-character caption limit
+    async with Daemon(make_config(telegram, openai, tmp_path)) as daemon:
+        await send_file(daemon, b"a,b\n1,2\n", "data.csv", text)
+    [upload] = telegram.files.uploads
+    assert upload.kind == "document" and upload.caption == ""
+    assert telegram.chat_log(CHAT)[0].text.startswith("word word")
+
+
+async def test_file_over_the_platform_limit_becomes_a_note(
+    telegram: FakeTelegram, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = make_config(telegram, openai, tmp_path, media={"max_bytes": 60_000_000})
+    big = b"\0" * 51_000_000
+    async with Daemon(config) as daemon:
+        await send_file(daemon, big, "disk.img", "the image")
+    assert telegram.files.uploads == []
+    [note] = telegram.chat_log(CHAT)
+    assert "disk.img: file too large (51 MB, limit 50 MB)" in note.text and "the image" in note.text
+
+
+async def test_lost_answer_to_an_upload_duplicates_it_at_most_once(
+    telegram: FakeTelegram, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    telegram.fail_next("sendPhoto", "drop_after")  # Telegram took it; the answer is lost
+    async with Daemon(make_config(telegram, openai, tmp_path)) as daemon:
+        await send_file(daemon, samples.png(), "p.png")
+    assert 1 <= len(telegram.files.uploads) <= 2
+    assert telegram.calls[-1].method == "sendPhoto" and telegram.calls[-1].status == 200
