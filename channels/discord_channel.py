@@ -23,7 +23,8 @@ import functools
 import logging
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from picobot.config import DiscordConfig
 from picobot.core.channel import (
     Capabilities,
     Channel,
+    FileTransfer,
     InboundSink,
     Rate,
     RateBudget,
@@ -49,7 +51,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.core.messages import InboundMessage, Sender
+from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Sender
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice support, unused here).
@@ -67,6 +69,8 @@ CAPABILITIES = Capabilities(
     can_type=True,
     typing_interval=8.0,  # the indicator lasts ~10 s
     flush_interval=1.2,
+    max_upload=10 * 1024 * 1024,  # 10 MiB on an unboosted server (boosts allow more)
+    max_caption=2000,  # the message content sent with the file
     rate=RateBudget(
         overall=Rate(50.0, burst=50),  # Discord's global 50 requests/s
         per_chat=Rate(1.0, burst=3),  # message_create bucket: 5 per 5 s per channel
@@ -77,6 +81,7 @@ CAPABILITIES = Capabilities(
 # Nobody is pinged by what the model writes; replies quote without notifying either.
 NO_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=False, replied_user=False)
 
+DOWNLOAD_CHUNK = 64 * 1024
 MAX_RATELIMIT_TIMEOUT = 30.0  # discord.py's minimum: longer waits raise RateLimited to our lanes
 DEFAULT_RETRY_AFTER = 10.0  # a 429 without `Via` (Cloudflare) carries no usable body
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -87,7 +92,7 @@ NO_CONTENT_INTENT = (
 )
 
 
-class DiscordChannel(Channel):
+class DiscordChannel(Channel, FileTransfer):
     """The Discord adapter. Timings are class attributes so tests can shorten them."""
 
     name = "discord"
@@ -109,6 +114,7 @@ class DiscordChannel(Channel):
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set by the first READY, or when _run gives up
+        self._files: aiohttp.ClientSession | None = None  # CDN downloads
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -137,6 +143,9 @@ class DiscordChannel(Channel):
         """Close the client and end the background task. Safe after a failed start."""
         client, task = self._client, self._task
         self._task = None
+        files, self._files = self._files, None
+        if files is not None:
+            await files.close()
         if client is not None:
             await client.close()
         if task is not None:
@@ -252,8 +261,9 @@ class DiscordChannel(Channel):
             or (isinstance(resolved, discord.Message) and resolved.author.id == me.id)
         )
         text = re.sub("|".join(mentions), "", message.content).strip()
-        if not text:
-            return None  # nothing to answer (attachments only, or a bare mention)
+        files = tuple(_attachment(a) for a in message.attachments)
+        if not text and not files:
+            return None  # nothing to answer (a bare mention)
         return InboundMessage(
             channel=self.name,
             chat_id=str(channel.id),
@@ -265,6 +275,7 @@ class DiscordChannel(Channel):
             is_group=guild is not None,
             mentioned=mentioned,
             metadata={"guild_id": str(guild.id)} if guild is not None else {},
+            attachments=files,
         )
 
     # -- outbound ---------------------------------------------------------------------------
@@ -307,10 +318,81 @@ class DiscordChannel(Channel):
         with _translate_errors():
             await target.delete()
 
+    async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """The attachment from Discord's CDN (a signed URL: no token is sent)."""
+        if self._files is None:
+            self._files = aiohttp.ClientSession()
+        try:
+            async with self._files.get(attachment.source or "") as response:
+                if response.status == 403:
+                    raise Forbidden("discord: the attachment may not be read")
+                if response.status == 404:
+                    raise BadRequest("discord: the attachment is no longer available")
+                if response.status != 200:
+                    raise ChannelTimeout(f"discord: CDN answered HTTP {response.status}")
+                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ChannelTimeout(f"discord: download failed ({type(exc).__name__})") from None
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        target = self._messageable(thread or chat_id)
+        reference = None
+        if reply_to is not None:
+            reference = discord.MessageReference(
+                message_id=_snowflake(reply_to, BadRequest),
+                channel_id=target.id,
+                fail_if_not_exists=False,
+            )
+        upload = discord.File(str(path), filename=attachment.name or f"{attachment.kind}.bin")
+        try:
+            with _translate_errors():
+                sent = await target.send(
+                    caption.text if caption else None,
+                    file=upload,
+                    allowed_mentions=NO_MENTIONS,
+                    reference=reference,
+                )
+        finally:
+            upload.close()
+        return str(sent.id)
+
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
         target = self._messageable(thread or chat_id)
         with _translate_errors():
             await target.typing()  # awaited (not entered): one request, no refresh task
+
+
+def _attachment(item: discord.Attachment) -> Attachment:
+    mime = (item.content_type or "").partition(";")[0]
+    if mime.startswith("image/"):
+        kind = AttachmentKind.IMAGE
+    elif item.is_voice_message():
+        kind = AttachmentKind.VOICE
+    elif mime.startswith("audio/"):
+        kind = AttachmentKind.AUDIO
+    elif mime.startswith("video/"):
+        kind = AttachmentKind.VIDEO
+    else:
+        kind = AttachmentKind.FILE
+    return Attachment(
+        kind,
+        name=item.filename,
+        mime=mime,
+        size=item.size,
+        source=item.url,
+        width=item.width,
+        height=item.height,
+    )
 
 
 class _Client(discord.Client):
