@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from picobot.core import metrics
 from picobot.core.messages import (
     Attachment,
     AttachmentKind,
@@ -105,5 +104,4 @@ class AgentMedia:
         except MediaError as exc:
             log.warning("no voice reply in %s: %s", inbound.channel, exc.reason)
             return
-        metrics.MEDIA.labels(inbound.channel, "out").inc()
         await publish(replace(reply_to(inbound, ""), attachments=(voice,)))

@@ -12,6 +12,7 @@ from picobot.agent.image_tool import generate_image_tool
 from picobot.agent.media import AgentMedia
 from picobot.agent.tools import ToolRegistry
 from picobot.config import Config
+from picobot.core import metrics
 from picobot.core.channel import Channel
 from picobot.media.inbound import MediaIntake
 from picobot.media.openai_media import OpenAIMedia
@@ -55,8 +56,14 @@ class MediaRuntime:
         )
 
     def statistics(self) -> dict[str, int]:
+        """Files stored now and their bytes; files received and sent since the start."""
         files, size = self.store.stats()
-        return {"files": files, "bytes": size}
+        counts = {"in": 0, "out": 0}
+        for metric in metrics.MEDIA.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["direction"]] += int(sample.value)
+        return {"files": files, "bytes": size, "received": counts["in"], "sent": counts["out"]}
 
     async def aclose(self) -> None:
         if self._janitor is not None:

@@ -33,6 +33,7 @@ async def post_form(d: Running, data: aiohttp.FormData, status: int = 202) -> di
 async def test_upload_reaches_the_model_and_is_served(start_daemon: StartDaemon) -> None:
     image = samples.png(120, 80)
     async with start_daemon(web={"token": TOKEN}) as d:
+        before = (await d.daemon.status())["media"]
         result = await post_form(d, form("what is it?", ("pic.png", image)))
         events = await d.events(str(result["run_id"]), headers=AUTH)
         final = next(e for e in events if e.event == "turn_finished").data["text"]
@@ -51,6 +52,11 @@ async def test_upload_reaches_the_model_and_is_served(start_daemon: StartDaemon)
         async with d.http.get(f"{d.base}/api/sessions/{session}/messages", headers=AUTH) as r:
             history = await r.json()
         assert history[0]["attachments"][0]["url"] == attachment["url"]
+        after = (await d.daemon.status())["media"]
+        assert (after["files"], after["bytes"]) == (1, len(image))  # type: ignore[index]
+        assert after["received"] == before["received"] + 1  # type: ignore[index]
+        async with d.http.get(d.base + "/metrics") as r:
+            assert "picobot_media_stored_bytes_total" in await r.text()
 
 
 async def test_refused_files_are_named_and_the_message_goes_on(
