@@ -31,6 +31,7 @@ import aiohttp
 
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     FileTransfer,
@@ -38,6 +39,7 @@ from picobot.core.channel import (
     Rate,
     RateBudget,
     Rendered,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -105,8 +107,14 @@ class DiscordChannel(Channel, FileTransfer):
     reconnect_max = 60.0  # the delay doubles per crash up to this
     stable_after = 60.0  # a connection up this long resets the crash delay
 
-    def __init__(self, config: DiscordConfig, sink: InboundSink, **timings: float) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: DiscordConfig,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        **timings: float,
+    ) -> None:
+        super().__init__(config, sink, services)
         for key, value in timings.items():
             if not hasattr(type(self), key):
                 raise TypeError(f"unknown option {key!r}")
@@ -303,9 +311,12 @@ class DiscordChannel(Channel, FileTransfer):
                 fail_if_not_exists=False,
             )
         with _translate_errors():
-            sent = await target.send(
-                message.text, allowed_mentions=NO_MENTIONS, reference=reference
-            )
+            if reference is None:
+                sent = await target.send(message.text, allowed_mentions=NO_MENTIONS)
+            else:
+                sent = await target.send(
+                    message.text, allowed_mentions=NO_MENTIONS, reference=reference
+                )
         return str(sent.id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
@@ -354,14 +365,15 @@ class DiscordChannel(Channel, FileTransfer):
                 fail_if_not_exists=False,
             )
         upload = discord.File(str(path), filename=attachment.name or f"{attachment.kind}.bin")
+        content = caption.text if caption else None
         try:
             with _translate_errors():
-                sent = await target.send(
-                    caption.text if caption else None,
-                    file=upload,
-                    allowed_mentions=NO_MENTIONS,
-                    reference=reference,
-                )
+                if reference is None:  # discord.py's stubs take no None here
+                    sent = await target.send(content, file=upload, allowed_mentions=NO_MENTIONS)
+                else:
+                    sent = await target.send(
+                        content, file=upload, allowed_mentions=NO_MENTIONS, reference=reference
+                    )
         finally:
             upload.close()
         return str(sent.id)

@@ -32,6 +32,7 @@ from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     FileTransfer,
@@ -39,6 +40,8 @@ from picobot.core.channel import (
     Rate,
     RateBudget,
     Rendered,
+    ServesHttp,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -109,7 +112,7 @@ DOWNLOAD_CHUNK = 64 * 1024
 PHOTO_LIMIT = 10_000_000
 
 
-class TelegramChannel(Channel, FileTransfer):
+class TelegramChannel(Channel, ServesHttp, FileTransfer):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -122,14 +125,18 @@ class TelegramChannel(Channel, FileTransfer):
     capabilities = CAPABILITIES
     poll_timeout = POLL_TIMEOUT
 
-    def __init__(self, config: TelegramConfig, sink: InboundSink) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self, config: TelegramConfig, sink: InboundSink, services: Services = NO_SERVICES
+    ) -> None:
+        super().__init__(config, sink, services)
         self.config: TelegramConfig = config
         self._bot_or_none: Bot | None = None
         self._poller: TelegramPoller | None = None
         self._identity: BotIdentity | None = None
         self._intake_open = False
         self._files: aiohttp.ClientSession | None = None  # file downloads
+        # Photos come in several sizes: the largest within the core's limit is taken.
+        self._max_file_bytes = services.files.max_bytes if services.files else None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -216,7 +223,7 @@ class TelegramChannel(Channel, FileTransfer):
         """
         try:
             assert self._identity is not None
-            message = to_inbound(update, self._identity, self.max_file_bytes)
+            message = to_inbound(update, self._identity, self._max_file_bytes)
             if message is not None:
                 await self.sink(message)
         except BusClosed:
@@ -358,7 +365,7 @@ class TelegramChannel(Channel, FileTransfer):
     ) -> None:
         with _translate_errors():
             await self._bot.send_message_draft(
-                _chat(chat_id),
+                int(chat_id),  # drafts exist in private chats only: numeric ids
                 draft_id,
                 message.text,
                 message_thread_id=_thread(thread),

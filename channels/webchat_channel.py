@@ -11,31 +11,29 @@ session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
 from picobot.core import metrics
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
+    FileStore,
     FileTransfer,
+    GuardsHttp,
     InboundSink,
     Rendered,
+    ServesHttp,
+    Services,
     State,
+    WatchesRuns,
+    WritesReplies,
 )
 from picobot.core.errors import BadRequest
-from picobot.core.messages import (
-    Attachment,
-    InboundMessage,
-    Kind,
-    OutboundMessage,
-    Sender,
-    new_id,
-    reply_to,
-)
-from picobot.media.store import MediaStore
+from picobot.core.messages import Attachment, InboundMessage, Kind, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker
 
 if TYPE_CHECKING:
@@ -47,9 +45,6 @@ log = logging.getLogger("picobot.web")
 
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
-
-History = Callable[[str], Awaitable[list[dict[str, Any]]]]
-Submit = Callable[[OutboundMessage], object]
 
 
 class WebReply:
@@ -66,43 +61,44 @@ class WebReply:
 
     async def finish(self) -> None:
         self.channel.broker.finish(self.inbound.id)
-        if self.channel.submit is not None:
+        post = self.channel.services.post
+        if post is not None:
             try:
-                self.channel.submit(reply_to(self.inbound, "", kind=Kind.DONE))
-            except KeyError:  # the dispatcher no longer knows the channel (shutting down)
+                await post(reply_to(self.inbound, "", kind=Kind.DONE))
+            except KeyError:  # the outbound door no longer knows the channel (shutting down)
                 pass
 
 
-class WebChatChannel(Channel, FileTransfer):
-    """The web chat. `bind(daemon)` connects it to the agent (listener, history), the
-    dispatcher and the media store; without it (tests), runs still work through `broker`.
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp, FileTransfer):
+    """The web chat: it writes its own replies (run events over SSE), serves the page and the
+    API on the shared server, and guards ``/api/*`` with its token. Without `services`
+    (tests), runs still work through `broker` directly.
 
-    Files: uploads are stored by the HTTP handler itself (`accept` gets stored attachments);
-    files for the chat (`send_file`) reach the page as ``attachment`` events with a link to
+    Files: uploads are stored by the HTTP handler on arrival (`accept` gets them stored);
+    files for the chat (`send_file`) reach the page as ``attachment`` events linking to
     ``GET /api/media/{id}``.
     """
 
     name = "web"
     capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=10**12)
 
-    def __init__(self, config: Any, sink: InboundSink, *, broker: RunBroker | None = None) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: Any,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        *,
+        broker: RunBroker | None = None,
+    ) -> None:
+        super().__init__(config, sink, services)
         self.broker = broker if broker is not None else RunBroker()
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
-        self.history_source: History | None = None
-        self.submit: Submit | None = None
-        self.media: MediaStore | None = None
-        self._listeners: list[Any] | None = None
         self._routes: list[web.RouteDef] | None = None
 
-    def bind(self, daemon: Any) -> None:
-        """Hook into a `picobot.runtime.daemon.Daemon`: run events, history, the dispatcher."""
-        self._listeners = daemon.agent_loop.listeners
-        self._listeners.append(self.on_event)
-        self.history_source = daemon.agent.history
-        self.submit = daemon.dispatcher.submit
-        self.media = daemon.media.store
+    @property
+    def media(self) -> FileStore | None:
+        return self.services.files
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -112,8 +108,6 @@ class WebChatChannel(Channel, FileTransfer):
     async def stop(self) -> None:
         # Ends every event stream, so the HTTP server's cleanup does not wait for them.
         self.broker.close()
-        if self._listeners is not None and self.on_event in self._listeners:
-            self._listeners.remove(self.on_event)  # a reload may bind a successor
 
     # -- inbound ------------------------------------------------------------------------------
 
@@ -139,9 +133,11 @@ class WebChatChannel(Channel, FileTransfer):
             raise
         return msg.id
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The session as the user saw it: ``[{"role", "text"}]``, oldest first."""
-        if self.history_source is None:
+    async def history(self, session: str) -> list[dict[str, Any]]:
+        """The session as the user saw it: ``[{"role", "text", "attachments"?}]``, oldest
+        first."""
+        history = self.services.history
+        if history is None:
             return []
         key = InboundMessage(self.name, session, Sender("web"), "").session_key
         return [
@@ -151,7 +147,7 @@ class WebChatChannel(Channel, FileTransfer):
                 if m.get("attachments")
                 else {}
             )
-            for m in await self.history_source(key)
+            for m in await history(key)
         ]
 
     @staticmethod
@@ -169,7 +165,7 @@ class WebChatChannel(Channel, FileTransfer):
 
     # -- run events -----------------------------------------------------------------------------
 
-    def on_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
+    def on_run_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
         """The agent loop's listener: translate one run event for the page."""
         if inbound.channel != self.name:
             return
@@ -205,6 +201,9 @@ class WebChatChannel(Channel, FileTransfer):
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
         return None
 
+    async def delete(self, chat_id: str, message_id: str) -> None:
+        return None
+
     def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
         raise BadRequest("web chat uploads are stored on arrival; there is nothing to download")
 
@@ -223,9 +222,6 @@ class WebChatChannel(Channel, FileTransfer):
             self.broker.publish(run_id, "attachment", data)
         return new_id()
 
-    async def delete(self, chat_id: str, message_id: str) -> None:
-        return None
-
     # -- HTTP ---------------------------------------------------------------------------------
 
     def http_routes(self) -> Sequence[web.AbstractRouteDef]:
@@ -235,7 +231,7 @@ class WebChatChannel(Channel, FileTransfer):
             self._routes = routes(self)
         return self._routes
 
-    def http_guard(self, request: web.Request) -> web.Response | None:
+    def http_guard(self, request: web.Request) -> web.StreamResponse | None:
         """The shared server asks this on every request: with a token set, ``/api/*`` needs it.
 
         Returns a 401 response to refuse, ``None`` to let the request through.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta, Usage
@@ -40,7 +40,7 @@ class DemoLLM:
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         content = next(
             (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
         )

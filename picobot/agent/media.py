@@ -30,7 +30,7 @@ from picobot.media.store import MediaStore
 
 log = logging.getLogger("picobot.media")
 
-Publish = Callable[[OutboundMessage], Awaitable[None]]
+Publish = Callable[[OutboundMessage], Awaitable[object]]
 Speak = Callable[[str], Awaitable[bytes]]
 CACHED_IMAGES = 8  # data URLs kept between the model calls of a turn
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from picobot.core.messages import Attachment, InboundMessage
+from picobot.core.events import RunEvent
+from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Post
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -77,13 +78,14 @@ class Capabilities:
     flush_interval: float = 1.0  # default streaming flush interval
     rate: RateBudget = UNLIMITED
     # Files (channels that are `FileTransfer`s): the largest upload, in bytes; images may
-    # have a lower limit (Telegram photos); `max_caption` 0 means text goes after the file.
+    # have a lower limit; `max_caption` is the text that can go with a file (0: none, the
+    # text is sent after it).
     max_upload: int = 0
     max_image_upload: int | None = None
     max_caption: int = 0
 
     def upload_limit(self, attachment: Attachment) -> int:
-        if attachment.kind == "image" and self.max_image_upload is not None:
+        if attachment.kind is AttachmentKind.IMAGE and self.max_image_upload is not None:
             return min(self.max_image_upload, self.max_upload)
         return self.max_upload
 
@@ -96,6 +98,41 @@ class State(enum.StrEnum):
     FAILED = "failed"
 
 
+History = Callable[[str], Awaitable[list[dict[str, Any]]]]  # session key -> conversation
+
+
+class FileStore(Protocol):
+    """The media store, as channels see it: `max_bytes` is the core's limit per file (a
+    platform offering several sizes of a photo gets the largest within it); the web chat
+    stores uploads on arrival (`put`) and serves them by id (`path`)."""
+
+    max_bytes: int
+
+    async def put(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        name: str | None = None,
+        kind: AttachmentKind | None = None,
+        size: int | None = None,
+        max_bytes: int | None = None,
+    ) -> Attachment: ...
+
+    def path(self, media_id: str) -> Path: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """What the core offers a channel beyond its inbound sink; each may be absent (tests)."""
+
+    post: Post | None = None  # the outbound door
+    history: History | None = None  # a session's conversation, as the user saw it
+    files: FileStore | None = None  # the media store
+
+
+NO_SERVICES = Services()
+
+
 class Channel(ABC):
     """One platform. Subclasses set `name` and `capabilities` and implement the calls.
 
@@ -106,14 +143,12 @@ class Channel(ABC):
     name: ClassVar[str]
     capabilities: Capabilities
 
-    def __init__(self, config: Any, sink: InboundSink) -> None:
+    def __init__(self, config: Any, sink: InboundSink, services: Services = NO_SERVICES) -> None:
         self.config = config
         self.sink = sink
+        self.services = services
         self.state = State.STOPPED
         self.state_detail = ""
-        # The core's file size limit (media.max_bytes): where a platform offers a file in
-        # several sizes (Telegram photos), the adapter picks the largest within it.
-        self.max_file_bytes: int | None = None
 
     @property
     def connected(self) -> bool:
@@ -172,23 +207,66 @@ class Channel(ABC):
         """Show the typing indicator once; the core refreshes it every `typing_interval`."""
         return None
 
+
+# -- optional abilities, declared: the runtime finds them with isinstance, never by name ------
+
+
+class ReplyWriter(Protocol):
+    """Turns one turn's run events into what the chat shows (streamed, in pieces or whole).
+
+    `finish()` is called exactly once, after the last event.
+    """
+
+    async def feed(self, event: RunEvent) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class WritesReplies(ABC):
+    """A channel that shows replies itself (the web chat streams run events over SSE)."""
+
+    @abstractmethod
+    def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
+        """The writer for the turn answering `inbound`."""
+
+
+class WatchesRuns(ABC):
+    """A channel that wants every run event of its own conversations (the web chat)."""
+
+    @abstractmethod
+    def on_run_event(self, inbound: InboundMessage, event: RunEvent) -> None:
+        """Called for each event; must not block or raise."""
+
+
+class ServesHttp(ABC):
+    """A channel with routes on picobot's shared HTTP server (webhooks, the web chat)."""
+
+    @abstractmethod
     def http_routes(self) -> Sequence[web.AbstractRouteDef]:
-        """Routes to mount on picobot's shared HTTP server (webhooks). None by default."""
-        return ()
+        """The routes to mount; asked once at startup (the paths are fixed from then on)."""
+
+
+class GuardsHttp(ABC):
+    """A channel that checks every request to the shared server (the web chat's token)."""
+
+    @abstractmethod
+    def http_guard(self, request: web.Request) -> web.StreamResponse | None:
+        """A response to refuse the request, or None to let it through."""
 
 
 class FileTransfer(ABC):
-    """The ability to carry files, declared by the channels that have it.
+    """A channel that carries files.
 
-    `download` streams an inbound attachment's bytes (its `source`); the core decides how much
-    to take (it closes the stream at the size limit). `send_file` uploads one stored file.
+    `download` streams an inbound attachment's bytes (from its `source`); the core decides how
+    much to take (it closes the stream at the size limit). `send_file` uploads one stored file,
+    already checked against `capabilities.upload_limit`.
     """
 
     @abstractmethod
     def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
         """The bytes of `attachment`, in chunks.
 
-        :raises picobot.errors.ChannelError: the platform refused or lost the download.
+        :raises picobot.core.errors.ChannelError: the platform refused or lost the download.
         """
 
     @abstractmethod
@@ -202,7 +280,7 @@ class FileTransfer(ABC):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        """Upload the file at `path` (within `capabilities.upload_limit`); the message id.
+        """Upload the file at `path`, with `caption`; the platform's message (or file) id.
 
-        :raises picobot.errors.ChannelError: translated from the SDK's exception.
+        :raises picobot.core.errors.ChannelError: translated from the SDK's exception.
         """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -45,7 +45,8 @@ class Attachment:
     From a platform it starts with `source` (the platform's handle: a Telegram file_id, a CDN
     URL) and what the platform says about it (`size`, `mime`, both hints); the core fetches it
     into the media store, which sets `id` (the content's SHA-256) and the sniffed `mime`.
-    Outbound attachments are always stored. `caption` is shown with the file where possible.
+    Outbound attachments are always stored; the message's text goes with them as a caption
+    where it fits.
     """
 
     kind: AttachmentKind = AttachmentKind.FILE
@@ -164,3 +165,9 @@ def reply_to(inbound: InboundMessage, text: str, *, kind: Kind = Kind.REPLY) -> 
         thread=inbound.thread,
         is_group=inbound.is_group,
     )
+
+
+# The outbound door, as the layers above see it: `post` records and queues (the result, the
+# platform message ids, arrives later); `deliver` also waits for delivery.
+Post = Callable[[OutboundMessage], Awaitable[object]]
+Deliver = Callable[[OutboundMessage], Awaitable[list[str]]]

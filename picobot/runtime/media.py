@@ -27,14 +27,14 @@ class MediaRuntime:
     """Resource handling: `start()` creates the store's directory and the janitor task;
     `aclose()` stops the janitor and closes the media client."""
 
-    def __init__(self, config: Config, channels: Mapping[str, Channel]) -> None:
+    def __init__(self, config: Config) -> None:
         media = config.media
         self.store = MediaStore.in_dir(config.data_dir, max_bytes=media.max_bytes, ttl=media.ttl)
         self.client = _client(config)
         stt = config.stt_enabled and self.client is not None
         self.intake = MediaIntake(
             self.store,
-            channels,
+            {},
             vision=media.vision,
             max_inline_chars=media.max_inline_chars,
             transcribe=self.client.transcribe if stt and self.client else None,
@@ -43,6 +43,10 @@ class MediaRuntime:
         self.agent = AgentMedia(self.intake, speak=speak)
         self._images = config.images.enabled
         self._janitor: asyncio.Task[None] | None = None
+
+    def bind(self, channels: Mapping[str, Channel]) -> None:
+        """The running channels, by name: where inbound files are downloaded from."""
+        self.intake.sources = channels
 
     def add_tools(self, tools: ToolRegistry) -> None:
         """`generate_image`, when `images.enabled`."""

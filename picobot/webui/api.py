@@ -24,17 +24,15 @@ import hmac
 import json
 import re
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from picobot.core.channel import FileStore
 from picobot.core.errors import BusClosed
-from picobot.core.messages import new_id
-from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
+from picobot.core.messages import Attachment, new_id
+from picobot.webui.broker import Event, Overflowed, RunBroker, Subscription, UnknownRun
 from picobot.webui.uploads import FormError, media_response, read_form
-
-if TYPE_CHECKING:
-    from channels.webchat_channel import WebChatChannel
 
 __all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
 
@@ -59,6 +57,24 @@ SECURITY_HEADERS = {
 }
 
 
+class WebChat(Protocol):
+    """What the routes need of the web chat channel (`channels.webchat_channel`)."""
+
+    broker: RunBroker
+    max_text: int
+
+    @property
+    def media(self) -> FileStore | None: ...
+
+    async def accept(
+        self, text: str, session: str, attachments: tuple[Attachment, ...] = ()
+    ) -> str: ...
+
+    async def history(self, session: str) -> list[dict[str, Any]]: ...
+
+    def describe(self, attachment: Attachment) -> dict[str, Any]: ...
+
+
 def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -81,7 +97,7 @@ def encode_event(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
 
-def routes(channel: WebChatChannel) -> list[web.RouteDef]:
+def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
     pages = {name: _read_static(name) for name in STATIC}
 

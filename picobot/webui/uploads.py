@@ -15,10 +15,10 @@ from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
+from picobot.core.channel import FileStore
 from picobot.core.messages import Attachment
 from picobot.media.errors import MediaError
 from picobot.media.sniff import HEAD_BYTES, sniff
-from picobot.media.store import MediaStore
 
 log = logging.getLogger("picobot.web")
 
@@ -40,7 +40,7 @@ class Form:
     rejected: list[dict[str, str]] = field(default_factory=list)  # {"name", "reason"}
 
 
-async def read_form(request: web.Request, store: MediaStore, max_text: int) -> Form:
+async def read_form(request: web.Request, store: FileStore, max_text: int) -> Form:
     """The fields ``text`` and ``session``, and every part with a file name as a file.
 
     :raises FormError: not multipart, a text field too long, or too many files.
@@ -78,7 +78,7 @@ async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def media_response(store: MediaStore, media_id: str) -> web.StreamResponse:
+def media_response(store: FileStore, media_id: str) -> web.StreamResponse:
     """The stored file, typed from its bytes; 404 for an unknown or expired id."""
     try:
         path = store.path(media_id)

@@ -90,10 +90,10 @@ async def test_file_out_with_text_and_over_the_limit(fake: FakeDiscord, tmp_path
         store = d.media.store
         small = await store.put_bytes(samples.png(), name="chart.png")
         big = await store.put_bytes(b"\0" * (11 * 1024 * 1024), name="disk.img")
-        await d.dispatcher.send(
+        await d.outbound.deliver(
             OutboundMessage("discord", str(DM), "the **chart**", attachments=(small,))
         )
-        await d.dispatcher.send(OutboundMessage("discord", str(DM), "", attachments=(big,)))
+        await d.outbound.deliver(OutboundMessage("discord", str(DM), "", attachments=(big,)))
     [upload] = fake.files.uploads
     assert (upload.filename, upload.content, upload.data) == (
         "chart.png",

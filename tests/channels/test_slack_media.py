@@ -62,7 +62,7 @@ async def test_file_out_through_the_two_step_upload(fake: FakeSlack, tmp_path: P
         msg = OutboundMessage(
             "slack", "C1", "Here is *the report*", thread="111.222", attachments=(report,)
         )
-        await daemon.dispatcher.send(msg)
+        await daemon.outbound.deliver(msg)
     [upload] = fake.files.uploads
     assert (upload.filename, upload.data, upload.channel) == ("report.csv", b"a,b\n1,2\n", "C1")
     assert upload.initial_comment == "Here is _the report_" and upload.thread_ts == "111.222"

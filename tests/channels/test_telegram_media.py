@@ -200,7 +200,7 @@ async def test_pdf_text_is_inlined(
 async def send_file(daemon: Daemon, data: bytes, name: str, text: str = "") -> list[str]:
     stored = await daemon.media.store.put_bytes(data, name=name)
     msg = OutboundMessage("telegram", str(CHAT), text, attachments=(stored,))
-    return await daemon.dispatcher.send(msg)
+    return await daemon.outbound.deliver(msg)
 
 
 async def test_outbound_photo_with_caption(
