@@ -7,6 +7,7 @@ a tool call list is cut short when steering arrives, the rest answered with a no
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from picobot.agent.llm import LLM, ToolCall
@@ -16,7 +17,7 @@ from picobot.agent.steering import Queued, SteeringQueue
 from picobot.agent.tools import ToolContext, ToolError, ToolRegistry, parse_arguments
 from picobot.config import AgentConfig
 from picobot.core import events as ev
-from picobot.core.messages import Message
+from picobot.core.messages import Attachment, InboundMessage, Message, reply_to
 
 SKIPPED = "Skipped due to queued user message."
 LIMIT_NOTICE = "⚠️ I stopped after too many tool steps without reaching an answer."
@@ -24,12 +25,18 @@ SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 
 Emit = Callable[[ev.RunEvent], None]
 ForModel = Callable[[Sequence[Message]], Awaitable[list[Message]]]
+Prepare = Callable[[InboundMessage], Awaitable[Message]]  # a message with files -> user message
 
 
-def inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
-    """Steering messages join the turn as user messages."""
+async def inject(
+    items: Sequence[Queued], turn: list[Message], emit: Emit, prepare: Prepare | None = None
+) -> None:
+    """Steering messages join the turn as user messages (their files read by `prepare`)."""
     for item in items:
-        turn.append({"role": "user", "content": item.text})
+        if prepare is not None and item.inbound is not None and item.inbound.attachments:
+            turn.append(await prepare(item.inbound))
+        else:
+            turn.append({"role": "user", "content": item.text})
         emit(ev.SteeringInjected(item.text, item.message_id))
 
 
@@ -46,11 +53,14 @@ class Conversation:
         emit: Emit,
         *,
         for_model: ForModel | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         """`for_model` turns the history into what the API takes (stored image references
-        become ``image_url`` parts) before each model call."""
+        become ``image_url`` parts) before each model call; `prepare` reads the files of a
+        message that arrives mid-turn."""
         self.llm = llm
         self.for_model = for_model
+        self.prepare = prepare
         self.tools = tools
         self.config = config
         self.steering = steering
@@ -64,7 +74,7 @@ class Conversation:
         iteration = 0
         while True:
             if iteration or poll_first:
-                inject(self.steering.take(), turn, self.emit)
+                await inject(self.steering.take(), turn, self.emit, self.prepare)
             limit_hit = iteration >= self.config.max_tool_iterations
             tools = None if limit_hit else schemas  # the last call: no tools
             text, calls = await self._complete([system, *history, *turn], tools)
@@ -137,5 +147,17 @@ class Conversation:
                 args = {}
             self.emit(ev.ToolStarted(call.id, call.name, args))
             result = await self.tools.call(call.name, call.arguments, self.ctx)
-            turn.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
-            self.emit(ev.ToolFinished(call.id, call.name, result.content, result.error))
+            content = result.content
+            if result.attachments:
+                content += await self._send_files(result.attachments)
+            turn.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            self.emit(ev.ToolFinished(call.id, call.name, content, result.error))
+
+    async def _send_files(self, files: tuple[Attachment, ...]) -> str:
+        """Send a tool's files to the chat; a note for the model about what happened."""
+        inbound, publish = self.ctx.inbound, self.ctx.publish
+        if inbound is None or publish is None:
+            return "\n[the files could not be sent: there is no chat here]"
+        await publish(replace(reply_to(inbound, ""), attachments=files))
+        names = ", ".join(a.name or str(a.kind) for a in files)
+        return f"\n[sent to the chat: {names}]"

@@ -1,15 +1,14 @@
-"""`generate_image`: an image from a prompt (OpenAI-compatible /images/generations), sent to
-the chat as a photo; the model is told it was sent, and its size."""
+"""`generate_image`: an image from a prompt (OpenAI-compatible /images/generations), returned
+as a file that the turn sends to the chat; the model is told its size and that it was sent."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
-from picobot.agent.tools import Tool, ToolContext, ToolError
-from picobot.core.messages import AttachmentKind, reply_to
+from picobot.agent.tools import Tool, ToolContext, ToolError, ToolOutput
+from picobot.core.messages import AttachmentKind
 from picobot.media.errors import MediaError
 from picobot.media.store import MediaStore
 
@@ -18,22 +17,19 @@ MAX_PROMPT = 4000
 
 
 def generate_image_tool(generate: Generate, store: MediaStore) -> Tool:
-    async def handler(args: dict[str, Any], ctx: ToolContext) -> str:
+    async def handler(args: dict[str, Any], ctx: ToolContext) -> ToolOutput:
         prompt = str(args.get("prompt", "")).strip()
         if not prompt:
             raise ToolError("prompt must not be empty")
         size = args.get("size")
         if size is not None and not re.fullmatch(r"auto|\d+x\d+", str(size)):
             raise ToolError("size must look like 1024x1024")
-        if ctx.inbound is None or ctx.publish is None:
-            raise ToolError("there is no chat to send an image to here")
         try:
             data = await generate(prompt[:MAX_PROMPT], None if size is None else str(size))
             image = await store.put_bytes(data, kind=AttachmentKind.IMAGE)
         except MediaError as exc:
             raise ToolError(exc.reason) from None
-        await ctx.publish(replace(reply_to(ctx.inbound, ""), attachments=(image,)))
-        return f"The image ({image.width}×{image.height} px) was sent to the chat."
+        return ToolOutput(f"An image of {image.width}×{image.height} px.", (image,))
 
     return Tool(
         "generate_image",

@@ -44,7 +44,7 @@ class AgentMedia:
         self.speak = speak
         self._urls: OrderedDict[str, str] = OrderedDict()
 
-    async def prepare(self, inbound: InboundMessage, publish: Publish | None) -> Message:
+    async def prepare(self, inbound: InboundMessage, publish: Publish | None = None) -> Message:
         """The user message for `inbound`; refused files are named to the user at once."""
         prepared: Prepared = await self.intake.prepare(inbound)
         if publish is not None:

@@ -2,6 +2,8 @@
 
 A tool never kills a turn: unknown names, invalid JSON arguments, missing required arguments
 and exceptions raised by the tool all come back to the model as an error result it can read.
+A tool may also return files (a `ToolOutput` with stored attachments: a generated image, an
+MCP tool's image or document); the turn sends them to the chat.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from picobot.core.errors import ConfigError
-from picobot.core.messages import InboundMessage, Post, reply_to
+from picobot.core.messages import Attachment, InboundMessage, Post, reply_to
 
 log = logging.getLogger("picobot.tools")
 
@@ -36,7 +38,15 @@ class ToolContext:
     publish: Publish | None = None
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+@dataclass(frozen=True, slots=True)
+class ToolOutput:
+    """A tool's answer with files for the chat (stored attachments)."""
+
+    content: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str | ToolOutput]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class ToolResult:
     content: str
     error: bool = False
     arguments: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()  # files for the chat
 
 
 def parse_arguments(text: str) -> dict[str, Any]:
@@ -138,15 +149,18 @@ class ToolRegistry:
             missing = [r for r in tool.parameters.get("required", ()) if r not in args]
             if missing:
                 raise ToolError(f"missing required argument(s): {', '.join(missing)}")
-            content = await tool.handler(args, ctx)
+            output = await tool.handler(args, ctx)
         except ToolError as exc:
             return ToolResult(f"Error: {exc}", error=True)
         except Exception as exc:  # a buggy tool must not end the turn
             log.warning("tool %s failed: %r", name, exc, exc_info=True)
             return ToolResult(f"Error: {type(exc).__name__}: {exc}", error=True)
+        content, files = (
+            (output.content, output.attachments) if isinstance(output, ToolOutput) else (output, ())
+        )
         if len(content) > MAX_RESULT_CHARS:
             content = content[:MAX_RESULT_CHARS] + "\n[result truncated]"
-        return ToolResult(content, arguments=args)
+        return ToolResult(content, arguments=args, attachments=files)
 
 
 # -- built-in tools ------------------------------------------------------------------------

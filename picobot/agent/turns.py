@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -171,10 +172,13 @@ class Agent:
                 history = trim_history(stored, self.config.max_history_messages)
                 user: Message = {"role": "user", "content": text}
                 inbound, media = ctx.inbound, self.media
-                if media is not None and inbound is not None and inbound.attachments:
-                    user = await media.prepare(inbound, ctx.publish)
+                prepare = None
+                if media is not None:
+                    prepare = functools.partial(media.prepare, publish=ctx.publish)
+                    if inbound is not None and inbound.attachments:
+                        user = await prepare(inbound)
                 messages: list[Message] = [user]
-                inject(extra, messages, emit)
+                await inject(extra, messages, emit, prepare)
                 conversation = Conversation(
                     self.llm,
                     self.tools,
@@ -183,6 +187,7 @@ class Agent:
                     ctx,
                     emit,
                     for_model=media.for_model if media is not None else None,
+                    prepare=prepare,
                 )
                 reply = await conversation.run(history, messages, poll_first)
                 await self.store.append(state.key, messages, keep=self.config.max_history_messages)
@@ -205,9 +210,20 @@ class Agent:
     def is_running(self, session: str) -> bool:
         return self.sessions.is_running(session)
 
-    def steer(self, session: str, text: str, *, message_id: str | None = None) -> bool:
-        """Queue `text` for the session's running turn; False when the queue is full."""
-        return self.sessions.steer(session, Queued(text, message_id))
+    def steer(
+        self,
+        session: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        inbound: InboundMessage | None = None,
+    ) -> bool:
+        """Queue `text` for the session's running turn; False when the queue is full.
+
+        `inbound` is kept when it has files, so the turn can read them when it takes it.
+        """
+        keep = inbound if inbound is not None and inbound.attachments else None
+        return self.sessions.steer(session, Queued(text, message_id, keep))
 
     def queued(self, session: str) -> int:
         return self.sessions.queued(session)
