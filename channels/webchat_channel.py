@@ -80,7 +80,8 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
     """
 
     name = "web"
-    capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=10**12)
+    # Files reach the page as links to the store: no upload, so no limit of its own.
+    capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=2**63)
 
     def __init__(
         self,

@@ -90,7 +90,8 @@ class MediaIntake:
                 part, voiced = await self._read(stored)
             except MediaError as exc:
                 metrics.MEDIA_REJECTED.labels(type(exc).__name__).inc()
-                log.info("%s: refused a %s: %s", msg.channel, attachment.kind, exc.reason)
+                # The reason may quote the file's name: user content stays out of the log.
+                log.info("%s: refused a %s (%s)", msg.channel, attachment.kind, type(exc).__name__)
                 notes.append(f"⚠️ {label}: {exc.reason}")
                 parts.append(f"[attachment {label} could not be read: {exc.reason}]")
                 continue

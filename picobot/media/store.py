@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -66,8 +66,10 @@ class MediaStore:
         self._incoming = self.root / INCOMING
 
     @classmethod
-    def in_dir(cls, data_dir: str | Path, **options: float) -> MediaStore:
-        return cls(Path(data_dir) / DIR_NAME, **options)  # type: ignore[arg-type]
+    def in_dir(
+        cls, data_dir: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, ttl: float = DEFAULT_TTL
+    ) -> MediaStore:
+        return cls(Path(data_dir) / DIR_NAME, max_bytes=max_bytes, ttl=ttl)
 
     def open(self) -> None:
         """Create the directories; drop half-written files a crash left behind."""
@@ -157,10 +159,9 @@ class MediaStore:
                     digest.update(chunk)
                     await asyncio.to_thread(_write, out, chunk)
         finally:
-            aclose = getattr(iterator, "aclose", None)  # async generators: stop the download
-            if aclose is not None:
+            if isinstance(iterator, AsyncGenerator):  # stop the download (closes its response)
                 with contextlib.suppress(Exception):
-                    await aclose()
+                    await iterator.aclose()
         return digest.hexdigest(), total, head
 
     # -- out ------------------------------------------------------------------------------

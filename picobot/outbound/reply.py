@@ -174,7 +174,7 @@ class Replies:
         """Upload one file (with the caption), or send the note that takes its place."""
         plan = upload_or_note(channel, self._media, attachment)
         if isinstance(plan, str):
-            log.info("%s:%s: a file was not sent: %s", msg.channel, msg.chat_id, plan)
+            log.info("%s:%s: a %s was not sent", msg.channel, msg.chat_id, attachment.kind)
             note = f"{plan}\n\n{caption.markdown}" if caption is not None else plan
             # One chunk: a caption fits in any platform's message limit.
             return await self._send(

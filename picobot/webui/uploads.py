@@ -68,7 +68,7 @@ async def read_form(request: web.Request, store: FileStore, max_text: int) -> Fo
         try:
             form.attachments.append(await store.put(_chunks(part), name=name))
         except MediaError as exc:
-            log.info("web: refused an upload: %s", exc.reason)
+            log.info("web: refused an upload (%s)", type(exc).__name__)
             form.rejected.append({"name": name, "reason": exc.reason})
     return form
 

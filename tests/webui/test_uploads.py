@@ -6,8 +6,11 @@ from pathlib import Path
 
 import aiohttp
 
+from picobot.config import parse_config
+from picobot.runtime.daemon import Daemon
+from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.media import samples
-from tests.webui.conftest import Running, StartDaemon
+from tests.webui.conftest import Running, StartDaemon, read_events
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -114,3 +117,31 @@ async def test_json_form_still_works(start_daemon: StartDaemon) -> None:
         result = await d.post("plain text")
         events = await d.events(result["run_id"])
         assert any(e.event == "turn_finished" for e in events)
+
+
+async def test_generated_image_reaches_the_page(tmp_path: Path) -> None:
+    async with FakeOpenAI() as openai:
+        openai.script(
+            Reply(tool_calls=[ToolCall("generate_image", {"prompt": "a boat", "size": "64x32"})]),
+            Reply(text="A boat."),
+        )
+        llm = {"provider": "openai", "base_url": openai.base_url, "api_key": openai.api_key}
+        config = parse_config(
+            {
+                "http": {"port": 0},
+                "data_dir": str(tmp_path),
+                "llm": llm,
+                "images": {"enabled": True},
+            },
+            env={},
+        )
+        async with Daemon(config) as daemon, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{daemon.port}"
+            async with http.post(base + "/api/messages", json={"text": "draw"}) as r:
+                run_id = (await r.json())["run_id"]
+            async with http.get(f"{base}/api/runs/{run_id}/events") as r:
+                events = await read_events(r)
+            [shown] = [e.data for e in events if e.event == "attachment"]
+            assert (shown["kind"], shown["width"], shown["height"]) == ("image", 64, 32)
+            async with http.get(base + shown["url"]) as r:
+                assert r.status == 200 and r.headers["Content-Type"] == "image/png"
