@@ -23,7 +23,6 @@ from picobot.core.messages import (
     OutboundMessage,
     reply_to,
 )
-from picobot.media import images
 from picobot.media.errors import MediaError
 from picobot.media.inbound import MediaIntake, Prepared
 from picobot.media.store import MediaStore
@@ -81,6 +80,8 @@ class AgentMedia:
         url = self._urls.get(key)
         if url is None:
             try:
+                from picobot.media import images  # Pillow: loaded when the first image comes
+
                 path = self.store.path(key)
                 url = await asyncio.to_thread(images.data_url, path, image.mime)
             except (MediaError, OSError):

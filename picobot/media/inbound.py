@@ -23,7 +23,6 @@ from picobot.core.channel import Channel, FileTransfer
 from picobot.core.errors import ChannelError, Forbidden
 from picobot.core.messages import Attachment, AttachmentKind, InboundMessage
 from picobot.media.errors import DownloadFailed, MediaError
-from picobot.media.extract import extract_text
 from picobot.media.store import MediaStore
 
 log = logging.getLogger("picobot.media")
@@ -137,6 +136,8 @@ class MediaIntake:
             said = "voice note" if stored.kind is AttachmentKind.VOICE else "audio file"
             voiced = stored.kind is AttachmentKind.VOICE
             return f"[{said}, transcribed: {what}]\n{transcript}", voiced
+        from picobot.media.extract import extract_text  # pypdf: loaded when first needed
+
         text = await asyncio.to_thread(extract_text, path, stored.mime, self.max_inline_chars)
         if text is not None and self.max_inline_chars:
             return f"[file: {what}]\n```\n{text}\n```", False

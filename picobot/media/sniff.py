@@ -10,8 +10,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import puremagic
-
 from picobot.media.errors import ContentMismatch, UnsafeName
 
 HEAD_BYTES = 8192  # what sniffing looks at
@@ -61,6 +59,8 @@ def family_of(mime: str) -> str:
 
 def sniff(head: bytes, name: str = "") -> Sniffed:
     """The type of a file from its first bytes; `name` only breaks ties between candidates."""
+    import puremagic  # its signature table is loaded when the first file comes
+
     ext = _ext(name)
     try:
         matches = puremagic.magic_string(head, filename=name or None)

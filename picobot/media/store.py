@@ -24,7 +24,6 @@ from typing import BinaryIO, NamedTuple
 
 from picobot.core import metrics
 from picobot.core.messages import Attachment, AttachmentKind
-from picobot.media import images
 from picobot.media.errors import EmptyFile, FileTooLarge, MediaNotFound
 from picobot.media.sniff import HEAD_BYTES, check_name, extension_for, safe_name, sniff
 
@@ -111,6 +110,8 @@ class MediaStore:
                 check_name(display, sniffed)
             width = height = None
             if sniffed.family == "image":
+                from picobot.media import images  # Pillow: loaded when the first image comes
+
                 width, height = await asyncio.to_thread(images.inspect, temp)
             target = self.root / digest
             if target.exists():

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from picobot.agent.image_tool import generate_image_tool
 from picobot.agent.media import AgentMedia
@@ -15,8 +16,10 @@ from picobot.config import Config
 from picobot.core import metrics
 from picobot.core.channel import Channel
 from picobot.media.inbound import MediaIntake
-from picobot.media.openai_media import OpenAIMedia
 from picobot.media.store import MediaStore
+
+if TYPE_CHECKING:
+    from picobot.media.openai_media import OpenAIMedia
 
 log = logging.getLogger("picobot.media")
 
@@ -88,6 +91,9 @@ def _client(config: Config) -> OpenAIMedia | None:
         if wanted:
             log.warning("media: no endpoint for stt/tts/images (set llm or stt base_url/api_key)")
         return None
+    # Imported here: the openai SDK costs ~20 MB, and most setups need no media endpoint.
+    from picobot.media.openai_media import OpenAIMedia
+
     return OpenAIMedia(
         base_url=base_url,
         api_key=key.get_secret_value() if key else None,
