@@ -110,6 +110,9 @@ CAPABILITIES = Capabilities(
 )
 DOWNLOAD_CHUNK = 64 * 1024
 PHOTO_LIMIT = 10_000_000
+# sendPhoto refuses very long or wide images (width + height over 10 000, ratio over 20):
+# they go as a document instead.
+PHOTO_REFUSED = ("PHOTO_INVALID_DIMENSIONS", "IMAGE_PROCESS_FAILED")
 
 
 class TelegramChannel(Channel, ServesHttp, FileTransfer):
@@ -331,10 +334,17 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer):
             ),
         }
         bot, kind = self._bot, attachment.kind
+        if kind is AttachmentKind.IMAGE and len(data) <= PHOTO_LIMIT:
+            try:
+                with _translate_errors():
+                    sent = await bot.send_photo(photo=upload, **common)
+                return str(sent.message_id)
+            except BadRequest as exc:
+                if not any(code in str(exc).upper() for code in PHOTO_REFUSED):
+                    raise
+                log.info("telegram: not taken as a photo (%s); sending it as a file", exc)
         with _translate_errors():
-            if kind is AttachmentKind.IMAGE and len(data) <= PHOTO_LIMIT:
-                sent = await bot.send_photo(photo=upload, **common)
-            elif kind is AttachmentKind.VOICE and attachment.mime == "audio/ogg":
+            if kind is AttachmentKind.VOICE and attachment.mime == "audio/ogg":
                 sent = await bot.send_voice(voice=upload, **common)
             elif kind in (AttachmentKind.VOICE, AttachmentKind.AUDIO):
                 sent = await bot.send_audio(audio=upload, **common)

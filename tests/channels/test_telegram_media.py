@@ -249,3 +249,14 @@ async def test_lost_answer_to_an_upload_duplicates_it_at_most_once(
         await send_file(daemon, samples.png(), "p.png")
     assert 1 <= len(telegram.files.uploads) <= 2
     assert telegram.calls[-1].method == "sendPhoto" and telegram.calls[-1].status == 200
+
+
+async def test_a_photo_telegram_refuses_goes_as_a_document(
+    telegram: FakeTelegram, openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    async with Daemon(make_config(telegram, openai, tmp_path)) as daemon:
+        await send_file(daemon, samples.png(9000, 300), "panorama.png", "wide")
+    [upload] = telegram.files.uploads
+    assert (upload.kind, upload.filename, upload.caption) == ("document", "panorama.png", "wide")
+    refused = [c for c in telegram.calls if c.method == "sendPhoto"]
+    assert [c.description for c in refused] == ["Bad Request: PHOTO_INVALID_DIMENSIONS"]

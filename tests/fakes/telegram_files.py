@@ -115,8 +115,11 @@ class TelegramFiles:
             try:
                 with Image.open(io.BytesIO(data)) as img:
                     img.load()
+                    width, height = img.size
             except (UnidentifiedImageError, OSError):
                 raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from None
+            if width + height > 10_000 or max(width, height) > 20 * min(width, height):
+                raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         return kind, data, value.get("file")
 
     def media_json(self, upload: Upload) -> dict[str, Any]:
