@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from channels.downloads import kind_of, stream_url
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -53,7 +54,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Sender
+from picobot.core.messages import Attachment, InboundMessage, Sender
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice support, unused here).
@@ -83,7 +84,6 @@ CAPABILITIES = Capabilities(
 # Nobody is pinged by what the model writes; replies quote without notifying either.
 NO_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=False, replied_user=False)
 
-DOWNLOAD_CHUNK = 64 * 1024
 MAX_RATELIMIT_TIMEOUT = 30.0  # discord.py's minimum: longer waits raise RateLimited to our lanes
 DEFAULT_RETRY_AFTER = 10.0  # a 429 without `Via` (Cloudflare) carries no usable body
 ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
@@ -333,18 +333,8 @@ class DiscordChannel(Channel, FileTransfer):
         """The attachment from Discord's CDN (a signed URL: no token is sent)."""
         if self._files is None:
             self._files = aiohttp.ClientSession()
-        try:
-            async with self._files.get(attachment.source or "") as response:
-                if response.status == 403:
-                    raise Forbidden("discord: the attachment may not be read")
-                if response.status == 404:
-                    raise BadRequest("discord: the attachment is no longer available")
-                if response.status != 200:
-                    raise ChannelTimeout(f"discord: CDN answered HTTP {response.status}")
-                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
-                    yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelTimeout(f"discord: download failed ({type(exc).__name__})") from None
+        async for chunk in stream_url(self._files, attachment.source or "", "discord"):
+            yield chunk
 
     async def send_file(
         self,
@@ -386,18 +376,8 @@ class DiscordChannel(Channel, FileTransfer):
 
 def _attachment(item: discord.Attachment) -> Attachment:
     mime = (item.content_type or "").partition(";")[0]
-    if mime.startswith("image/"):
-        kind = AttachmentKind.IMAGE
-    elif item.is_voice_message():
-        kind = AttachmentKind.VOICE
-    elif mime.startswith("audio/"):
-        kind = AttachmentKind.AUDIO
-    elif mime.startswith("video/"):
-        kind = AttachmentKind.VIDEO
-    else:
-        kind = AttachmentKind.FILE
     return Attachment(
-        kind,
+        kind_of(mime, voice=item.is_voice_message()),
         name=item.filename,
         mime=mime,
         size=item.size,

@@ -35,6 +35,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.downloads import kind_of, stream_url
 from picobot.config import SlackConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -58,7 +59,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Sender
+from picobot.core.messages import Attachment, InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
 
@@ -91,7 +92,6 @@ TYPING_STATUS = "is thinking…"
 API_TIMEOUT = 30.0  # seconds per Web API call
 CONNECT_TIMEOUT = 30.0  # the SDK retries a failing WebSocket connect forever; start() does not
 LRU_SIZE = 2048  # event keys remembered to drop redeliveries; our ts -> thread_ts
-DOWNLOAD_CHUNK = 64 * 1024
 USER_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message"})  # written by people
 
 # Slack error codes, by what they mean for us.
@@ -175,19 +175,9 @@ def _is_file(item: Any) -> bool:
 def _attachment(file: dict[str, Any]) -> Attachment:
     """A Slack file object as a reference (its id: files.info gives a current URL)."""
     mime = str(file.get("mimetype") or "")
-    if mime.startswith("image/"):
-        kind = AttachmentKind.IMAGE
-    elif file.get("subtype") == "slack_audio":  # a voice clip recorded in Slack
-        kind = AttachmentKind.VOICE
-    elif mime.startswith("audio/"):
-        kind = AttachmentKind.AUDIO
-    elif mime.startswith("video/"):
-        kind = AttachmentKind.VIDEO
-    else:
-        kind = AttachmentKind.FILE
     size = file.get("size")
     return Attachment(
-        kind,
+        kind_of(mime, voice=file.get("subtype") == "slack_audio"),  # a clip recorded in Slack
         name=str(file.get("name") or ""),
         mime=mime,
         size=size if isinstance(size, int) else None,
@@ -437,18 +427,11 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         if not url or self._session is None:
             raise BadRequest("slack: the file has no download URL")
         headers = {"Authorization": f"Bearer {_secret(self.config.bot_token)}"}
-        with _translate_errors():
-            async with self._session.get(url, headers=headers) as response:
-                if response.status in (401, 403):
-                    raise Forbidden(f"slack: file download answered HTTP {response.status}")
-                if response.status != 200:
-                    raise BadRequest(f"slack: file download answered HTTP {response.status}")
-                html = response.content_type == "text/html"
-                if html and not str(file.get("mimetype", "")).startswith("text/html"):
-                    # Slack's sign-in page, not the file: the token cannot read it.
-                    raise Forbidden("slack: got a sign-in page instead of the file")
-                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
-                    yield chunk
+        html = str(file.get("mimetype", "")).startswith("text/html")
+        async for chunk in stream_url(
+            self._session, url, "slack", headers=headers, expect_html=html
+        ):
+            yield chunk
 
     async def send_file(
         self,

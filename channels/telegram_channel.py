@@ -28,6 +28,7 @@ from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
+from channels.downloads import stream_url
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
@@ -108,7 +109,6 @@ CAPABILITIES = Capabilities(
     max_image_upload=None,  # sendPhoto takes 10 MB; larger images go as documents
     max_caption=1024,
 )
-DOWNLOAD_CHUNK = 64 * 1024
 PHOTO_LIMIT = 10_000_000
 # sendPhoto refuses very long or wide images (width + height over 10 000, ratio over 20):
 # they go as a document instead.
@@ -299,16 +299,8 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer):
             raise BadRequest("telegram: the file has no download path")
         if self._files is None:
             self._files = aiohttp.ClientSession()
-        try:
-            async with self._files.get(file.file_path) as response:
-                if response.status == 404:
-                    raise BadRequest("telegram: the file is gone")
-                if response.status != 200:
-                    raise ChannelTimeout(f"telegram: file download answered HTTP {response.status}")
-                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK):
-                    yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ChannelTimeout(f"telegram: file download failed ({type(exc).__name__})") from None
+        async for chunk in stream_url(self._files, file.file_path, "telegram"):
+            yield chunk
 
     async def send_file(
         self,
