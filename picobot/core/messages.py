@@ -67,7 +67,8 @@ class Attachment:
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> Attachment:
-        fields = dict(data)
+        """The inverse of `to_json`; keys it does not know (a newer version's) are ignored."""
+        fields = {k: v for k, v in data.items() if k in cls.__slots__}
         fields["kind"] = AttachmentKind(str(fields.get("kind", "file")))
         return cls(**fields)  # type: ignore[arg-type]
 

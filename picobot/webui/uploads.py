@@ -22,7 +22,7 @@ from picobot.media.sniff import HEAD_BYTES, sniff
 
 log = logging.getLogger("picobot.web")
 
-MAX_FIELD = 1_000_000  # bytes of a text field
+MAX_FIELD = 256_000  # bytes of a text field, at least
 MAX_FILES = 10
 INLINE = ("image/png", "image/jpeg", "image/gif", "image/webp", "audio/", "video/")
 CHUNK = 64 * 1024
@@ -54,7 +54,7 @@ async def read_form(request: web.Request, store: FileStore, max_text: int) -> Fo
         if not isinstance(part, BodyPartReader):
             raise FormError("nested multipart bodies are not supported")
         if part.filename is None:
-            value = (await part.read(decode=True))[: MAX_FIELD + 1].decode("utf-8", "replace")
+            value = await _field(part, max(MAX_FIELD, 4 * max_text))  # 4: UTF-8's widest
             if part.name == "text":
                 if len(value) > max_text:
                     raise FormError(f"text is longer than {max_text} characters")
@@ -71,6 +71,16 @@ async def read_form(request: web.Request, store: FileStore, max_text: int) -> Fo
             log.info("web: refused an upload (%s)", type(exc).__name__)
             form.rejected.append({"name": name, "reason": exc.reason})
     return form
+
+
+async def _field(part: BodyPartReader, limit: int) -> str:
+    """A text field, read up to `limit` bytes (a longer one is refused, not buffered)."""
+    data = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        data += chunk
+        if len(data) > limit:
+            raise FormError(f"the field {part.name!r} is too long")
+    return data.decode("utf-8", "replace")
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:

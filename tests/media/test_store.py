@@ -213,3 +213,10 @@ async def test_data_url_downscales_large_images(store: MediaStore) -> None:
     with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as img:
         assert img.size == (images.VISION_LONG_SIDE, round(1000 * images.VISION_LONG_SIDE / 3000))
     assert images.data_url(store.path(small.id or ""), small.mime).startswith("data:image/png;")
+
+
+def test_attachment_json_ignores_unknown_keys() -> None:
+    from picobot.core.messages import Attachment
+
+    a = Attachment(AttachmentKind.VOICE, "v.ogg", "audio/ogg", 10, "0" * 64)
+    assert Attachment.from_json(a.to_json() | {"duration": 3}) == a

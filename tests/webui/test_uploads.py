@@ -145,3 +145,17 @@ async def test_generated_image_reaches_the_page(tmp_path: Path) -> None:
             assert (shown["kind"], shown["width"], shown["height"]) == ("image", 64, 32)
             async with http.get(base + shown["url"]) as r:
                 assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+
+
+async def test_form_limits(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        many = form("x", *[(f"f{i}.txt", b"hi") for i in range(11)])
+        async with d.http.post(d.base + "/api/messages", data=many) as r:
+            assert r.status == 400
+            assert (await r.json())["error"] == "at most 10 files per message"
+        long = aiohttp.FormData()
+        long.add_field("session", "s" * 300_000)
+        long.add_field("files", b"hi", filename="a.txt")
+        async with d.http.post(d.base + "/api/messages", data=long) as r:
+            assert r.status == 400
+            assert (await r.json())["error"] == "the field 'session' is too long"
