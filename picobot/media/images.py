@@ -24,8 +24,12 @@ def inspect(path: Path) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()  # a full decode: a truncated file fails here, not in the model
-                return img.size
+                size = img.size
+                # JPEGs decode at a reduced scale (cheap, bounded memory); every format is
+                # decoded: a truncated file fails here, not in the model.
+                img.draft(img.mode, (VISION_LONG_SIDE, VISION_LONG_SIDE))
+                img.load()
+                return size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise NotAnImage(f"not a valid image ({type(exc).__name__})") from None
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):

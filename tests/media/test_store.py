@@ -220,3 +220,11 @@ def test_attachment_json_ignores_unknown_keys() -> None:
 
     a = Attachment(AttachmentKind.VOICE, "v.ogg", "audio/ogg", 10, "0" * 64)
     assert Attachment.from_json(a.to_json() | {"duration": 3}) == a
+
+
+async def test_large_jpeg_keeps_its_full_pixel_size(store: MediaStore) -> None:
+    a = await store.put_bytes(samples.jpeg(4000, 3000), name="big.jpg")
+    assert (a.width, a.height) == (4000, 3000)
+    broken = samples.jpeg(4000, 3000)
+    with pytest.raises(NotAnImage):
+        await store.put_bytes(broken[: len(broken) // 3] + b"\0" * 10, name="cut.jpg")
