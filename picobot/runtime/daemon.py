@@ -174,12 +174,12 @@ class Daemon:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         stack = self._stack
         stack.push_async_callback(self.agent.llm.aclose)
+        stack.push_async_callback(self.media.aclose)  # its HTTP client exists already
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         stack.push_async_callback(self.agent.aclose)
         await self.outbox.open()
         stack.push_async_callback(self.outbox.aclose)
         self.media.start()
-        stack.push_async_callback(self.media.aclose)
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             self.supervisor.create(name, getattr(self.config.channels, name))
