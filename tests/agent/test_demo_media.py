@@ -33,3 +33,20 @@ async def test_describes_an_image_and_a_file() -> None:
 async def test_plain_text_is_echoed_as_before() -> None:
     text = await reply_to("hello")
     assert "You said:\n\n> hello" in text and "You sent" not in text
+
+
+async def test_files_come_first_then_what_it_can_show() -> None:
+    # "demo" in a caption does not hide the files: the showcase is offered, not played.
+    text = await reply_to(
+        "[file: notes.md (file, text/markdown, 27 bytes)]\n```\n# Notes\n\none\n```\n\ndemo?"
+    )
+    assert "- file: notes.md (file, text/markdown, 27 bytes)" in text
+    assert "(I was given the text of a file too: 2 lines.)" in text
+    assert "> demo?" in text and "> # Notes" not in text
+    assert "| Platform |" not in text and "**demo**" in text  # CAN_SHOW, not SHOWCASE
+
+
+async def test_a_voice_note_transcript_is_quoted_as_what_was_said() -> None:
+    text = await reply_to("[voice note, transcribed: voice (voice, audio/ogg, 5 kB)]\nhi there")
+    assert "- voice note, transcribed: voice (voice, audio/ogg, 5 kB)" in text
+    assert "You said:\n\n> hi there" in text
