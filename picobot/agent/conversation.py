@@ -26,6 +26,7 @@ SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 Emit = Callable[[ev.RunEvent], None]
 ForModel = Callable[[Sequence[Message]], Awaitable[list[Message]]]
 Prepare = Callable[[InboundMessage], Awaitable[Message]]  # a message with files -> user message
+StoreImages = Callable[[Sequence[str]], Awaitable[tuple[Attachment, ...]]]  # data: URLs -> files
 
 
 IMAGE_DROPPED = "[an image from a tool; not kept in the history]"
@@ -72,6 +73,7 @@ class Conversation:
         emit: Emit,
         *,
         for_model: ForModel | None = None,
+        store_images: StoreImages | None = None,
         prepare: Prepare | None = None,
     ) -> None:
         """`for_model` turns the history into what the API takes (stored image references
@@ -79,6 +81,7 @@ class Conversation:
         message that arrives mid-turn."""
         self.llm = llm
         self.for_model = for_model
+        self.store_images = store_images
         self.prepare = prepare
         self.tools = tools
         self.config = config
@@ -184,7 +187,12 @@ class Conversation:
             images += result.images
             self.emit(ev.ToolFinished(call.id, call.name, content, result.error))
         if images:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": "Images from the tools:"}]
+            note = "Images from the tools:"
+            if self.store_images is not None and (files := await self.store_images(images)):
+                note = "Images from the tools (also sent to the chat):" + (
+                    await self._send_files(files)
+                )
+            parts: list[dict[str, Any]] = [{"type": "text", "text": note}]
             parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
             turn.append({"role": "user", "content": parts})
 

@@ -9,6 +9,7 @@ history stays small and an image can be looked at again while the store keeps it
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +56,21 @@ class AgentMedia:
         if prepared.voice:
             message["voice"] = True
         return message
+
+    async def store_images(self, urls: Sequence[str]) -> tuple[Attachment, ...]:
+        """Images a tool returned as ``data:`` URLs, stored so they can be sent to the chat
+        (others, e.g. https: URLs, and anything the store refuses are left out)."""
+        stored: list[Attachment] = []
+        for n, url in enumerate(urls, 1):
+            head, _, data = url.partition(",")
+            if not (head.startswith("data:") and head.endswith(";base64")):
+                continue
+            try:
+                raw = base64.b64decode(data, validate=True)
+                stored.append(await self.store.put_bytes(raw, name=f"tool-image-{n}"))
+            except (ValueError, MediaError) as exc:
+                log.info("a tool's image was not kept: %s", type(exc).__name__)
+        return tuple(stored)
 
     async def for_model(self, messages: Sequence[Message]) -> list[Message]:
         """`messages` as the API takes them: image references become ``image_url`` parts."""

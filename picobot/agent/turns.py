@@ -190,6 +190,7 @@ class Agent:
                     ctx,
                     emit,
                     for_model=media.for_model if media is not None else None,
+                    store_images=media.store_images if media is not None else None,
                     prepare=prepare,
                 )
                 reply = await conversation.run(history, messages, poll_first)

@@ -4,6 +4,7 @@ chat, and files in a message that arrives mid-turn (steering) read too."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,30 @@ async def test_an_image_sent_mid_turn_is_read(
     last = fake.requests[1]["messages"][-1]
     assert last["role"] == "user" and len(image_parts(last)) == 1
     assert "late.png" in last["content"][0]["text"] and "and this" in last["content"][0]["text"]
+
+
+async def test_images_a_tool_returns_reach_the_model_and_the_chat(
+    fake: FakeOpenAI, llm: OpenAILLM, tmp_path: Path
+) -> None:
+    """An MCP tool's image (a data: URL) goes to the model and, stored, to the chat."""
+    data = base64.b64encode(samples.png(20, 10)).decode()
+
+    async def chart(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        return ToolResult(
+            "[image 1: image/png, shown below]", images=(f"data:image/png;base64,{data}",)
+        )
+
+    tools = ToolRegistry([Tool("chart", "Draw a chart.", chart)])
+    agent = await media_agent(llm, tmp_path, tools)
+    sent = Outbox()
+    fake.script(Reply(tool_calls=[ToolCall("chart")]), Reply(text="Here it is."))
+    try:
+        await collect(agent.run_turn(S, "chart", inbound=inbound("chart"), publish=sent))
+    finally:
+        await agent.aclose()
+    [msg] = sent
+    [image] = msg.attachments
+    assert (image.mime, image.width, image.height) == ("image/png", 20, 10)
+    last = fake.requests[1]["messages"][-1]
+    assert last["role"] == "user" and len(image_parts(last)) == 1
+    assert "also sent to the chat" in last["content"][0]["text"]
