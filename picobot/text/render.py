@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple, get_args
 
 from picobot.core.channel import Format, Rendered
+from picobot.text.blocks import parts
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -92,8 +93,28 @@ def to_slack_mrkdwn(markdown: str) -> str:
 
 def to_plain(markdown: str) -> str:
     """Markdown → readable plain text: ``**bold**`` → ``bold``, code blocks → their content,
-    links → ``text (url)``, lists → ``• item``."""
-    return _Plain().document(markdown)
+    links → ``text (url)``, lists → ``• item``.
+
+    Rendered part by part (`blocks.parts`), each part once: a streamed reply is rendered on
+    every tick, and only its new parts cost anything.
+    """
+    lines: list[_Line] = []
+    for part in parts(markdown):
+        part_lines = _plain_lines(part) if len(part) <= _CACHED_PART else _plain_blocks(part)
+        if part_lines and lines:
+            lines.append(_Line(""))  # as between any two top-level blocks
+        lines.extend(part_lines)
+    return _Plain().finish(markdown, lines)
+
+
+_CACHED_PART = 8192  # longer parts (a huge code block) are not worth keeping
+
+
+def _plain_blocks(part: str) -> tuple[_Line, ...]:
+    return tuple(_Plain().blocks(_parse(part).children))
+
+
+_plain_lines = functools.lru_cache(maxsize=512)(_plain_blocks)
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -165,7 +186,9 @@ class _Renderer:
     in_link = False
 
     def document(self, markdown: str, tree: SyntaxTreeNode | None = None) -> str:
-        lines = self.blocks((tree or _parse(markdown)).children)
+        return self.finish(markdown, self.blocks((tree or _parse(markdown)).children))
+
+    def finish(self, markdown: str, lines: Iterable[_Line]) -> str:
         text = "\n".join(line.text for line in lines).strip("\n").rstrip()
         if not text.strip() and markdown.strip():
             # Markup that shows nothing (an empty code block, "[]()"): a message must not be
