@@ -105,3 +105,12 @@ def test_where_it_cuts(markdown: str, expected: list[str]) -> None:
 def test_a_long_reply_is_cut_into_paragraphs() -> None:
     reply = "\n\n".join(f"Paragraph {i} with *some* text." for i in range(100))
     assert len(parts(reply)) == 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents(), st.integers(min_value=1, max_value=40))
+def test_a_growing_text_is_cut_as_if_seen_whole(markdown: str, step: int) -> None:
+    """Each tick's text extends the last one: the scan resumes, with the same result."""
+    for end in [*range(0, len(markdown), step), len(markdown)]:
+        text = markdown[:end]
+        assert to_plain(text) == whole(text)

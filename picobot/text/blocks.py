@@ -15,6 +15,8 @@ columns outside a fence (it may open a top-level fence or one inside a list).
 from __future__ import annotations
 
 import re
+from collections import deque
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 __all__ = ["parts"]
@@ -27,30 +29,67 @@ def parts(markdown: str) -> list[str]:
     """`markdown` cut where no block spans the cut; ``"".join(parts(m)) == m``."""
     if "]:" in markdown or "\r" in markdown:  # maybe a link reference definition; "\r" breaks
         return [markdown]  # lines where str.split("\n") does not: no cuts
-    cuts = [0]
-    fence: tuple[str, int] | None = None  # the open top-level fence: its character and length
-    blank = False  # the line before was blank
-    offset = 0
-    for line in markdown.split("\n"):
-        start, offset = offset, offset + len(line) + 1
-        if not line.strip(" \t"):
-            blank = True
-            continue
-        after_blank, blank = blank, False
-        match = _FENCE.fullmatch(line)
-        indent = len(match.group(1).expandtabs(4)) if match else 0
-        if fence is not None:
-            if match and indent < 4 and _closes(fence, match):
-                fence = None
-            continue
-        if match and indent == 0 and _opens(match):
-            fence = match.group(2)[0], len(match.group(2))
-        elif match and indent < 4 and _opens(match):
-            break  # a fence whose container cannot be told without parsing: no more cuts
-        if after_blank and start > 0 and line[0] not in " \t" and not _LIST_ITEM.match(line):
-            cuts.append(start)
-    cuts.append(len(markdown))
+    scan = _resume(markdown)
+    end = markdown.rfind("\n") + 1  # the complete lines end here
+    if end > len(scan.text):
+        scan.feed(markdown, len(scan.text), end)
+        scan.text = markdown[:end]
+        _RECENT.append(scan.copy())
+    scan.feed(markdown, end, len(markdown))  # the line still being written
+    cuts = [*scan.cuts, len(markdown)]
     return [markdown[a:b] for a, b in pairwise(cuts) if b > a]
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What a scan of `text` (whole lines) found: its cuts, and the state at its end."""
+
+    text: str = ""
+    cuts: list[int] = field(default_factory=lambda: [0])
+    fence: tuple[str, int] | None = None  # the open top-level fence: its character and length
+    blank: bool = False  # the last line was blank
+    stopped: bool = False  # a fence line of unknown container was met: no more cuts
+
+    def copy(self) -> _Scan:
+        return _Scan(self.text, self.cuts.copy(), self.fence, self.blank, self.stopped)
+
+    def feed(self, markdown: str, start: int, end: int) -> None:
+        """Scan the lines of ``markdown[start:end]`` (`start` is the start of a line)."""
+        if self.stopped or start >= end:
+            return
+        region = markdown[start:end]
+        offset = start
+        for line in region.removesuffix("\n").split("\n"):
+            start, offset = offset, offset + len(line) + 1
+            if not line.strip(" \t"):
+                self.blank = True
+                continue
+            after_blank, self.blank = self.blank, False
+            match = _FENCE.fullmatch(line)
+            indent = len(match.group(1).expandtabs(4)) if match else 0
+            if self.fence is not None:
+                if match and indent < 4 and _closes(self.fence, match):
+                    self.fence = None
+                continue
+            if match and indent == 0 and _opens(match):
+                self.fence = match.group(2)[0], len(match.group(2))
+            elif match and indent < 4 and _opens(match):
+                self.stopped = True  # a fence whose container only a parser can tell
+                return
+            if after_blank and start > 0 and line[0] not in " \t" and not _LIST_ITEM.match(line):
+                self.cuts.append(start)
+
+
+# A streamed reply is cut again on every tick, each time a little longer: the scans of the
+# latest texts are kept, and a text that extends one of them is scanned from where it ended.
+_RECENT: deque[_Scan] = deque(maxlen=8)
+
+
+def _resume(markdown: str) -> _Scan:
+    for scan in reversed(_RECENT):
+        if markdown.startswith(scan.text):
+            return scan.copy()
+    return _Scan()
 
 
 def _opens(match: re.Match[str]) -> bool:

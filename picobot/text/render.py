@@ -98,23 +98,24 @@ def to_plain(markdown: str) -> str:
     Rendered part by part (`blocks.parts`), each part once: a streamed reply is rendered on
     every tick, and only its new parts cost anything.
     """
-    lines: list[_Line] = []
-    for part in parts(markdown):
-        part_lines = _plain_lines(part) if len(part) <= _CACHED_PART else _plain_blocks(part)
-        if part_lines and lines:
-            lines.append(_Line(""))  # as between any two top-level blocks
-        lines.extend(part_lines)
-    return _Plain().finish(markdown, lines)
+    shown = [text for text in map(_plain_part, parts(markdown)) if text is not None]
+    return _Plain().finish(markdown, "\n\n".join(shown))  # a blank line between blocks
 
 
 _CACHED_PART = 8192  # longer parts (a huge code block) are not worth keeping
 
 
-def _plain_blocks(part: str) -> tuple[_Line, ...]:
-    return tuple(_Plain().blocks(_parse(part).children))
+def _plain_part(part: str) -> str | None:
+    """The part's lines, joined; None if it shows no line at all."""
+    return _plain_part_cached(part) if len(part) <= _CACHED_PART else _plain_lines(part)
 
 
-_plain_lines = functools.lru_cache(maxsize=512)(_plain_blocks)
+def _plain_lines(part: str) -> str | None:
+    lines = _Plain().blocks(_parse(part).children)
+    return "\n".join(line.text for line in lines) if lines else None
+
+
+_plain_part_cached = functools.lru_cache(maxsize=512)(_plain_lines)
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -186,10 +187,12 @@ class _Renderer:
     in_link = False
 
     def document(self, markdown: str, tree: SyntaxTreeNode | None = None) -> str:
-        return self.finish(markdown, self.blocks((tree or _parse(markdown)).children))
+        lines = self.blocks((tree or _parse(markdown)).children)
+        return self.finish(markdown, "\n".join(line.text for line in lines))
 
-    def finish(self, markdown: str, lines: Iterable[_Line]) -> str:
-        text = "\n".join(line.text for line in lines).strip("\n").rstrip()
+    def finish(self, markdown: str, text: str) -> str:
+        """The document's text from its joined lines."""
+        text = text.strip("\n").rstrip()
         if not text.strip() and markdown.strip():
             # Markup that shows nothing (an empty code block, "[]()"): a message must not be
             # empty, so show the source as text.
