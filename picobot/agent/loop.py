@@ -87,6 +87,13 @@ class AgentLoop:
         self._steered: dict[str, dict[str, InboundMessage]] = {}  # session -> id -> queued msg
         self._workers: set[asyncio.Task[None]] = set()
 
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
     async def run(self) -> None:
         async for msg in self.inbound:
             self.submit(msg)
@@ -191,6 +198,10 @@ class AgentLoop:
                 listener(msg, event)
             except Exception:  # a broken subscriber must not break the turn
                 log.exception("run event listener failed")
+
+    def running(self) -> int:
+        """How many sessions have a turn running or waiting (what `drain` waits for)."""
+        return len(self._active)
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` s for running turns; cancel the rest. True if all finished."""

@@ -109,16 +109,22 @@ class Daemon:
         except ImportError as exc:
             log.error("channel %s is not available: %s", name, exc)
             return None
-        services = Services(post=self.outbound.post, history=self.agent.history)
+        services = Services(
+            post=self.outbound.post,
+            history=self.agent.history,
+            directory=self.agent.store,
+            forget=self.agent.reset,
+            model=self.agent.model_name,
+        )
         return cls(config, self.intake, services)
 
     def _attach(self, channel: Channel) -> None:
         if isinstance(channel, WatchesRuns):
-            self.agent_loop.listeners.append(channel.on_run_event)
+            self.agent_loop.add_listener(channel.on_run_event)
 
     def _detach(self, channel: Channel) -> None:
-        if isinstance(channel, WatchesRuns) and channel.on_run_event in self.agent_loop.listeners:
-            self.agent_loop.listeners.remove(channel.on_run_event)
+        if isinstance(channel, WatchesRuns):
+            self.agent_loop.remove_listener(channel.on_run_event)
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
         """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
@@ -191,7 +197,7 @@ class Daemon:
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
         await self._recover(unfinished)
         log.info("ready: %s", self.supervisor.summary_line())
-        if self.config.channels.web.enabled and "web" in self.channels:
+        if self.config.channels.web.enabled:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")
@@ -338,7 +344,20 @@ async def run(
         nonlocal signals
         signals += 1
         forcing = signals > 1
-        log.info("received %s%s", signal.Signals(signum).name, ", forcing exit" if forcing else "")
+        name = signal.Signals(signum).name
+        turns = daemon.agent_loop.running()
+        if forcing:
+            log.info("received %s again: forcing exit", name)
+        elif turns:
+            # Otherwise the wait for running turns looks like a hang.
+            log.info(
+                "received %s: finishing %d turn(s) (up to %.0f s); Ctrl-C again to force",
+                name,
+                turns,
+                daemon.config.dispatch.drain_timeout,
+            )
+        else:
+            log.info("received %s: stopping", name)
         if not forcing:
             daemon.stopped.set()
         elif main is not None:
@@ -381,6 +400,12 @@ async def run(
             notifier.stopping()
             # A reload half-way through starting a channel finishes before teardown.
             await asyncio.gather(*reloads, return_exceptions=True)
+    except asyncio.CancelledError:
+        # Forced exit (a second signal) cut the shutdown short: still close the databases,
+        # whose worker threads would otherwise keep the process alive.
+        await daemon.agent.aclose()
+        await daemon.outbox.aclose()
+        raise
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         watchdog.cancel()
