@@ -47,7 +47,7 @@ FORMATS: frozenset[str] = frozenset(get_args(Format))
 
 @functools.cache
 def _markdown_it() -> MarkdownIt:
-    """The parser, built on first use: a web-chat-only daemon never parses (~2 MB saved)."""
+    """The parser, built on first use: a web-chat-only daemon never parses (about 2 MB saved)."""
     from markdown_it import MarkdownIt
 
     # Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text
@@ -102,7 +102,7 @@ def to_plain(markdown: str) -> str:
     return _Plain().finish(markdown, "\n\n".join(shown))  # a blank line between blocks
 
 
-_CACHED_PART = 8192  # longer parts (a huge code block) are not worth keeping
+_CACHED_PART = 4096  # longer parts (a long code block) are not kept: at most ~2 MB in all
 
 
 def _plain_part(part: str) -> str | None:
@@ -115,7 +115,7 @@ def _plain_lines(part: str) -> str | None:
     return "\n".join(line.text for line in lines) if lines else None
 
 
-_plain_part_cached = functools.lru_cache(maxsize=512)(_plain_lines)
+_plain_part_cached = functools.lru_cache(maxsize=256)(_plain_lines)
 
 
 _TAG = re.compile(r"<[^>]*>")
