@@ -21,6 +21,7 @@ import builtins
 import functools
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple, get_args
 
@@ -98,24 +99,39 @@ def to_plain(markdown: str) -> str:
     Rendered part by part (`blocks.parts`), each part once: a streamed reply is rendered on
     every tick, and only its new parts cost anything.
     """
-    shown = [text for text in map(_plain_part, parts(markdown)) if text is not None]
+    shown = [text for text in map(_PARTS.plain, parts(markdown)) if text is not None]
     return _Plain().finish(markdown, "\n\n".join(shown))  # a blank line between blocks
 
 
-_CACHED_PART = 4096  # longer parts (a long code block) are not kept: at most ~2 MB in all
+class _PartCache:
+    """Plain renderings of the parts seen last, up to `budget` characters of Markdown.
+
+    Bounded by size, not count: a streamed message's parts are all read again on every tick,
+    and a cache that held fewer of them than there are would miss each one (least recently
+    used is always the next one read).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._items: OrderedDict[str, str | None] = OrderedDict()
+
+    def plain(self, part: str) -> str | None:
+        """The part's lines, joined; None if it shows no line at all."""
+        if part in self._items:
+            self._items.move_to_end(part)
+            return self._items[part]
+        lines = _Plain().blocks(_parse(part).children)
+        text = "\n".join(line.text for line in lines) if lines else None
+        if len(part) <= self._budget // 16:
+            self._items[part] = text
+            self._size += len(part)
+            while self._size > self._budget:
+                self._size -= len(self._items.popitem(last=False)[0])
+        return text
 
 
-def _plain_part(part: str) -> str | None:
-    """The part's lines, joined; None if it shows no line at all."""
-    return _plain_part_cached(part) if len(part) <= _CACHED_PART else _plain_lines(part)
-
-
-def _plain_lines(part: str) -> str | None:
-    lines = _Plain().blocks(_parse(part).children)
-    return "\n".join(line.text for line in lines) if lines else None
-
-
-_plain_part_cached = functools.lru_cache(maxsize=256)(_plain_lines)
+_PARTS = _PartCache(budget=256_000)  # up to ~1 MB with the renderings
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -193,10 +209,13 @@ class _Renderer:
     def finish(self, markdown: str, text: str) -> str:
         """The document's text from its joined lines."""
         text = text.strip("\n").rstrip()
-        if not text.strip() and markdown.strip():
+        if not self.visible(text).strip() and markdown.strip():
             # Markup that shows nothing (an empty code block, "[]()"): a message must not be
             # empty, so show the source as text.
             return self.escape(markdown.strip())
+        return text
+
+    def visible(self, text: str) -> str:
         return text
 
     # -- blocks ---------------------------------------------------------------------------
@@ -364,6 +383,9 @@ class _Telegram(_Renderer):
 
     def __init__(self) -> None:
         self.quote_depth = 0
+
+    def visible(self, text: str) -> str:
+        return visible_text_of_telegram_html(text)  # "<code> </code>" shows nothing
 
     def block(self, node: SyntaxTreeNode) -> list[_Line]:
         if node.type != "blockquote":
