@@ -1,4 +1,5 @@
-"""Only what the enabled channels and the configured model need is imported at startup."""
+"""Only what the enabled channels and the configured model need is imported at startup (and the
+media libraries only when a file comes)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from pathlib import Path
 
 from tests.ops.helpers import ROOT, write_config
 
-# The platform SDKs, the openai SDK (provider demo here) and the Markdown parser (the web chat
-# shows Markdown as it is; the parser is built on the first rendering for another platform).
-HEAVY = ("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai", "markdown_it")
+# The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
+# parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
+# another platform).
+HEAVY = (
+    *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
+    *("PIL", "pypdf", "puremagic", "markdown_it"),
+)
 
 SCRIPT = f"""
 import asyncio, sys
