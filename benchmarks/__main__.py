@@ -26,7 +26,8 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [asyncio.run(pipeline.main()), asyncio.run(streaming.main()), footprint.main()]
+    sections = [asyncio.run(pipeline.main()), asyncio.run(streaming.main())]
+    sections.append(asyncio.run(footprint.main()))
     sections.append(asyncio.run(outbox.main()))
     sections.append(asyncio.run(media.main()))
     sections.append(asyncio.run(telegram_burst.main()))

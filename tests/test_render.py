@@ -389,3 +389,8 @@ def test_any_slice_of_a_document_renders_valid_html(start: int, end: int) -> Non
     assert_valid_telegram_html(to_telegram_html(piece))
     to_slack_mrkdwn(piece)
     to_plain(piece)
+
+
+def test_a_blank_code_span_is_not_an_empty_telegram_message() -> None:
+    rendered = render("`\n`", "telegram_html")
+    assert rendered.visible.strip() == "`\n`"

@@ -41,13 +41,26 @@ def _tool_line(event: ev.ToolStarted) -> str:
 
 
 class _Text:
-    """The reply so far, with a paragraph break where a tool call interrupted it."""
+    """The reply so far, with a paragraph break where a tool call interrupted it.
+
+    Deltas are joined when the text is read (once a tick), not copied on every token.
+    """
 
     def __init__(self) -> None:
-        self.text = ""
+        self._parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self._parts = [value]
 
     def add(self, delta: str) -> None:
-        self.text += delta
+        self._parts.append(delta)
 
     def break_paragraph(self) -> None:
         if self.text.strip() and not self.text.endswith("\n\n"):

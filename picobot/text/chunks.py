@@ -3,6 +3,7 @@ that rendering grew past the limit. Shared by the dispatcher and the streamer.""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from picobot.core.channel import Capabilities
@@ -29,8 +30,15 @@ def size_of(rendered: Rendered, caps: Capabilities) -> int:
 
 def render_chunks(text: str, caps: Capabilities, *, plain: bool = False) -> list[Chunk]:
     """Split `text` into chunks that each fit `caps.max_length` once rendered."""
+    return list(_render_chunks(text, caps, plain))
+
+
+# The last results are kept: a streamed tick's text is rendered by the streamer (does it still
+# fit?) and again by the door that sends it, a streamed reply's final text likewise.
+@functools.lru_cache(maxsize=8)
+def _render_chunks(text: str, caps: Capabilities, plain: bool) -> tuple[Chunk, ...]:
     fmt = "plain" if plain else caps.format
-    return _fit(text, caps, fmt, caps.max_length)
+    return tuple(_fit(text, caps, fmt, caps.max_length))
 
 
 def _fit(text: str, caps: Capabilities, fmt: str, limit: int) -> list[Chunk]:

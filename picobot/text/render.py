@@ -18,15 +18,19 @@ Formats:
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterable
-from typing import NamedTuple, get_args
-
-from markdown_it import MarkdownIt
-from markdown_it.tree import SyntaxTreeNode
+from typing import TYPE_CHECKING, NamedTuple, get_args
 
 from picobot.core.channel import Format, Rendered
+from picobot.text.blocks import parts
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.tree import SyntaxTreeNode
 
 __all__ = [
     "FORMATS",
@@ -42,9 +46,17 @@ __all__ = [
 FORMATS: frozenset[str] = frozenset(get_args(Format))
 
 
-# Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text
-# (every platform auto-links them itself).
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["strikethrough", "table"])
+@functools.cache
+def _markdown_it() -> MarkdownIt:
+    """The parser, built on first use: a web-chat-only daemon never parses (about 2 MB saved)."""
+    from markdown_it import MarkdownIt
+
+    # Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text
+    # (every platform auto-links them itself).
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
+        ["strikethrough", "table"]
+    )
+
 
 _LINK_SCHEMES = ("http:", "https:", "tg:", "mailto:")
 _RULE = "———"
@@ -82,8 +94,44 @@ def to_slack_mrkdwn(markdown: str) -> str:
 
 def to_plain(markdown: str) -> str:
     """Markdown → readable plain text: ``**bold**`` → ``bold``, code blocks → their content,
-    links → ``text (url)``, lists → ``• item``."""
-    return _Plain().document(markdown)
+    links → ``text (url)``, lists → ``• item``.
+
+    Rendered part by part (`blocks.parts`), each part once: a streamed reply is rendered on
+    every tick, and only its new parts cost anything.
+    """
+    shown = [text for text in map(_PARTS.plain, parts(markdown)) if text is not None]
+    return _Plain().finish(markdown, "\n\n".join(shown))  # a blank line between blocks
+
+
+class _PartCache:
+    """Plain renderings of the parts seen last, up to `budget` characters of Markdown.
+
+    Bounded by size, not count: a streamed message's parts are all read again on every tick,
+    and a cache that held fewer of them than there are would miss each one (least recently
+    used is always the next one read).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+        self._size = 0
+        self._items: OrderedDict[str, str | None] = OrderedDict()
+
+    def plain(self, part: str) -> str | None:
+        """The part's lines, joined; None if it shows no line at all."""
+        if part in self._items:
+            self._items.move_to_end(part)
+            return self._items[part]
+        lines = _Plain().blocks(_parse(part).children)
+        text = "\n".join(line.text for line in lines) if lines else None
+        if len(part) <= self._budget // 16:
+            self._items[part] = text
+            self._size += len(part)
+            while self._size > self._budget:
+                self._size -= len(self._items.popitem(last=False)[0])
+        return text
+
+
+_PARTS = _PartCache(budget=256_000)  # up to ~1 MB with the renderings
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -108,7 +156,9 @@ def _decode_entity(m: re.Match[str]) -> str:
 
 
 def _parse(markdown: str) -> SyntaxTreeNode:
-    return SyntaxTreeNode(_MD.parse(markdown))
+    from markdown_it.tree import SyntaxTreeNode
+
+    return SyntaxTreeNode(_markdown_it().parse(markdown))
 
 
 def _escape_html(text: str) -> str:
@@ -154,11 +204,18 @@ class _Renderer:
 
     def document(self, markdown: str, tree: SyntaxTreeNode | None = None) -> str:
         lines = self.blocks((tree or _parse(markdown)).children)
-        text = "\n".join(line.text for line in lines).strip("\n").rstrip()
-        if not text.strip() and markdown.strip():
+        return self.finish(markdown, "\n".join(line.text for line in lines))
+
+    def finish(self, markdown: str, text: str) -> str:
+        """The document's text from its joined lines."""
+        text = text.strip("\n").rstrip()
+        if not self.visible(text).strip() and markdown.strip():
             # Markup that shows nothing (an empty code block, "[]()"): a message must not be
             # empty, so show the source as text.
             return self.escape(markdown.strip())
+        return text
+
+    def visible(self, text: str) -> str:
         return text
 
     # -- blocks ---------------------------------------------------------------------------
@@ -326,6 +383,9 @@ class _Telegram(_Renderer):
 
     def __init__(self) -> None:
         self.quote_depth = 0
+
+    def visible(self, text: str) -> str:
+        return visible_text_of_telegram_html(text)  # "<code> </code>" shows nothing
 
     def block(self, node: SyntaxTreeNode) -> list[_Line]:
         if node.type != "blockquote":
