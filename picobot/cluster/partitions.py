@@ -134,6 +134,7 @@ class InboundStreams:
                 renewed = False
             if not renewed:
                 self._drop(p)
+                self.leases[p].forget()
         for p in sorted(self.owned - want):
             if not self.busy(p):
                 self._drop(p)
@@ -157,7 +158,6 @@ class InboundStreams:
     def _drop(self, p: int) -> None:
         self.owned.discard(p)
         self._unread_pending.discard(p)
-        self.leases[p].forget()
 
     async def _claim(self, p: int) -> None:
         # We hold the lease: every pending entry of this stream is ours now, whoever had it.
