@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from channels.base import Channel
+    from picobot.core.channel import Channel
 
 # name -> "module:Class"; absolute module names that never shadow the SDK packages.
 REGISTRY: dict[str, str] = {
@@ -25,4 +25,5 @@ def load(name: str) -> type[Channel]:
     """
     module_name, _, class_name = REGISTRY[name].partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, class_name)
+    cls: type[Channel] = getattr(module, class_name)
+    return cls

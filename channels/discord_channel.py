@@ -28,9 +28,19 @@ from typing import Any
 
 import aiohttp
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from picobot.config import DiscordConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    NO_SERVICES,
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    Services,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     BusClosed,
     ChannelError,
@@ -41,8 +51,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core.messages import InboundMessage, Sender
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice support, unused here).
@@ -93,8 +102,14 @@ class DiscordChannel(Channel):
     reconnect_max = 60.0  # the delay doubles per crash up to this
     stable_after = 60.0  # a connection up this long resets the crash delay
 
-    def __init__(self, config: DiscordConfig, sink: InboundSink, **timings: float) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: DiscordConfig,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        **timings: float,
+    ) -> None:
+        super().__init__(config, sink, services)
         for key, value in timings.items():
             if not hasattr(type(self), key):
                 raise TypeError(f"unknown option {key!r}")
@@ -285,9 +300,12 @@ class DiscordChannel(Channel):
                 fail_if_not_exists=False,
             )
         with _translate_errors():
-            sent = await target.send(
-                message.text, allowed_mentions=NO_MENTIONS, reference=reference
-            )
+            if reference is None:
+                sent = await target.send(message.text, allowed_mentions=NO_MENTIONS)
+            else:
+                sent = await target.send(
+                    message.text, allowed_mentions=NO_MENTIONS, reference=reference
+                )
         return str(sent.id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
@@ -372,7 +390,7 @@ def _guarded(event: str, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
-    """Turn discord.py and network exceptions into `picobot.errors`, once, at the edge."""
+    """Turn discord.py and network exceptions into `picobot.core.errors`, once, at the edge."""
     try:
         yield
     except discord.RateLimited as exc:  # a wait over max_ratelimit_timeout

@@ -10,7 +10,7 @@ HTTP response (Events API) is sent only after the sink accepted the message; if 
 nothing is acknowledged and Slack redelivers. Redeliveries carry the same `event_id` (and the same
 channel + ts): a bounded LRU of those keys makes each message reach the sink once.
 
-Outbound: one Web API call per method; SDK errors become `picobot.errors` in
+Outbound: one Web API call per method; SDK errors become `picobot.core.errors` in
 `_translate_errors()`. The SDK's own retry handlers are off (``retry_handlers=[]``): the core
 retries, and the default connection-error handler can post a message twice.
 """
@@ -34,9 +34,20 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from picobot.config import SlackConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    NO_SERVICES,
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    ServesHttp,
+    Services,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     ChannelError,
     ChannelTimeout,
@@ -45,8 +56,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core.messages import InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
 
@@ -132,7 +142,7 @@ def _from_api_error(exc: SlackApiError) -> ChannelError:
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
-    """Raise the `picobot.errors` equivalent of any slack_sdk / aiohttp error, ``from`` it.
+    """Raise the `picobot.core.errors` equivalent of any slack_sdk / aiohttp error, ``from`` it.
 
     :raises RateLimited: HTTP 429 / ``ratelimited``, with `retry_after` from ``Retry-After``.
     :raises ChannelTimeout: connection errors, timeouts, 5xx and Slack's own server errors.
@@ -161,15 +171,17 @@ def _remember(lru: OrderedDict[str, str], key: str, value: str = "") -> None:
         lru.popitem(last=False)
 
 
-class SlackChannel(Channel):
+class SlackChannel(Channel, ServesHttp):
     """Slack via slack-bolt. See the module docstring for the ack and dedupe rules."""
 
     name = "slack"
     capabilities = CAPABILITIES
     config: SlackConfig
 
-    def __init__(self, config: SlackConfig, sink: InboundSink) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self, config: SlackConfig, sink: InboundSink, services: Services = NO_SERVICES
+    ) -> None:
+        super().__init__(config, sink, services)
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
         self._app: AsyncApp | None = None
@@ -322,8 +334,8 @@ class SlackChannel(Channel):
         is_dm = event.get("channel_type") == "im"
         return InboundMessage(
             channel=self.name,
-            chat_id=channel,
-            sender=Sender(user),
+            chat_id=str(channel),
+            sender=Sender(str(user)),
             text=text,
             id=f"{channel}:{ts}",  # the same for redeliveries and for message + app_mention
             message_id=ts,

@@ -25,11 +25,22 @@ from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    NO_SERVICES,
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    ServesHttp,
+    Services,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     BusClosed,
     ChannelTimeout,
@@ -40,7 +51,6 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.render import Rendered
 
 log = logging.getLogger("picobot.telegram")
 
@@ -92,7 +102,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(Channel, ServesHttp):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -105,8 +115,10 @@ class TelegramChannel(Channel):
     capabilities = CAPABILITIES
     poll_timeout = POLL_TIMEOUT
 
-    def __init__(self, config: TelegramConfig, sink: InboundSink) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self, config: TelegramConfig, sink: InboundSink, services: Services = NO_SERVICES
+    ) -> None:
+        super().__init__(config, sink, services)
         self.config: TelegramConfig = config
         self._bot_or_none: Bot | None = None
         self._poller: TelegramPoller | None = None
@@ -281,7 +293,7 @@ class TelegramChannel(Channel):
     ) -> None:
         with _translate_errors():
             await self._bot.send_message_draft(
-                _chat(chat_id),
+                int(chat_id),  # drafts exist in private chats only: numeric ids
                 draft_id,
                 message.text,
                 message_thread_id=_thread(thread),
@@ -297,7 +309,7 @@ class TelegramChannel(Channel):
 
 @contextlib.contextmanager
 def _translate_errors(*, start: bool = False) -> Iterator[None]:
-    """Raise PTB's exceptions as `picobot.errors`, the most specific match, ``from`` the original.
+    """Raise PTB's exceptions as `picobot.core.errors` (most specific match), ``from`` the original.
 
     "message is not modified" (an edit to the same text) is success: the exception is dropped.
     With `start`, a rejected token becomes the clearer "telegram token rejected".

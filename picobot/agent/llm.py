@@ -16,21 +16,14 @@ by class: only `retryable` errors are retried, and the user sees `user_message`,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from picobot.errors import PicobotError
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningDelta:
-    text: str
+from picobot.core.errors import PicobotError
+from picobot.core.events import ReasoningDelta as ReasoningDelta  # the same as run events
+from picobot.core.events import TextDelta as TextDelta
+from picobot.core.messages import Message as Message  # re-exported for the providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +45,6 @@ class Finish:
 
 
 LLMEvent = TextDelta | ReasoningDelta | ToolCall | Usage | Finish
-Message = dict[str, Any]  # an OpenAI-style chat message
 
 
 class LLMError(PicobotError):
@@ -111,7 +103,7 @@ class LLM(Protocol):
 
     def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one completion.
 
         :raises LLMError: translated from the provider's error.

@@ -21,16 +21,13 @@ import hmac
 import json
 import re
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
-from picobot.errors import BusClosed
-from picobot.messages import new_id
-from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
-
-if TYPE_CHECKING:
-    from channels.webchat_channel import WebChatChannel
+from picobot.core.errors import BusClosed
+from picobot.core.messages import new_id
+from picobot.webui.broker import Event, Overflowed, RunBroker, Subscription, UnknownRun
 
 __all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
 
@@ -52,6 +49,17 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token may be in the page's URL once
     "Cache-Control": "no-cache",
 }
+
+
+class WebChat(Protocol):
+    """What the routes need of the web chat channel (`channels.webchat_channel`)."""
+
+    broker: RunBroker
+    max_text: int
+
+    async def accept(self, text: str, session: str) -> str: ...
+
+    async def history(self, session: str) -> list[dict[str, str]]: ...
 
 
 def error(status: int, message: str) -> web.Response:
@@ -76,7 +84,7 @@ def encode_event(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
 
-def routes(channel: WebChatChannel) -> list[web.RouteDef]:
+def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
     pages = {name: _read_static(name) for name in STATIC}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from picobot.agent.sessions import DB_NAME, SessionStore, trim_history, trim_start
+from picobot.storage.sessions import DB_NAME, SessionStore, trim_history, trim_start
 
 
 def msg(role: str, content: str = "x") -> dict[str, str]:

@@ -16,7 +16,6 @@ import pytest
 from telegram import Update
 from telegram import error as tg
 
-from channels.base import Rate, State
 from channels.telegram_channel import (
     CAPABILITIES,
     COMMANDS,
@@ -25,13 +24,14 @@ from channels.telegram_channel import (
     retry_after_seconds,
 )
 from channels.telegram_updates import BotIdentity, addressed, to_inbound
-from picobot import errors
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
 from picobot.config import Config, TelegramConfig, parse_config
-from picobot.daemon import Daemon
-from picobot.messages import InboundMessage
-from picobot.render import Rendered, render
+from picobot.core import errors
+from picobot.core.channel import Rate, State
+from picobot.core.messages import InboundMessage
+from picobot.runtime.daemon import Daemon
+from picobot.text.render import Rendered, render
 from tests.fakes.fake_telegram import FakeTelegram, ManualClock
 from tests.fakes.telegram_rules import ApiError
 
@@ -343,7 +343,7 @@ async def test_webhook_checks_the_secret_then_answers(fake: FakeTelegram, tmp_pa
         assert await fake.deliver_webhook(fake.user_message(42, "genuine")) == 200
         await fake.wait_for(answered(42))
         # Shutting down: the sink refuses, so the webhook withholds its ack (Telegram resends).
-        daemon.bus.inbound.close()
+        daemon.inbound.close()
         assert await fake.deliver_webhook(fake.user_message(42, "refused")) == 503
         await daemon.channels["telegram"].stop_intake()  # type: ignore[attr-defined]
         assert await fake.deliver_webhook(fake.user_message(42, "later")) == 503

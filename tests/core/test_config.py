@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from picobot.config import Config, expand_env, load_config, parse_config, secrets, summary
-from picobot.errors import ConfigError
+from picobot.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

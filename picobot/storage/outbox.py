@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import aiosqlite
 
-from picobot.agent.events import SHUTDOWN, RunEvent, TurnAborted
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.sqlite import connect
+from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.storage.sqlite import connect
 
 if TYPE_CHECKING:
-    from picobot.agent.loop import ReplyWriter
+    from picobot.core.channel import ReplyWriter
 
 DB_NAME = "outbox.db"
 MAX_INBOUND_ATTEMPTS = 2  # a message whose turn crashed the daemon twice is not run again
@@ -110,7 +110,7 @@ class Outbox:
             raise RuntimeError("the outbox is not open")
         async with self._lock:
             cursor = await self._db.execute(sql, args)
-            rows = list(await cursor.fetchall())
+            rows = [tuple(row) for row in await cursor.fetchall()]
             await self._db.commit()
             return rows
 

@@ -17,8 +17,8 @@ from typing import Any, Self
 
 import aiosqlite
 
-from picobot.agent.llm import Message
-from picobot.sqlite import connect
+from picobot.core.messages import Message
+from picobot.storage.sqlite import connect
 
 DB_NAME = "sessions.db"
 

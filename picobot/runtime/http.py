@@ -3,15 +3,12 @@ channels bring (webhooks, the web chat)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channels.base import Channel
-
-STARTED = time.monotonic()
+from picobot.core.channel import Channel, GuardsHttp
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,10 +32,10 @@ def make_app(
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         for channel in list(channels.values()):
-            check = getattr(channel, "http_guard", None)
-            if check is not None and (refusal := check(request)) is not None:
+            if isinstance(channel, GuardsHttp) and (refusal := channel.http_guard(request)):
                 return refusal
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     app = web.Application(client_max_size=client_max_size, middlewares=[guard])
 

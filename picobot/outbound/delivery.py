@@ -1,0 +1,106 @@
+"""Delivering one job from a lane: routed by kind to placeholders, live updates or replies.
+
+    Job ─► ACCEPTED: typing + "Thinking…"   DONE: typing off, unused placeholder removed
+        ─► DRAFT / droppable edit: live.py (one try, only if the budget allows now)
+        ─► REPLY: reply.py (chunks, placeholder edit, outbox progress, retries, dead letters)
+
+Every platform call goes through `Calls`: rate budget, then retries by error class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from picobot.core.channel import Channel
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.calls import rate_limited, retried
+from picobot.outbound.lanes import Job
+from picobot.outbound.live import LiveUpdates
+from picobot.outbound.placeholders import PlaceholderCalls, Placeholders
+from picobot.outbound.ratelimit import RateLimits
+from picobot.outbound.reply import Replies
+from picobot.storage.outbox import Outbox
+
+T = TypeVar("T")
+
+LANE_IDLE_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings:
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    typing_ttl: float = 300.0
+    placeholder_ttl: float = 600.0
+    lane_idle: float = LANE_IDLE_SECONDS
+
+
+class Calls:
+    """Platform calls with the channel's rate budget and the retry policy applied."""
+
+    def __init__(self, retry: RetryPolicy) -> None:
+        self.retry = retry
+        self._limits: dict[str, RateLimits] = {}  # per channel, made on first use
+
+    def limits(self, channel: Channel) -> RateLimits:
+        # Lazily: a channel restarted by a reload keeps its name and its budget.
+        limits = self._limits.get(channel.name)
+        if limits is None:
+            limits = self._limits[channel.name] = RateLimits(channel.capabilities.rate)
+        return limits
+
+    async def __call__(
+        self,
+        channel: Channel,
+        msg: OutboundMessage,
+        call: Callable[[], Awaitable[T]],
+        *,
+        edit: bool = False,
+    ) -> T:
+        limited = rate_limited(
+            self.limits(channel), msg.chat_id, call, group=msg.is_group, edit=edit
+        )
+        return await retried(self.retry, f"{channel.name}:{msg.chat_id}", limited)()
+
+
+class Delivery:
+    """Delivers one job at a time for a lane (the lanes call it)."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        settings: DispatchSettings,
+        placeholders: Placeholders,
+        outbox: Outbox | None,
+    ) -> None:
+        self.channels = channels
+        calls = Calls(settings.retry)
+        self.placeholders = PlaceholderCalls(placeholders, calls, outbox)
+        self.live = LiveUpdates(calls)
+        self.replies = Replies(calls, self.placeholders, outbox, settings.retry)
+
+    @property
+    def migrated(self) -> Mapping[tuple[str, str], str]:
+        """Telegram groups that became supergroups: (channel, old chat id) -> new chat id."""
+        return self.replies.migrated
+
+    async def __call__(self, job: Job) -> list[str]:
+        """Deliver `job`; the platform message ids.
+
+        :raises ChannelError: when it failed for good (logged, placeholder replaced by a note).
+        """
+        channel = self.channels[job.msg.channel]
+        msg = job.msg
+        if msg.kind is Kind.ACCEPTED:
+            await self.placeholders.accept(channel, msg)
+            return []
+        if msg.kind is Kind.DONE:
+            await self.placeholders.finish(channel, msg)
+            return []
+        if msg.kind is Kind.DRAFT:
+            return await self.live.draft(channel, msg)
+        if msg.droppable:
+            return await self.live.update(channel, msg)
+        return await self.replies.deliver(channel, job)

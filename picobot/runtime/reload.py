@@ -1,0 +1,59 @@
+"""SIGHUP: apply a new config without a restart where that is safe.
+
+Channels whose config changed are stopped and started again with it; the others keep running.
+Intake policies (access lists, rates, placeholder text) change in place. Sections that shape
+objects built once at startup are logged as "restart required" and keep their old values.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from picobot.config import Config, secrets
+from picobot.inbound.intake import Intake, policies
+from picobot.runtime.logs import add_secrets
+from picobot.runtime.supervisor import ChannelSupervisor
+
+log = logging.getLogger("picobot")
+
+POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
+# Sections a reload does not apply (they shape objects built once at startup).
+RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
+
+
+async def apply(
+    old: Config, new: Config, supervisor: ChannelSupervisor, intake: Intake
+) -> tuple[list[str], Config]:
+    """Apply `new`: restart the channels whose config changed, update intake policies.
+
+    Channels whose config did not change keep running, and running turns are not cut (the
+    agent loop is untouched; replies in flight go to the channel running under that name).
+    Sections built once at startup (see `RESTART_SECTIONS`) are logged as "restart required"
+    and keep their old values. Returns a description of each change applied, and the config
+    now in effect.
+    """
+    applied: list[str] = []
+    for section in RESTART_SECTIONS:
+        if getattr(old, section) != getattr(new, section):
+            log.warning("reload: %s changed: restart required to apply it", section)
+    if old.channels.web.token != new.channels.web.token:  # checked by an HTTP middleware
+        log.warning("reload: channels.web.token changed: restart required to apply it")
+    add_secrets(secrets(new.channels))  # a new token must be redacted from now on
+    intake.update(policies(new))
+    for name in type(new.channels).model_fields:
+        before, after = getattr(old.channels, name), getattr(new.channels, name)
+        if before == after:
+            continue
+        if before.enabled == after.enabled and _same_but_policy(before, after):
+            applied.append(f"{name}: intake policy updated")
+            continue
+        await supervisor.replace(name, after)
+        applied.append(f"{name}: {'restarted' if after.enabled else 'stopped'}")
+    # Keep the startup-only sections as they were: they were not applied.
+    effective = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
+    return applied, effective
+
+
+def _same_but_policy(before: Any, after: Any) -> bool:
+    return bool(before.model_dump(exclude=POLICY_KEYS) == after.model_dump(exclude=POLICY_KEYS))
