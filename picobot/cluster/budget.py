@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from redis.asyncio import Redis
 
-from channels.base import Rate, RateBudget
+from picobot.core.channel import Rate, RateBudget
 from picobot.cluster import key
 
 # KEYS: n level keys, then hold keys. ARGV: n, take (0/1), then interval_ms and burst per level.

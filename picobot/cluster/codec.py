@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 
 
 def dump(msg: InboundMessage | OutboundMessage) -> str:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from picobot.cluster import cancellable, codec, key
 from picobot.cluster.lease import FENCE_CHECK, Fence, Lease
-from picobot.messages import InboundMessage
+from picobot.core.messages import InboundMessage
 
 log = logging.getLogger("picobot.cluster")
 

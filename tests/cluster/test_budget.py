@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from channels.base import Rate, RateBudget
+from picobot.core.channel import Rate, RateBudget
 from picobot.cluster import connect
 from picobot.cluster.budget import SharedRateLimits, levels
 

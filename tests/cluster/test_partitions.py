@@ -19,7 +19,7 @@ from picobot.cluster.partitions import (
     stream_key,
     wished,
 )
-from picobot.messages import InboundMessage, Sender
+from picobot.core.messages import InboundMessage, Sender
 
 
 def message(chat: str, text: str) -> InboundMessage:
