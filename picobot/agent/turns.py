@@ -27,7 +27,7 @@ from picobot.agent.tools import Publish, ToolContext, ToolRegistry, default_tool
 from picobot.config import AgentConfig
 from picobot.core import events as ev
 from picobot.core.messages import InboundMessage, Message, new_id
-from picobot.storage.sessions import SessionStore, trim_history
+from picobot.storage.sessions import HistoryStore, SessionStore, trim_history
 
 log = logging.getLogger("picobot.agent")
 
@@ -48,7 +48,7 @@ class Agent:
         config: AgentConfig | None = None,
         *,
         data_dir: str | Path | None = None,
-        store: SessionStore | None = None,
+        store: HistoryStore | None = None,
         tools: ToolRegistry | None = None,
     ) -> None:
         """:raises ConfigError: if `config.tools` names an unknown tool."""

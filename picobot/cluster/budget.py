@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 from redis.asyncio import Redis
 
-from picobot.core.channel import Rate, RateBudget
 from picobot.cluster import key
+from picobot.core.channel import Rate, RateBudget
 
 # KEYS: n level keys, then hold keys. ARGV: n, take (0/1), then interval_ms and burst per level.
 # Returns 0 (taken, or would be taken) or the milliseconds to wait before asking again.

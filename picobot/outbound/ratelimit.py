@@ -6,13 +6,32 @@ cannot eat the budget of the others; a flood wait (429) is handled by the chat's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
 from picobot.core.channel import Rate, RateBudget
 
 MAX_IDLE_LIMITERS = 512  # per-chat buckets kept before idle ones are dropped (as PTB does)
+
+
+class Budget(Protocol):
+    """One channel's rate budget: `RateLimits` in one process, shared by every node in
+    cluster mode (`picobot.cluster.budget.SharedRateLimits`)."""
+
+    async def acquire(self, chat_id: str, *, group: bool = False, edit: bool = False) -> None:
+        """Wait until one call to `chat_id` fits every level, and take it."""
+
+    async def try_acquire(self, chat_id: str, *, group: bool = False, edit: bool = False) -> bool:
+        """Take a slot only if every level has one free now."""
+
+    async def hold(self, chat_id: str | None, seconds: float) -> None:
+        """A 429 said wait `seconds` for `chat_id` (None: every chat)."""
+
+
+# Makes the budget of the channel named by the first argument.
+BudgetFactory = Callable[[str, RateBudget], Budget]
 
 
 def _limiter(rate: Rate) -> AsyncLimiter:
@@ -70,5 +89,13 @@ class RateLimits:
             await bucket.acquire()  # has capacity, so this does not wait
         return True
 
+    async def hold(self, chat_id: str | None, seconds: float) -> None:
+        """Nothing to do in one process: the chat's lane itself waits out the 429."""
+        return None
+
     def __len__(self) -> int:
         return len(self._chats)
+
+
+def local_budget(channel: str, budget: RateBudget) -> Budget:
+    return RateLimits(budget)

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from picobot.core.channel import Rate, RateBudget
 from picobot.cluster import connect
 from picobot.cluster.budget import SharedRateLimits, levels
+from picobot.core.channel import Rate, RateBudget
 
 BUDGET = RateBudget(
     overall=Rate(30, burst=30), per_chat=Rate(1, burst=3), per_group=Rate.per_minute(20, burst=2)
