@@ -155,6 +155,12 @@ class InboundStreams:
             self._drop(p)
             await self.leases[p].release()
 
+    def drop_all(self) -> None:
+        """Stop reading every partition at once, without Redis (it is unreachable)."""
+        for p in sorted(self.owned):
+            self._drop(p)
+            self.leases[p].forget()
+
     def _drop(self, p: int) -> None:
         self.owned.discard(p)
         self._unread_pending.discard(p)

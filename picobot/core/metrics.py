@@ -12,3 +12,5 @@ EDITS = Counter("picobot_stream_edits", "Message edits (streaming and placeholde
 LANES = Gauge("picobot_lanes", "Active per-chat delivery lanes")
 QUEUE_DEPTH = Gauge("picobot_queue_depth", "Messages waiting on the bus", ["topic"])
 TURN_SECONDS = Histogram("picobot_turn_seconds", "Agent turn latency", ["channel"])
+CLUSTER_UP = Gauge("picobot_cluster_redis_up", "1 while this node reaches Redis (cluster mode)")
+CLUSTER_PARTITIONS = Gauge("picobot_cluster_partitions", "Inbound partitions this node owns")

@@ -28,15 +28,24 @@ from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
 from picobot.core import metrics
 from picobot.core.bus import Topic
-from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
+from picobot.core.channel import (
+    Channel,
+    HoldsConnection,
+    ReplyWriter,
+    Services,
+    WatchesRuns,
+    WritesReplies,
+)
 from picobot.core.errors import ConfigError
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.inbound.intake import Intake, policies
 from picobot.outbound.door import DispatchSettings, Outbound
+from picobot.outbound.ratelimit import local_budget
 from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
+from picobot.runtime.cluster import ClusterNode, ClusterQueue
 from picobot.runtime.http import make_app
 from picobot.runtime.sdnotify import Notifier
 from picobot.runtime.supervisor import ChannelSupervisor
@@ -69,6 +78,12 @@ class Daemon:
         self.config = config
         self.inbound: Topic[InboundMessage] = Topic("inbound")
         self.outbox = Outbox.in_dir(config.data_dir)
+        # Cluster mode: inbound over Redis streams, shared budgets, history and leases.
+        self.cluster = (
+            ClusterNode(config.cluster, default_node=str(config.http.port))
+            if config.cluster is not None
+            else None
+        )
         self.supervisor = ChannelSupervisor(
             self._make_channel,
             on_start=self._attach,
@@ -84,13 +99,30 @@ class Daemon:
                 retry=RetryPolicy(max_attempts=d.max_attempts, max_backoff=d.max_backoff),
                 typing_ttl=d.typing_ttl,
                 placeholder_ttl=d.placeholder_ttl,
+                budgets=self.cluster.budget if self.cluster is not None else local_budget,
             ),
             outbox=self.outbox,
         )
         self.intake = Intake(
-            self.inbound, self.outbound.post, policies(config), seen=self.outbox.seen
+            self.inbound
+            if self.cluster is None
+            else ClusterQueue(
+                self.cluster,
+                self._run_here,
+                closed=lambda: self.inbound.closed,
+                here=lambda name: isinstance(self.channels.get(name), WritesReplies),
+            ),
+            self.outbound.post,
+            policies(config),
+            seen=self.outbox.seen if self.cluster is None else self.cluster.seen,
+            announce=self.cluster is None,
         )
-        self.agent = Agent(llm or make_llm(config), config.agent, data_dir=config.data_dir)
+        self.agent = Agent(
+            llm or make_llm(config),
+            config.agent,
+            data_dir=config.data_dir,
+            store=self.cluster.history if self.cluster is not None else None,
+        )
         self.agent_loop = AgentLoop(
             self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
@@ -110,7 +142,11 @@ class Daemon:
             log.error("channel %s is not available: %s", name, exc)
             return None
         services = Services(post=self.outbound.post, history=self.agent.history)
-        return cls(config, self.intake, services)
+        channel = cls(config, self.intake, services)
+        if self.cluster is not None and isinstance(channel, HoldsConnection):
+            if channel.exclusive_intake:  # polling: only on the node holding the lease
+                channel.defer_intake(self.cluster.poll_timeout)
+        return channel
 
     def _attach(self, channel: Channel) -> None:
         if isinstance(channel, WatchesRuns):
@@ -121,8 +157,12 @@ class Daemon:
             self.agent_loop.remove_listener(channel.on_run_event)
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
-        """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
-        return FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+        """How this turn's reply reaches the chat; the outbox (and in cluster mode the
+        inbound stream) hears when the turn is over."""
+        writer: ReplyWriter = FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+        if self.cluster is not None:
+            writer = self.cluster.writer(writer, inbound.id)
+        return writer
 
     def _writer_for(self, inbound: InboundMessage) -> ReplyWriter:
         """The channel's own, streamed by edits, in pieces, or whole."""
@@ -161,6 +201,8 @@ class Daemon:
         log.info("starting picobot: %s", summary(self.config))
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         stack = self._stack
+        if self.cluster is not None:
+            stack.push_async_callback(self.cluster.aclose)  # last: leave the cluster
         stack.push_async_callback(self.agent.llm.aclose)
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         stack.push_async_callback(self.agent.aclose)
@@ -189,12 +231,23 @@ class Daemon:
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
+        if self.cluster is not None:
+            http = f"{self.config.http.host}:{self.port}"
+            await self.cluster.start(http, self.channels, self._run_here)
         await self._recover(unfinished)
         log.info("ready: %s", self.supervisor.summary_line())
         if self.config.channels.web.enabled:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")
+
+    async def _run_here(self, msg: InboundMessage) -> None:
+        """Cluster mode: a message whose turn runs on this node: its placeholder, the agent."""
+        if msg.channel not in self.channels:
+            log.warning("cluster: a %s message, but that channel is not running here", msg.channel)
+            return
+        await self.intake.announce(msg)
+        await self.inbound.publish(msg)
 
     async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
@@ -211,6 +264,7 @@ class Daemon:
             self.status,
             self.supervisor.routes(),
             expected=lambda: self.config.channels.enabled(),
+            checks=self._checks,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -235,11 +289,18 @@ class Daemon:
             log.error("%s crashed", task.get_name(), exc_info=task.exception())
             self.stopped.set()
 
+    def _checks(self) -> dict[str, str]:
+        """Readiness beyond the channels: in cluster mode, whether Redis answers."""
+        if self.cluster is None:
+            return {}
+        return {"cluster": "ok" if self.cluster.ready else "redis unreachable"}
+
     async def status(self) -> dict[str, object]:
         lanes = self.outbound.statistics()
         metrics.QUEUE_DEPTH.labels("inbound").set(self.inbound.statistics().size)
         metrics.QUEUE_DEPTH.labels("outbound").set(lanes["queued"])
-        return {
+        cluster = {"cluster": await self.cluster.status()} if self.cluster is not None else {}
+        return cluster | {
             "uptime": round(time.time() - self.started_at, 1),
             "rss_bytes": rss_bytes(),
             "channels": {
@@ -287,6 +348,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.dispatch.drain_timeout
         # Stop intake: channels stop fetching, new inbound messages are refused from now on.
+        # In cluster mode the platform leases are handed over after the last poll returned.
+        if self.cluster is not None:
+            await self.cluster.stop_intake()
         await self.supervisor.stop_intake()
         self.inbound.close()
         # Let running turns finish, within the drain timeout.

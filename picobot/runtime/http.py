@@ -20,13 +20,15 @@ def make_app(
     *,
     client_max_size: int = 1 << 20,
     expected: Callable[[], Iterable[str]] = tuple,
+    checks: Callable[[], Mapping[str, str]] = dict,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
     `expected()` names every enabled channel, so one that could not even be created (its
     library missing) still shows in /readyz as failing. A channel with an
     ``http_guard(request)`` method may refuse any request by returning a response (the web
-    chat's token check on ``/api/*``); it is asked on every request.
+    chat's token check on ``/api/*``); it is asked on every request. `checks()` names other
+    things readiness depends on (the cluster's Redis), each "ok" or what is wrong.
     """
 
     @web.middleware
@@ -46,7 +48,11 @@ def make_app(
         states = {name: "unavailable" for name in expected() if name not in channels}
         states |= {name: ch.state.value for name, ch in channels.items()}
         failing = sorted(name for name in states if states[name] != "connected")
-        body = {"ready": not failing, "channels": states, "failing": failing}
+        more = dict(checks())
+        failing += sorted(name for name, state in more.items() if state != "ok")
+        body: dict[str, object] = {"ready": not failing, "channels": states, "failing": failing}
+        if more:
+            body["checks"] = more
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(request: web.Request) -> web.Response:
