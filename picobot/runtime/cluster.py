@@ -152,6 +152,7 @@ class ClusterNode:
                 if self.ready:
                     log.error("cluster: Redis unreachable (%s); not ready", exc)
                 self.ready = False
+                self._set_up = False  # a Redis that restarted empty needs its groups again
                 self.streams.drop_all()  # their leases run out; others take over
             await asyncio.sleep(interval)
 

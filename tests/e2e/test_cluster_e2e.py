@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from redis.asyncio import Redis
@@ -185,3 +186,49 @@ async def wait_spread(redis: Redis, nodes: set[str]) -> dict[int, str | None]:
             if set(owners.values()) == nodes:
                 return owners
             await asyncio.sleep(0.2)  # polling Redis for a state, bounded by the timeout
+
+
+async def readyz(port: int) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/readyz") as response,
+    ):
+        return response.status, await response.json()
+
+
+async def wait_ready(port: int, status: int, timeout: float) -> dict[str, object]:
+    """/readyz answers `status` within `timeout` s (asked every 0.2 s)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            code, body = await readyz(port)
+            if code == status:
+                return body
+            await asyncio.sleep(0.2)  # polling an HTTP endpoint, bounded by the timeout
+
+
+async def test_redis_down_means_not_ready_then_ready_again_without_exiting(
+    tmp_path: Path, fake: FakeTelegram, redis_server: RedisServer
+) -> None:
+    bot = Picobot(node_config(tmp_path, fake, redis_server, "solo"), "0.005")
+    await bot.start()
+    try:
+        port = await bot.ready()
+        await bot.wait_line(r"lease telegram: held by this node")
+        await wait_ready(port, 200, 10)
+        redis_server.stop()
+        body = await wait_ready(port, 503, 10)
+        assert body["failing"] == ["cluster"]
+        assert bot.proc is not None and bot.proc.returncode is None  # no exit, no crash loop
+        redis_server.start()
+        try:
+            await wait_ready(port, 200, 20)
+        except TimeoutError:
+            raise AssertionError(f"{await readyz(port)}\n{bot.log_tail()}") from None
+        fake.user_message(4242, "after the outage")
+        await fake.wait_for(
+            lambda f: any("after the outage" in m.text for m in f.chat_log(4242)), 30
+        )
+        assert await bot.stop() == 0
+    finally:
+        if bot.proc is not None and bot.proc.returncode is None:
+            await bot.stop(signal.SIGKILL)
