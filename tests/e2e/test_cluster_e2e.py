@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 from picobot.cluster import connect
 from picobot.cluster.partitions import InboundStreams, partition_of
 from tests.cluster.redis_server import RedisServer, redis_binary
-from tests.e2e.harness import Picobot, push_burst, replies
+from tests.e2e.harness import Picobot, push_burst, replies, status
 from tests.fakes.fake_telegram import FakeTelegram
 
 FAILOVER = 3.0  # seconds: short, so the suite stays fast
@@ -215,6 +216,10 @@ async def test_redis_down_means_not_ready_then_ready_again_without_exiting(
         port = await bot.ready()
         await bot.wait_line(r"lease telegram: held by this node")
         await wait_ready(port, 200, 10)
+        out = await status(tmp_path, port)  # `picobot status` prints the cluster object
+        assert "cluster: node solo, redis ok" in out
+        assert "telegram connection held by solo" in out
+        assert re.search(r"node solo at 127\.0\.0\.1:\d+: partitions 0, 1, 2", out), out
         redis_server.stop()
         body = await wait_ready(port, 503, 10)
         assert body["failing"] == ["cluster"]
