@@ -118,6 +118,7 @@ class FakeTelegram:
         # getUpdates that arrived while another client's poll was still open: two pollers at
         # once (the older then gets 409 Conflict, as from Telegram).
         self.overlapping_polls = 0
+        self.polls_received = 0  # getUpdates requests that arrived (answered or not yet)
         self._open_polls: set[Any] = set()  # transports of getUpdates being answered
         self._shutdown = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -334,6 +335,7 @@ class FakeTelegram:
         polling = method.lower() == "getupdates" and transport is not None
         try:
             if polling:
+                self.polls_received += 1
                 if any(t is not transport and not t.is_closing() for t in self._open_polls):
                     self.overlapping_polls += 1
                 self._open_polls.add(transport)
