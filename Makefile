@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean systemd-analyze chromium redis-server
+.PHONY: run test lint format bench clean systemd-analyze chromium redis-server screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ redis-server:
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m benchmarks
+
+# The web chat in light, dark and mobile width, for docs/ and the README.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.webui.screenshots docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

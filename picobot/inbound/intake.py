@@ -179,6 +179,14 @@ class Intake:
             metrics.INBOUND.labels(msg.channel, "replayed").inc()
             return
         metrics.INBOUND.labels(msg.channel, "accepted").inc()
+        log.info(
+            "message %s in %s from %s (%d chars)",
+            msg.id,
+            msg.session_key,
+            msg.sender.id,
+            len(msg.text),
+            extra={"content": msg.text},
+        )
         if self._announce_here:
             # Before the agent sees the message, so the placeholder precedes any reply in the lane.
             await self.announce(msg)

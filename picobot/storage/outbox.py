@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbound (
     created  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbound_state ON outbound (state, seq);
+CREATE INDEX IF NOT EXISTS outbound_chat ON outbound (channel, chat_id, state, seq);
 CREATE TABLE IF NOT EXISTS inbound (
     id        TEXT PRIMARY KEY,
     data      TEXT NOT NULL,
@@ -75,12 +77,19 @@ class DeadLetter(NamedTuple):
 
 
 class Outbox:
-    """One SQLite connection shared by the daemon; statements are serialised by a lock."""
+    """One SQLite connection shared by the daemon; statements are serialised by a lock.
+
+    Commits are grouped: a statement returns once a commit covering it has completed, and the
+    statements that ran while one commit was pending share it (one fsync-free WAL commit for
+    many writers, instead of one each).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._commit: asyncio.Future[None] | None = None  # the next commit, once one is due
+        self._commits: set[asyncio.Task[None]] = set()
 
     @classmethod
     def in_dir(cls, data_dir: str | Path) -> Outbox:
@@ -109,10 +118,36 @@ class Outbox:
         if self._db is None:
             raise RuntimeError("the outbox is not open")
         async with self._lock:
-            cursor = await self._db.execute(sql, args)
-            rows = [tuple(row) for row in await cursor.fetchall()]
-            await self._db.commit()
-            return rows
+            rows = [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
+            commit = self._commit
+            if commit is None:
+                commit = self._commit = asyncio.get_running_loop().create_future()
+                asyncio.get_running_loop().call_soon(self._start_commit, commit)
+        await asyncio.shield(commit)  # a cancelled caller must not cancel the others' commit
+        return rows
+
+    def _start_commit(self, commit: asyncio.Future[None]) -> None:
+        # Runs once the statements already waiting for the lock had their turn... mostly:
+        # any statement after this one simply rides the next commit.
+        task = asyncio.get_running_loop().create_task(self._commit_now(commit))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _commit_now(self, commit: asyncio.Future[None]) -> None:
+        async with self._lock:
+            if self._commit is commit:
+                self._commit = None  # statements from now on wait for the next commit
+            try:
+                assert self._db is not None
+                await self._db.commit()
+            except BaseException as exc:
+                if not commit.done():
+                    commit.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                if not commit.done():
+                    commit.set_result(None)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -157,6 +192,29 @@ class Outbox:
             Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
             for data, sent in rows
         ]
+
+    async def pending_chats(self) -> list[tuple[str, str, int]]:
+        """(channel, chat id, count) of every chat with undelivered messages."""
+        rows = await self._run(
+            "SELECT channel, chat_id, COUNT(*) FROM outbound WHERE state = 'pending'"
+            " GROUP BY channel, chat_id ORDER BY MIN(seq)"
+        )
+        return [(channel, chat_id, count) for channel, chat_id, count in rows]
+
+    async def next_pending(
+        self, channel: str, chat_id: str, exclude: Collection[str] = ()
+    ) -> Pending | None:
+        """The chat's oldest undelivered message whose id is not in `exclude`."""
+        marks = ",".join("?" * len(exclude))
+        rows = await self._run(
+            "SELECT data, sent FROM outbound WHERE channel = ? AND chat_id = ?"
+            f" AND state = 'pending' AND id NOT IN ({marks}) ORDER BY seq LIMIT 1",
+            (channel, chat_id, *exclude),
+        )
+        if not rows:
+            return None
+        data, sent = rows[0]
+        return Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         rows = await self._run(
