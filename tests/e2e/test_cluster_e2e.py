@@ -161,7 +161,8 @@ async def test_a_conversation_moves_with_its_history_and_stop_reaches_the_turn(
             )
             fake.user_message(chat, "/stop")
             await fake.wait_for(lambda f: any(m.text == "Stopped." for m in f.chat_log(chat)), 30)
-            assert not any("long" in m.text for m in fake.chat_log(chat))  # cut, not answered
+            log = [m.text[:80] for m in fake.chat_log(chat)]
+            assert not any("said:\n\nlong" in m.text for m in fake.chat_log(chat)), log  # cut
             # The owner leaves; the conversation goes on elsewhere, with its history.
             assert owner is not None
             assert await bots[owner].stop() == 0
