@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 from picobot.cluster import connect
 from picobot.cluster.budget import SharedRateLimits, levels
 from picobot.core.channel import Rate, RateBudget
+from picobot.core.errors import RateLimited
+from picobot.outbound.calls import rate_limited
 
 BUDGET = RateBudget(
     overall=Rate(30, burst=30), per_chat=Rate(1, burst=3), per_group=Rate.per_minute(20, burst=2)
@@ -126,3 +128,24 @@ async def test_a_shorter_hold_keeps_the_longer_one(redis: Redis) -> None:
     assert await limits.held_for("1") > 5
     await limits.hold("1", 20)
     assert await limits.held_for("1") > 15
+
+
+async def test_a_429_holds_the_chat_or_the_whole_bot_on_every_node(
+    redis: Redis, other: Redis
+) -> None:
+    a, b = SharedRateLimits(redis, "telegram", BUDGET), SharedRateLimits(other, "telegram", BUDGET)
+
+    async def flooded() -> str:
+        raise RateLimited(5)
+
+    with pytest.raises(RateLimited):
+        await rate_limited(a, "7", flooded)()
+    assert 4 < await b.held_for("7") <= 5 and await b.held_for(None) == 0
+    assert not await b.try_acquire("7") and await b.try_acquire("8")
+
+    async def global_flood() -> str:
+        raise RateLimited(3, overall=True)
+
+    with pytest.raises(RateLimited):
+        await rate_limited(a, "8", global_flood)()
+    assert not await b.try_acquire("9")  # every chat waits
