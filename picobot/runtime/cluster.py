@@ -79,6 +79,16 @@ class ClusterNode:
         """Long polls end within this, so a hand-over never waits long for the last one."""
         return max(1.0, self.config.failover_seconds / 4)
 
+    def prepare(self, channel: Channel) -> None:
+        """Before a channel starts: one whose intake is one connection per bot waits for the
+        lease (`start()` connects for sending only)."""
+        if isinstance(channel, HoldsConnection) and channel.exclusive_intake:
+            channel.defer_intake(self.poll_timeout)
+
+    def checks(self) -> dict[str, str]:
+        """Readiness beyond the channels (/readyz): whether this node reaches Redis."""
+        return {"cluster": "ok" if self.ready else "redis unreachable"}
+
     async def seen(self, msg: InboundMessage) -> bool:
         """Record `msg` cluster-wide; True for a replayed event.
 

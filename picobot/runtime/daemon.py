@@ -28,14 +28,7 @@ from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
 from picobot.core import metrics
 from picobot.core.bus import Topic
-from picobot.core.channel import (
-    Channel,
-    HoldsConnection,
-    ReplyWriter,
-    Services,
-    WatchesRuns,
-    WritesReplies,
-)
+from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
 from picobot.core.errors import ConfigError
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
@@ -149,9 +142,8 @@ class Daemon:
             model=self.agent.model_name,
         )
         channel = cls(config, self.intake, services)
-        if self.cluster is not None and isinstance(channel, HoldsConnection):
-            if channel.exclusive_intake:  # polling: only on the node holding the lease
-                channel.defer_intake(self.cluster.poll_timeout)
+        if self.cluster is not None:
+            self.cluster.prepare(channel)  # e.g. Telegram polls only under the lease
         return channel
 
     def _attach(self, channel: Channel) -> None:
@@ -270,7 +262,7 @@ class Daemon:
             self.status,
             self.supervisor.routes(),
             expected=lambda: self.config.channels.enabled(),
-            checks=self._checks,
+            checks=self.cluster.checks if self.cluster is not None else dict,
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -294,12 +286,6 @@ class Daemon:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s crashed", task.get_name(), exc_info=task.exception())
             self.stopped.set()
-
-    def _checks(self) -> dict[str, str]:
-        """Readiness beyond the channels: in cluster mode, whether Redis answers."""
-        if self.cluster is None:
-            return {}
-        return {"cluster": "ok" if self.cluster.ready else "redis unreachable"}
 
     async def status(self) -> dict[str, object]:
         lanes = self.outbound.statistics()
