@@ -135,6 +135,8 @@ class InboundStreams:
             if not renewed:
                 self._drop(p)
                 self.leases[p].forget()
+        for p in sorted(self.owned):
+            await self._adopt_strays(p)
         for p in sorted(self.owned - want):
             if not self.busy(p):
                 self._drop(p)
@@ -164,6 +166,16 @@ class InboundStreams:
     def _drop(self, p: int) -> None:
         self.owned.discard(p)
         self._unread_pending.discard(p)
+
+    async def _adopt_strays(self, p: int) -> None:
+        # A read in flight while the partition changed hands can leave entries with the
+        # previous owner, who skips them. We hold the lease, so they are ours: claim, re-read.
+        info: Any = await self.redis.xpending(stream_key(p), GROUP)
+        consumers = info.get("consumers") or [] if isinstance(info, dict) else []
+        if any(c.get("name") != self.node and int(c.get("pending", 0)) for c in consumers):
+            await self._claim(p)
+            self._unread_pending.add(p)
+            self._cursor[p] = "0"
 
     async def _claim(self, p: int) -> None:
         # We hold the lease: every pending entry of this stream is ours now, whoever had it.

@@ -169,3 +169,15 @@ async def test_consume_hands_entries_over_until_cancelled(redis: Redis) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert task.cancelled()
+
+
+async def test_an_entry_read_by_the_previous_owner_is_adopted(redis: Redis) -> None:
+    b = await streams(redis, "b")
+    await b.maintain(["b"])
+    await b.publish(message("5", "stray"))
+    # `a` had a read in flight while the partition moved to `b`: the entry went to `a`.
+    p = partition_of("telegram", "5")
+    got = await redis.xreadgroup("picobot", "a", {stream_key(p): ">"})
+    assert got and not await read_all(b)
+    await b.maintain(["b"])
+    assert [e.message.text for e in await read_all(b)] == ["stray"]
