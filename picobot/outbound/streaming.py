@@ -24,6 +24,7 @@ from picobot.core import events as ev
 from picobot.core.channel import Capabilities
 from picobot.core.errors import ChannelError
 from picobot.core.messages import Deliver, InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.core.tasks import cancel_and_wait
 from picobot.text.chunks import measure_for, render_chunks
 from picobot.text.render import Rendered
 from picobot.text.split import split_pieces
@@ -197,8 +198,7 @@ class StreamingReply:
         if self._loop is not None:
             async with self._flushing:  # let a flush in flight land, so its message id is known
                 self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await cancel_and_wait(self._loop)
         # Only now: a freeze in flight moved part of the text into messages of its own.
         final = self._with_note(note) if note is not None else self._body.text
         if not send or not final.strip():

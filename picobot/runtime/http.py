@@ -21,6 +21,7 @@ def make_app(
     client_max_size: int = 1 << 20,
     expected: Callable[[], Iterable[str]] = tuple,
     checks: Callable[[], Mapping[str, str]] = dict,
+    detail: Callable[[], Mapping[str, object]] = dict,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
@@ -28,7 +29,8 @@ def make_app(
     library missing) still shows in /readyz as failing. A channel with an
     ``http_guard(request)`` method may refuse any request by returning a response (the web
     chat's token check on ``/api/*``); it is asked on every request. `checks()` names other
-    things readiness depends on (the cluster's Redis), each "ok" or what is wrong.
+    things readiness depends on (the cluster's Redis), each "ok" or what is wrong; `detail()`
+    adds keys to the /readyz body (the MCP servers' states) without deciding readiness.
     """
 
     @web.middleware
@@ -50,7 +52,7 @@ def make_app(
         failing = sorted(name for name in states if states[name] != "connected")
         more = dict(checks())
         failing += sorted(name for name, state in more.items() if state != "ok")
-        body: dict[str, object] = {"ready": not failing, "channels": states, "failing": failing}
+        body = {"ready": not failing, "channels": states, "failing": failing, **detail()}
         if more:
             body["checks"] = more
         return web.json_response(body, status=503 if failing else 200)
