@@ -283,8 +283,8 @@ async def consume(
 ) -> None:
     """Hand every entry of the owned partitions to `handle`, in order, until cancelled.
 
-    `handle` is awaited one entry at a time (it only queues the message for the agent).
-    Redis errors are logged and retried after `block` s.
+    `handle` is awaited one entry at a time (it only queues the message for the agent); an
+    entry it fails on is logged and left pending. Redis errors are retried after `block` s.
     """
     while True:
         try:
@@ -297,4 +297,7 @@ async def consume(
             if entry.partition not in streams.owned:
                 continue  # dropped meanwhile: the next owner reads it
             streams.taken(entry)
-            await handle(entry)
+            try:
+                await handle(entry)
+            except Exception:  # stays pending: runs again when the partition changes hands
+                log.exception("partition %d: could not hand over %s", entry.partition, entry.id)

@@ -105,12 +105,24 @@ class ClusterNode:
         :raises BusClosed: if Redis cannot be reached, or this node lost the lease meanwhile.
         """
         lease = self.leases.get(msg.channel)
+        fence = lease.fence if lease is not None else None
+        if lease is not None and fence is None:  # polled just before the lease was lost
+            await self._forget(msg)
+            raise BusClosed(f"cluster: this node no longer holds the {msg.channel} lease")
         try:
-            await self.streams.publish(msg, lease.fence if lease is not None else None)
+            await self.streams.publish(msg, fence)
         except RedisError as exc:
-            with contextlib.suppress(RedisError):
-                await self._seen.forget(msg.id)  # not taken: its redelivery must not be "seen"
+            await self._forget(msg)
+            if lease is not None:
+                # The poller stops on BusClosed: give the lease up, so polling restarts
+                # (here or elsewhere) through the keeper instead of staying stopped.
+                await lease.release()
             raise BusClosed(f"cluster: could not queue the message ({exc})") from None
+
+    async def _forget(self, msg: InboundMessage) -> None:
+        # Not taken: its redelivery (to this node or the next holder) must not count as seen.
+        with contextlib.suppress(RedisError):
+            await self._seen.forget(msg.id)
 
     # -- running ----------------------------------------------------------------------------
 
