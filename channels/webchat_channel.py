@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
@@ -22,6 +23,8 @@ from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
+    FileStore,
+    FileTransfer,
     GuardsHttp,
     InboundSink,
     Rendered,
@@ -31,7 +34,8 @@ from picobot.core.channel import (
     WatchesRuns,
     WritesReplies,
 )
-from picobot.core.messages import InboundMessage, Kind, Sender, new_id, reply_to
+from picobot.core.errors import BadRequest
+from picobot.core.messages import Attachment, InboundMessage, Kind, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker
 
 if TYPE_CHECKING:
@@ -78,13 +82,19 @@ class WebReply:
                 pass
 
 
-class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp):
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp, FileTransfer):
     """The web chat: it writes its own replies (run events over SSE), serves the page and the
     API on the shared server, and guards ``/api/*`` with its token. Without `services`
-    (tests), runs still work through `broker` directly."""
+    (tests), runs still work through `broker` directly.
+
+    Files: uploads are stored by the HTTP handler on arrival (`accept` gets them stored);
+    files for the chat (`send_file`) reach the page as ``attachment`` events linking to
+    ``GET /api/media/{id}``.
+    """
 
     name = "web"
-    capabilities = Capabilities(max_length=1_000_000, format="markdown")
+    # Files reach the page as links to the store: no upload, so no limit of its own.
+    capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=2**63)
 
     def __init__(
         self,
@@ -103,6 +113,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
         self.boot = new_id()  # changes when the run logs are lost (a restart)
         self._routes: list[web.RouteDef] | None = None
 
+    @property
+    def media(self) -> FileStore | None:
+        return self.services.files
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -114,12 +128,20 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
 
     # -- inbound ------------------------------------------------------------------------------
 
-    async def accept(self, text: str, session: str) -> str:
+    async def accept(
+        self, text: str, session: str, attachments: tuple[Attachment, ...] = ()
+    ) -> str:
         """Hand one message from the page to the core; returns its run id.
 
         :raises picobot.core.errors.BusClosed: while shutting down (no run was created).
         """
-        msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
+        msg = InboundMessage(
+            channel=self.name,
+            chat_id=session,
+            sender=Sender("web"),
+            text=text,
+            attachments=attachments,
+        )
         self.broker.open(msg.id, session)  # before the sink: events may start at once
         try:
             await self.sink(msg)
@@ -129,8 +151,8 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
         return msg.id
 
     async def history(self, session: str) -> list[dict[str, Any]]:
-        """The session as the user saw it, oldest first: ``{"role", "text"}``, plus
-        ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
+        """The session as the user saw it, oldest first: ``{"role", "text", "attachments"?}``,
+        plus ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
         "name", "arguments", "text", "error"}``."""
         history = self.services.history
         if history is None:
@@ -144,6 +166,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
                 entry["error"] = m["error"]
             elif m.get("note"):
                 entry["note"] = True
+            if m.get("attachments"):
+                entry["attachments"] = [
+                    self.describe(Attachment.from_json(a)) for a in m["attachments"]
+                ]
             shown.append(entry)
         return shown
 
@@ -171,6 +197,19 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
         """Stop the conversation's running turn, then forget it (idempotent)."""
         if self.services.forget is not None:
             await self.services.forget(PREFIX + session)
+
+    @staticmethod
+    def describe(attachment: Attachment) -> dict[str, Any]:
+        """An attachment as the page sees it: a link into ``/api/media`` and what it is."""
+        return {
+            "url": f"/api/media/{attachment.id}",
+            "name": attachment.name,
+            "kind": str(attachment.kind),
+            "mime": attachment.mime,
+            "size": attachment.size,
+            "width": attachment.width,
+            "height": attachment.height,
+        }
 
     # -- run events -----------------------------------------------------------------------------
 
@@ -212,6 +251,24 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
 
     async def delete(self, chat_id: str, message_id: str) -> None:
         return None
+
+    def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        raise BadRequest("web chat uploads are stored on arrival; there is nothing to download")
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        data = self.describe(attachment) | {"caption": caption.text if caption else ""}
+        for run_id in list(self.broker.runs_of(chat_id)):
+            self.broker.publish(run_id, "attachment", data)
+        return new_id()
 
     # -- HTTP ---------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.cluster import ClusterNode, ClusterQueue
 from picobot.runtime.http import make_app
+from picobot.runtime.media import MediaRuntime
 from picobot.runtime.sdnotify import Notifier
 from picobot.runtime.supervisor import ChannelSupervisor
 from picobot.storage.outbox import FinishedInOutbox, Outbox
@@ -75,6 +76,7 @@ class Daemon:
         self.config = config
         self.inbound: Topic[InboundMessage] = Topic("inbound")
         self.outbox = Outbox.in_dir(config.data_dir)
+        self.media = MediaRuntime(config)
         # Cluster mode: inbound over Redis streams, shared budgets, history and leases.
         self.cluster = (
             ClusterNode(config.cluster, default_node=str(config.http.port))
@@ -99,7 +101,9 @@ class Daemon:
                 budgets=self.cluster.budget if self.cluster is not None else local_budget,
             ),
             outbox=self.outbox,
+            media=self.media.store,
         )
+        self.media.bind(self.channels)
         self.intake = Intake(
             self.inbound
             if self.cluster is None
@@ -126,8 +130,10 @@ class Daemon:
             data_dir=config.data_dir,
             tools=self.abilities.tools,
             reminders=self.abilities.scheduler,
+            media=self.media.agent,
             store=self.cluster.history if self.cluster is not None else None,
         )
+        self.media.add_tools(self.agent.tools)
         self.agent_loop = AgentLoop(
             self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
@@ -152,6 +158,7 @@ class Daemon:
             directory=self.agent.store,
             forget=self.agent.reset,
             model=self.agent.model_name,
+            files=self.media.store,
         )
         channel = cls(config, self.intake, services)
         if self.cluster is not None:
@@ -214,6 +221,7 @@ class Daemon:
         if self.cluster is not None:
             stack.push_async_callback(self.cluster.aclose)  # last: leave the cluster
         stack.push_async_callback(self.agent.llm.aclose)
+        stack.push_async_callback(self.media.aclose)  # its HTTP client exists already
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         stack.push_async_callback(self.agent.aclose)
         await self.outbox.open()
@@ -221,6 +229,7 @@ class Daemon:
         await self.abilities.open()
         stack.push_async_callback(self.abilities.aclose)  # MCP servers (children) stop here
         self.abilities.start_mcp()  # in the background: a slow or broken server blocks nothing
+        self.media.start()
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             self.supervisor.create(name, getattr(self.config.channels, name))
@@ -244,6 +253,8 @@ class Daemon:
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
+        # Reminders recorded but not yet advanced when the last run died: not fired again.
+        await self.abilities.scheduler.reconcile(self.outbox.holds)
         if self.cluster is not None:
             http = f"{self.config.http.host}:{self.port}"
             await self.cluster.start(http, self.channels, self._run_here)
@@ -319,6 +330,7 @@ class Daemon:
             "bus": {"inbound": self.inbound.statistics()._asdict()},
             "dispatch": lanes,
             "intake": self.intake.summary(),  # counts, not ids: others may reach /api/status
+            "media": self.media.statistics(),
             "outbox": {
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],

@@ -81,9 +81,9 @@ def title_of(text: str) -> str | None:
 
 
 def visible_history(messages: Sequence[Message]) -> list[Message]:
-    """The conversation as the user saw it, oldest first: user and assistant texts, notes
-    (``"note": True``) and tool calls (``{"role": "tool", "name", "arguments", "content",
-    "error"}``, in the order they ran)."""
+    """The conversation as the user saw it, oldest first: user and assistant texts (with the
+    ``attachments`` references of the images sent), notes (``"note": True``) and tool calls
+    (``{"role": "tool", "name", "arguments", "content", "error"}``, in the order they ran)."""
     calls: dict[str, tuple[str, str]] = {}
     shown: list[Message] = []
     for m in messages:
@@ -103,10 +103,14 @@ def visible_history(messages: Sequence[Message]) -> list[Message]:
                     "error": text.startswith("Error:"),
                 }
             )
-        elif role in ("user", "assistant") and isinstance(content, str) and content.strip():
+        elif role in ("user", "assistant") and isinstance(content, str):
+            if not content.strip() and not m.get("attachments"):
+                continue
             entry: Message = {"role": role, "content": content}
             if m.get("note"):
                 entry["note"] = True
+            if m.get("attachments"):  # references to the media store (the images sent)
+                entry["attachments"] = m["attachments"]
             shown.append(entry)
     return shown
 
@@ -229,10 +233,10 @@ class SessionStore:
     async def _select(self, session: str, where: str) -> list[Message]:
         async with self._lock:
             db = await self._connect()
-            async with db.execute(
+            rows = await db.execute_fetchall(  # one round trip to the database thread
                 f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id", (session,)
-            ) as cursor:
-                return [json.loads(row[0]) async for row in cursor]
+            )
+            return [json.loads(row[0]) for row in rows]
 
     async def count(self, session: str) -> int:
         """How many messages the model sees in `session`."""
@@ -299,11 +303,12 @@ class SessionStore:
 
     @staticmethod
     async def _prune(db: aiosqlite.Connection, session: str, keep: int) -> None:
-        async with db.execute(
-            "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
-            (session,),
-        ) as cursor:
-            rows: list[Any] = list(await cursor.fetchall())
+        rows: list[Any] = list(
+            await db.execute_fetchall(
+                "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
+                (session,),
+            )
+        )
         start = trim_start([r[1] for r in rows], keep)
         if start:
             first_kept = rows[start][0] if start < len(rows) else rows[-1][0] + 1
