@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean systemd-analyze chromium screenshots
+.PHONY: run test lint format bench clean systemd-analyze chromium redis-server screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/picobot run --config config.yaml
 
-test: $(STAMP) systemd-analyze chromium
+test: $(STAMP) systemd-analyze chromium redis-server
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -49,7 +49,14 @@ chromium:
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } || \
 		echo "could not install chromium: the browser test will be skipped"
 
-bench: $(STAMP)
+# tests/cluster and the cluster e2e tests start their own Debian redis-server on a free port:
+# install it only when missing (if that fails, those tests are skipped, saying why).
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; } || \
+		echo "could not install redis-server: the cluster tests will be skipped"
+
+bench: $(STAMP) redis-server
 	$(BIN)/python -m benchmarks
 
 # The web chat in light, dark and mobile width, for docs/ and the README.

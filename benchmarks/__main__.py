@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks import footprint, media, outbox, pipeline, streaming, telegram_burst
+from benchmarks import cluster, footprint, media, outbox, pipeline, streaming, telegram_burst
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -31,6 +31,7 @@ def main() -> None:
     sections.append(asyncio.run(outbox.main()))
     sections.append(asyncio.run(media.main()))
     sections.append(asyncio.run(telegram_burst.main()))
+    sections.append(asyncio.run(cluster.main()))
     today = datetime.date.today().isoformat()
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(

@@ -37,6 +37,7 @@ from picobot.core.channel import (
     Capabilities,
     Channel,
     FileTransfer,
+    HoldsConnection,
     InboundSink,
     Rate,
     RateBudget,
@@ -118,7 +119,7 @@ PHOTO_LIMIT = 10_000_000
 PHOTO_REFUSED = ("PHOTO_INVALID_DIMENSIONS", "IMAGE_PROCESS_FAILED")
 
 
-class TelegramChannel(Channel, ServesHttp, FileTransfer):
+class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -143,6 +144,7 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer):
         self._files: aiohttp.ClientSession | None = None  # file downloads
         # Photos come in several sizes: the largest within the core's limit is taken.
         self._max_file_bytes = services.files.max_bytes if services.files else None
+        self._deferred = False  # cluster mode: polling waits for open_intake() (the lease)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -160,25 +162,58 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer):
         self._intake_open = True  # before setWebhook: Telegram may post at once
         webhook = self.config.webhook
         with _translate_errors(start=True):
-            if webhook is None:
+            if webhook is None and not self._deferred:
                 await bot.delete_webhook()  # getUpdates answers 409 while a webhook is set
-                self._poller = TelegramPoller(
-                    bot,
-                    self._deliver,
-                    lambda state, detail: self.set_state(state, detail),  # late-bound
-                    timeout=self.poll_timeout,
-                    allowed_updates=ALLOWED_UPDATES,
-                )
-                self._poller.start()
-            else:
+                self._start_polling()
+            elif webhook is not None:
                 await bot.set_webhook(
                     webhook.url,
                     secret_token=webhook.secret_token.get_secret_value(),
                     allowed_updates=ALLOWED_UPDATES,
                 )
         mode = "polling" if webhook is None else f"webhook at {webhook.path}"
+        if webhook is None and self._deferred:
+            mode = "sending; polling on the lease holder"
         log.info("telegram: connected as @%s (%s)", bot.username, mode)
         self.set_state(State.CONNECTED, mode)
+
+    def _start_polling(self) -> None:
+        self._intake_open = True
+        self._poller = TelegramPoller(
+            self._bot,
+            self._deliver,
+            lambda state, detail: self.set_state(state, detail),  # late-bound
+            timeout=self.poll_timeout,
+            allowed_updates=ALLOWED_UPDATES,
+        )
+        self._poller.start()
+
+    # -- cluster mode: polling only on the node holding the lease (HoldsConnection) --------
+
+    @property
+    def exclusive_intake(self) -> bool:
+        return self.config.webhook is None
+
+    def defer_intake(self, poll_timeout: float) -> None:
+        self._deferred = True
+        self.poll_timeout = min(self.poll_timeout, poll_timeout)
+
+    async def open_intake(self) -> None:
+        if self._poller is not None or self._bot_or_none is None:
+            return
+        with _translate_errors():
+            await self._bot.delete_webhook()
+        self._start_polling()
+        self.set_state(State.CONNECTED, "polling")
+        log.info("telegram: polling (this node holds the lease)")
+
+    async def close_intake(self, *, finish_poll: bool) -> None:
+        self._intake_open = False
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            await poller.stop(INTAKE_DRAIN_TIMEOUT, finish_poll=finish_poll)
+            if self.state is State.CONNECTED:
+                self.set_state(State.CONNECTED, "sending; polling on the lease holder")
 
     def _build(self) -> Bot:
         token = self.config.token.get_secret_value() if self.config.token else ""

@@ -63,21 +63,29 @@ class TelegramPoller:
         self._confirmed: int | None = None  # offset of the last poll Telegram answered
         self._trouble: str | None = None  # what went wrong, while polling fails
         self._handing_over = False
+        self._in_poll = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="telegram-polling")
 
-    async def stop(self, drain_timeout: float) -> None:
-        """Stop polling; return once the updates being handed over have reached `handle`."""
+    async def stop(self, drain_timeout: float, *, finish_poll: bool = False) -> None:
+        """Stop polling; return once the updates being handed over have reached `handle`.
+
+        `finish_poll`: let a long poll in flight return (within its timeout plus
+        `drain_timeout`) instead of cancelling it, so no other poller overlaps it.
+        """
         self._stopping = True
         task, self._task = self._task, None
         if task is None:
             return
-        if not self._handing_over:
+        limit = drain_timeout
+        if finish_poll and self._in_poll:
+            limit += self._timeout.total_seconds()
+        elif not self._handing_over:
             task.cancel()  # a long poll or a backoff sleep: nothing is lost by cancelling
-        done, _ = await asyncio.wait({task}, timeout=drain_timeout)
+        done, _ = await asyncio.wait({task}, timeout=limit)
         if not done:
             log.warning("telegram: some fetched updates were not handed over")
             task.cancel()
@@ -111,6 +119,7 @@ class TelegramPoller:
     async def _poll_loop(self) -> None:
         delay = BACKOFF_FIRST
         while not self._stopping:
+            self._in_poll = True
             try:
                 updates = await self._bot.get_updates(
                     offset=self._offset, timeout=self._timeout, allowed_updates=self._allowed
@@ -118,10 +127,12 @@ class TelegramPoller:
             except tg.InvalidToken:
                 raise
             except Exception as exc:
+                self._in_poll = False
                 self._failed(exc)
                 await self._sleep(delay)
                 delay = min(delay * BACKOFF_FACTOR, BACKOFF_MAX)
                 continue
+            self._in_poll = False
             delay = BACKOFF_FIRST
             self._confirmed = self._offset
             if self._trouble is not None:

@@ -127,7 +127,25 @@ def _format_status(data: dict[str, Any]) -> str:
     schedule = data.get("schedule")
     if schedule is not None:
         lines.append(f"schedule: {schedule.get('entries', 0)} entries")
+    if cluster := data.get("cluster"):
+        lines += _format_cluster(cluster)
     return "\n".join(lines)
+
+
+def _format_cluster(cluster: dict[str, Any]) -> list[str]:
+    """The `cluster` object: this node, Redis, live nodes, lease holders, partition owners."""
+    lines = [f"cluster: node {cluster.get('node')}, redis {cluster.get('redis')}"]
+    owners: dict[str, list[str]] = {}
+    for partition, node in (cluster.get("partitions") or {}).items():
+        owners.setdefault(node or "(nobody)", []).append(partition)
+    for node, info in (cluster.get("nodes") or {}).items():
+        held = ", ".join(owners.get(node, [])) or "none"
+        lines.append(f"  node {node} at {info.get('http', '?')}: partitions {held}")
+    for lease, holder in (cluster.get("leases") or {}).items():
+        lines.append(f"  {lease} connection held by {holder or 'nobody'}")
+    if "(nobody)" in owners:
+        lines.append(f"  unowned partitions: {', '.join(owners['(nobody)'])}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

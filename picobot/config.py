@@ -33,6 +33,7 @@ DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
+DEFAULT_FAILOVER_SECONDS = 10.0
 # Every tool name `agent.tools` may list; `picobot check` and `run` refuse any other.
 KNOWN_TOOLS = ("time", "message", "schedule", "fetch")
 DEFAULT_MCP_TIMEOUT = 30.0
@@ -272,6 +273,22 @@ class ChannelsConfig(_Model):
         return [name for name in type(self).model_fields if getattr(self, name).enabled]
 
 
+class ClusterConfig(_Model):
+    """Several picobot processes as one bot, over Redis (docs/cluster.md)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    node: str = ""  # empty: "<host name>:<http port>"
+    failover_seconds: float = Field(DEFAULT_FAILOVER_SECONDS, ge=1, le=300)
+
+    @model_validator(mode="after")
+    def _check(self) -> ClusterConfig:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url: must start with redis://, rediss:// or unix://")
+        if any(c.isspace() for c in self.node):
+            raise ValueError("node: must not contain spaces")
+        return self
+
+
 class Config(_Model):
     data_dir: Path = Path("./data")
     log: LogConfig = LogConfig()
@@ -287,6 +304,7 @@ class Config(_Model):
     stt: STTConfig = STTConfig()
     tts: TTSConfig = TTSConfig()
     images: ImagesConfig = ImagesConfig()
+    cluster: ClusterConfig | None = None  # absent: one process, SQLite
 
     @property
     def stt_enabled(self) -> bool:
@@ -445,6 +463,7 @@ def summary(config: Config) -> str:
         f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}; "
         f"tools: {', '.join(config.agent.tools) or 'none'}"
         + (f"; mcp: {', '.join(config.mcp.servers)}" if config.mcp.servers else "")
+        + (f"; cluster node {config.cluster.node or '(host name)'}" if config.cluster else "")
     )
 
 

@@ -30,7 +30,7 @@ from picobot.config import AgentConfig
 from picobot.core import events as ev
 from picobot.core.messages import InboundMessage, Message, new_id
 from picobot.core.tasks import cancel_and_wait
-from picobot.storage.sessions import SessionStore, trim_history, visible_history
+from picobot.storage.sessions import HistoryStore, SessionStore, trim_history, visible_history
 
 log = logging.getLogger("picobot.agent")
 
@@ -51,7 +51,7 @@ class Agent:
         config: AgentConfig | None = None,
         *,
         data_dir: str | Path | None = None,
-        store: SessionStore | None = None,
+        store: HistoryStore | None = None,
         tools: ToolRegistry | None = None,
         reminders: Reminders | None = None,
         media: AgentMedia | None = None,

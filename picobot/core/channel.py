@@ -322,3 +322,31 @@ class FileTransfer(ABC):
 
         :raises picobot.core.errors.ChannelError: translated from the SDK's exception.
         """
+
+
+class HoldsConnection(ABC):
+    """A channel whose intake is one platform connection per bot (Telegram long polling: a
+    second poller gets 409 Conflict). In cluster mode only the node holding the channel's lease
+    runs that intake; every node connects for sending.
+
+    Lifecycle: `defer_intake()` before `start()` makes `start()` connect without intake;
+    `open_intake()` starts it, `stop_intake(finish=...)` stops it (again and again).
+    """
+
+    @property
+    @abstractmethod
+    def exclusive_intake(self) -> bool:
+        """True when this channel's intake must run on one node only (False for webhooks)."""
+
+    @abstractmethod
+    def defer_intake(self, poll_timeout: float) -> None:
+        """Let `start()` connect for sending only; long polls wait at most `poll_timeout` s."""
+
+    @abstractmethod
+    async def open_intake(self) -> None:
+        """Start taking platform events (this node holds the lease now)."""
+
+    @abstractmethod
+    async def close_intake(self, *, finish_poll: bool) -> None:
+        """Stop taking events. `finish_poll`: wait for the request in flight to return (a
+        hand-over: the next holder must not poll while it runs) instead of cancelling it."""

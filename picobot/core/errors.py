@@ -48,10 +48,12 @@ class TransientError(ChannelError):
 
 
 class RateLimited(TransientError):
-    """The platform asked us to wait `retry_after` seconds before the next call."""
+    """The platform asked us to wait `retry_after` seconds before the next call; `overall`:
+    for every chat of the bot (a global flood), not just this one."""
 
-    def __init__(self, retry_after: float, message: str = "") -> None:
+    def __init__(self, retry_after: float, message: str = "", *, overall: bool = False) -> None:
         self.retry_after = max(0.0, float(retry_after))
+        self.overall = overall
         super().__init__(message or f"rate limited, retry after {self.retry_after:g} s")
 
 

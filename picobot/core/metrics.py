@@ -15,3 +15,5 @@ TURN_SECONDS = Histogram("picobot_turn_seconds", "Agent turn latency", ["channel
 MEDIA = Counter("picobot_media_files", "Files received and sent", ["channel", "direction"])
 MEDIA_STORED_BYTES = Counter("picobot_media_stored_bytes", "Bytes written to the media store")
 MEDIA_REJECTED = Counter("picobot_media_rejected", "Files refused, by reason", ["reason"])
+CLUSTER_UP = Gauge("picobot_cluster_redis_up", "1 while this node reaches Redis (cluster mode)")
+CLUSTER_PARTITIONS = Gauge("picobot_cluster_partitions", "Inbound partitions this node owns")

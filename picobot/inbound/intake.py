@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
 from picobot.config import ChannelConfig, Config
 from picobot.core import metrics
-from picobot.core.bus import Topic
 from picobot.core.errors import BusClosed
 from picobot.core.messages import InboundMessage, Kind, Post, reply_to
 
@@ -96,18 +96,33 @@ class FloodGuard:
             self._warned.discard(key)
 
 
+class InboundQueue(Protocol):
+    """Where accepted messages go: the local inbound topic, or the cluster's streams."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def publish(self, msg: InboundMessage) -> None: ...
+
+
 class Intake:
-    """The sink every channel hands its inbound messages to."""
+    """The sink every channel hands its inbound messages to.
+
+    `announce`: post the placeholder here (True), or leave it to whoever runs the turn (the
+    partition's owner in cluster mode, through `announce()`).
+    """
 
     def __init__(
         self,
-        inbound: Topic[InboundMessage],
+        inbound: InboundQueue,
         post: Post,
         policies: Mapping[str, Policy],
         *,
         seen: Callable[[InboundMessage], Awaitable[bool]] | None = None,
+        announce: bool = True,
     ) -> None:
         self._inbound = inbound
+        self._announce_here = announce
         self._post = post
         self._policies = dict(policies)
         self._seen = seen  # records the message durably; True for a replayed platform event
@@ -173,6 +188,12 @@ class Intake:
             len(msg.text),
             extra={"content": msg.text},
         )
-        # Before the agent can see the message, so the placeholder precedes any reply in the lane.
-        await self._post(reply_to(msg, policy.placeholder, kind=Kind.ACCEPTED))
+        if self._announce_here:
+            # Before the agent sees the message, so the placeholder precedes any reply in the lane.
+            await self.announce(msg)
         await self._inbound.publish(msg)
+
+    async def announce(self, msg: InboundMessage) -> None:
+        """Post the ACCEPTED marker (typing, the placeholder) for an accepted message."""
+        policy = self._policies.get(msg.channel)
+        await self._post(reply_to(msg, policy.placeholder if policy else "", kind=Kind.ACCEPTED))

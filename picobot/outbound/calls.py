@@ -16,7 +16,7 @@ from picobot.core import metrics
 from picobot.core.channel import Rendered
 from picobot.core.errors import FormattingRejected, RateLimited
 from picobot.core.retry import RetryPolicy
-from picobot.outbound.ratelimit import RateLimits
+from picobot.outbound.ratelimit import Budget
 from picobot.text.chunks import Chunk, plain_again
 
 T = TypeVar("T")
@@ -26,13 +26,18 @@ log = logging.getLogger("picobot.dispatch")
 
 
 def rate_limited(
-    limits: RateLimits, chat_id: str, call: Call[T], *, group: bool = False, edit: bool = False
+    limits: Budget, chat_id: str, call: Call[T], *, group: bool = False, edit: bool = False
 ) -> Call[T]:
-    """`call`, holding a slot of the chat's budget while it runs (waits for one)."""
+    """`call`, holding a slot of the chat's budget while it runs (waits for one). A 429 holds
+    the budget of the chat (or of every chat) for its `retry_after`, on every node."""
 
     async def limited() -> T:
         async with limits.slot(chat_id, group=group, edit=edit):
-            return await call()
+            try:
+                return await call()
+            except RateLimited as exc:
+                await limits.hold(None if exc.overall else chat_id, exc.retry_after)
+                raise
 
     return limited
 

@@ -23,7 +23,7 @@ from picobot.outbound.calls import rate_limited, retried
 from picobot.outbound.lanes import SPILL_AFTER, Job
 from picobot.outbound.live import LiveUpdates
 from picobot.outbound.placeholders import PlaceholderCalls, Placeholders
-from picobot.outbound.ratelimit import RateLimits
+from picobot.outbound.ratelimit import Budget, BudgetFactory, local_budget
 from picobot.outbound.reply import Replies
 from picobot.storage.outbox import Outbox
 
@@ -41,20 +41,23 @@ class DispatchSettings:
     placeholder_ttl: float = 600.0
     lane_idle: float = LANE_IDLE_SECONDS
     spill_after: int = SPILL_AFTER  # jobs a lane holds in memory; more wait in the outbox
+    budgets: BudgetFactory = local_budget  # cluster mode: budgets shared through Redis
 
 
 class Calls:
     """Platform calls with the channel's rate budget and the retry policy applied."""
 
-    def __init__(self, retry: RetryPolicy) -> None:
+    def __init__(self, retry: RetryPolicy, budgets: BudgetFactory = local_budget) -> None:
         self.retry = retry
-        self._limits: dict[str, RateLimits] = {}  # per channel, made on first use
+        self._budgets = budgets
+        self._limits: dict[str, Budget] = {}  # per channel, made on first use
 
-    def limits(self, channel: Channel) -> RateLimits:
+    def limits(self, channel: Channel) -> Budget:
         # Lazily: a channel restarted by a reload keeps its name and its budget.
         limits = self._limits.get(channel.name)
         if limits is None:
-            limits = self._limits[channel.name] = RateLimits(channel.capabilities.rate)
+            limits = self._budgets(channel.name, channel.capabilities.rate)
+            self._limits[channel.name] = limits
         return limits
 
     async def __call__(
@@ -83,7 +86,7 @@ class Delivery:
         media: MediaStore | None = None,
     ) -> None:
         self.channels = channels
-        calls = Calls(settings.retry)
+        calls = Calls(settings.retry, settings.budgets)
         self.placeholders = PlaceholderCalls(placeholders, calls, outbox)
         self.live = LiveUpdates(calls)
         self.replies = Replies(calls, self.placeholders, outbox, settings.retry, media)

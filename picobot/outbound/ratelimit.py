@@ -102,6 +102,34 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+class Budget(Protocol):
+    """One channel's rate budget: `RateLimits` in one process, shared by every node in
+    cluster mode (`picobot.cluster.budget.SharedRateLimits`)."""
+
+    async def acquire(self, chat_id: str, *, group: bool = False, edit: bool = False) -> None:
+        """Wait until one call to `chat_id` fits every level, and take it."""
+
+    async def try_acquire(self, chat_id: str, *, group: bool = False, edit: bool = False) -> bool:
+        """Take a slot only if every level has one free now."""
+
+    def slot(
+        self, chat_id: str, *, group: bool = False, edit: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Wait until one call fits every level; hold it while the call runs."""
+
+    def try_slot(
+        self, chat_id: str, *, group: bool = False, edit: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Like `slot`, only if every level has room now: yields whether it got one."""
+
+    async def hold(self, chat_id: str | None, seconds: float) -> None:
+        """A 429 said wait `seconds` for `chat_id` (None: every chat)."""
+
+
+# Makes the budget of the channel named by the first argument.
+BudgetFactory = Callable[[str, RateBudget], Budget]
+
+
 def _limiter(rate: Rate) -> Limiter:
     if rate.window:
         return SlidingWindow(rate.burst, rate.burst / rate.per_second)
@@ -184,5 +212,13 @@ class RateLimits:
                 await held.enter_async_context(bucket)  # has room, so this does not wait
             yield True
 
+    async def hold(self, chat_id: str | None, seconds: float) -> None:
+        """Nothing to do in one process: the chat's lane itself waits out the 429."""
+        return None
+
     def __len__(self) -> int:
         return len(self._chats)
+
+
+def local_budget(channel: str, budget: RateBudget) -> Budget:
+    return RateLimits(budget)

@@ -36,9 +36,11 @@ from picobot.core.retry import RetryPolicy
 from picobot.core.tasks import cancel_and_wait
 from picobot.inbound.intake import Intake, policies
 from picobot.outbound.door import DispatchSettings, Outbound
+from picobot.outbound.ratelimit import local_budget
 from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
+from picobot.runtime.cluster import ClusterNode, ClusterQueue
 from picobot.runtime.http import make_app
 from picobot.runtime.media import MediaRuntime
 from picobot.runtime.sdnotify import Notifier
@@ -75,6 +77,12 @@ class Daemon:
         self.inbound: Topic[InboundMessage] = Topic("inbound")
         self.outbox = Outbox.in_dir(config.data_dir)
         self.media = MediaRuntime(config)
+        # Cluster mode: inbound over Redis streams, shared budgets, history and leases.
+        self.cluster = (
+            ClusterNode(config.cluster, default_node=str(config.http.port))
+            if config.cluster is not None
+            else None
+        )
         self.supervisor = ChannelSupervisor(
             self._make_channel,
             on_start=self._attach,
@@ -90,13 +98,25 @@ class Daemon:
                 retry=RetryPolicy(max_attempts=d.max_attempts, max_backoff=d.max_backoff),
                 typing_ttl=d.typing_ttl,
                 placeholder_ttl=d.placeholder_ttl,
+                budgets=self.cluster.budget if self.cluster is not None else local_budget,
             ),
             outbox=self.outbox,
             media=self.media.store,
         )
         self.media.bind(self.channels)
         self.intake = Intake(
-            self.inbound, self.outbound.post, policies(config), seen=self.outbox.seen
+            self.inbound
+            if self.cluster is None
+            else ClusterQueue(
+                self.cluster,
+                self._run_here,
+                closed=lambda: self.inbound.closed,
+                here=lambda name: isinstance(self.channels.get(name), WritesReplies),
+            ),
+            self.outbound.post,
+            policies(config),
+            seen=self.outbox.seen if self.cluster is None else self.cluster.seen,
+            announce=self.cluster is None,
         )
         # Tools, reminders and MCP servers; they reach the chats only through these callables.
         self.abilities = Abilities(
@@ -111,6 +131,7 @@ class Daemon:
             tools=self.abilities.tools,
             reminders=self.abilities.scheduler,
             media=self.media.agent,
+            store=self.cluster.history if self.cluster is not None else None,
         )
         self.media.add_tools(self.agent.tools)
         self.agent_loop = AgentLoop(
@@ -139,7 +160,10 @@ class Daemon:
             model=self.agent.model_name,
             files=self.media.store,
         )
-        return cls(config, self.intake, services)
+        channel = cls(config, self.intake, services)
+        if self.cluster is not None:
+            self.cluster.prepare(channel)  # e.g. Telegram polls only under the lease
+        return channel
 
     def _attach(self, channel: Channel) -> None:
         if isinstance(channel, WatchesRuns):
@@ -150,8 +174,12 @@ class Daemon:
             self.agent_loop.remove_listener(channel.on_run_event)
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
-        """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
-        return FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+        """How this turn's reply reaches the chat; the outbox (and in cluster mode the
+        inbound stream) hears when the turn is over."""
+        writer: ReplyWriter = FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+        if self.cluster is not None:
+            writer = self.cluster.writer(writer, inbound.id)
+        return writer
 
     def _writer_for(self, inbound: InboundMessage) -> ReplyWriter:
         """The channel's own, streamed by edits, in pieces, or whole."""
@@ -190,6 +218,8 @@ class Daemon:
         log.info("starting picobot: %s", summary(self.config))
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         stack = self._stack
+        if self.cluster is not None:
+            stack.push_async_callback(self.cluster.aclose)  # last: leave the cluster
         stack.push_async_callback(self.agent.llm.aclose)
         stack.push_async_callback(self.media.aclose)  # its HTTP client exists already
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
@@ -225,6 +255,9 @@ class Daemon:
         await self._start_channels()  # one that fails is reported (and in /readyz)
         # Reminders recorded but not yet advanced when the last run died: not fired again.
         await self.abilities.scheduler.reconcile(self.outbox.holds)
+        if self.cluster is not None:
+            http = f"{self.config.http.host}:{self.port}"
+            await self.cluster.start(http, self.channels, self._run_here)
         await self._recover(unfinished)
         self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
         log.info("ready: %s", self.supervisor.summary_line())
@@ -232,6 +265,14 @@ class Daemon:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")
+
+    async def _run_here(self, msg: InboundMessage) -> None:
+        """Cluster mode: a message whose turn runs on this node: its placeholder, the agent."""
+        if msg.channel not in self.channels:
+            log.warning("cluster: a %s message, but that channel is not running here", msg.channel)
+            return
+        await self.intake.announce(msg)
+        await self.inbound.publish(msg)
 
     async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
@@ -248,6 +289,7 @@ class Daemon:
             self.status,
             self.supervisor.routes(),
             expected=lambda: self.config.channels.enabled(),
+            checks=self.cluster.checks if self.cluster is not None else dict,
             detail=lambda: {"mcp": self.abilities.mcp.status()},
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -277,7 +319,8 @@ class Daemon:
         lanes = self.outbound.statistics()
         metrics.QUEUE_DEPTH.labels("inbound").set(self.inbound.statistics().size)
         metrics.QUEUE_DEPTH.labels("outbound").set(lanes["queued"])
-        return {
+        cluster = {"cluster": await self.cluster.status()} if self.cluster is not None else {}
+        return cluster | {
             "uptime": round(time.time() - self.started_at, 1),
             "rss_bytes": rss_bytes(),
             "channels": {
@@ -352,6 +395,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.dispatch.drain_timeout
         # Stop intake: channels stop fetching, new inbound messages are refused from now on.
+        # In cluster mode the platform leases are handed over after the last poll returned.
+        if self.cluster is not None:
+            await self.cluster.stop_intake()
         await self.supervisor.stop_intake()
         self.inbound.close()
         await self.abilities.stop_scheduler()  # nothing new fires; a cut entry fires next run

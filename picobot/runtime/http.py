@@ -20,6 +20,7 @@ def make_app(
     *,
     client_max_size: int = 1 << 20,
     expected: Callable[[], Iterable[str]] = tuple,
+    checks: Callable[[], Mapping[str, str]] = dict,
     detail: Callable[[], Mapping[str, object]] = dict,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
@@ -27,8 +28,9 @@ def make_app(
     `expected()` names every enabled channel, so one that could not even be created (its
     library missing) still shows in /readyz as failing. A channel with an
     ``http_guard(request)`` method may refuse any request by returning a response (the web
-    chat's token check on ``/api/*``); it is asked on every request. `detail()` adds keys to
-    the /readyz body (the MCP servers' states) without deciding readiness.
+    chat's token check on ``/api/*``); it is asked on every request. `checks()` names other
+    things readiness depends on (the cluster's Redis), each "ok" or what is wrong; `detail()`
+    adds keys to the /readyz body (the MCP servers' states) without deciding readiness.
     """
 
     @web.middleware
@@ -48,7 +50,11 @@ def make_app(
         states = {name: "unavailable" for name in expected() if name not in channels}
         states |= {name: ch.state.value for name, ch in channels.items()}
         failing = sorted(name for name in states if states[name] != "connected")
+        more = dict(checks())
+        failing += sorted(name for name, state in more.items() if state != "ok")
         body = {"ready": not failing, "channels": states, "failing": failing, **detail()}
+        if more:
+            body["checks"] = more
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiosqlite
 
@@ -134,6 +134,33 @@ def trim_start(roles: Sequence[str], limit: int) -> int:
 def trim_history(messages: Sequence[Message], limit: int) -> list[Message]:
     """The newest messages, at most `limit`, starting at a turn boundary (see `trim_start`)."""
     return list(messages[trim_start([str(m.get("role")) for m in messages], limit) :])
+
+
+class HistoryStore(Protocol):
+    """Where conversation history lives: SQLite here, Redis in cluster mode
+    (`picobot.cluster.sessions`). Same calls, same meaning."""
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def load(self, session: str) -> list[Message]: ...
+
+    async def transcript(self, session: str) -> list[Message]: ...
+
+    async def count(self, session: str) -> int: ...
+
+    async def append(
+        self, session: str, messages: Sequence[Message], *, keep: int | None = None
+    ) -> None: ...
+
+    async def append_note(self, session: str, messages: Sequence[Message]) -> None: ...
+
+    async def clear(self, session: str) -> None: ...
+
+    async def sessions(self, prefix: str = "", *, limit: int = 200) -> list[SessionInfo]: ...
+
+    async def rename(self, session: str, title: str) -> bool: ...
 
 
 class SessionStore:

@@ -18,7 +18,7 @@ from telegram.request import HTTPXRequest
 from channels.telegram_channel import POLL_TIMEOUT, TelegramChannel
 from channels.telegram_polling import BACKOFF_MAX, TelegramPoller
 from picobot.config import TelegramConfig
-from picobot.core.channel import State
+from picobot.core.channel import Rendered, State
 from picobot.core.errors import BusClosed
 from picobot.core.messages import InboundMessage
 from tests.fakes.fake_telegram import FakeTelegram
@@ -216,3 +216,34 @@ async def test_409_is_reported_once_then_recovers_with_a_capped_backoff(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "409 Conflict" in errors[0].getMessage()
     assert "polling recovered" in caplog.text
+
+
+# -- cluster mode: polling only while holding the lease (HoldsConnection) ---------------------
+
+
+async def test_a_deferred_channel_sends_but_polls_only_when_told(fake: FakeTelegram) -> None:
+    sink = Recorder()
+    channel = channel_for(fake, sink)
+    assert channel.exclusive_intake
+    channel.defer_intake(poll_timeout=1.0)
+    await channel.start()
+    try:
+        assert channel.state is State.CONNECTED
+        assert await channel.send("42", Rendered("hi", None, "hi"))
+        assert fake.chat_log(42)[0].text == "hi"
+        assert fake.polls_received == 0
+        await channel.open_intake()
+        update = fake.user_message(42, "hello")
+        await sink.wait_for(update)
+        await fake.wait_for(lambda f: f.pending_polls == 1)
+        # A hand-over: the poll in flight returns by itself (1 s here), it is not cut.
+        await channel.close_intake(finish_poll=True)
+        polls = [c for c in fake.calls if c.method == "getUpdates"]
+        assert polls[-1].delivered and polls[-1].status == 200
+        assert fake.pending_polls == 0
+        await channel.open_intake()  # the lease came back
+        await fake.wait_for(lambda f: f.pending_polls == 1)
+        await channel.close_intake(finish_poll=False)  # the lease was lost: stop at once
+        assert fake.overlapping_polls == 0
+    finally:
+        await channel.stop()

@@ -188,3 +188,15 @@ def test_unknown_key_close_to_a_known_one_gets_a_suggestion() -> None:
     )
     assert "did you mean" not in str(error_of({"llm": {"zzzz": 1}}))
     assert "did you mean log?" in str(error_of({"logg": {}}))
+
+
+def test_cluster_is_absent_by_default_and_validated() -> None:
+    assert parse_config({}).cluster is None
+    cluster = parse_config({"cluster": {"redis_url": "redis://r:6379/1", "node": "a"}}).cluster
+    assert cluster is not None and cluster.failover_seconds == 10 and cluster.node == "a"
+    with pytest.raises(ConfigError, match=r"cluster\.redis_url"):
+        parse_config({"cluster": {"redis_url": "http://x"}})
+    with pytest.raises(ConfigError, match=r"cluster\.failover_seconds"):
+        parse_config({"cluster": {"failover_seconds": 0}})
+    with pytest.raises(ConfigError, match=r"cluster\.nodes"):
+        parse_config({"cluster": {"nodes": 3}})

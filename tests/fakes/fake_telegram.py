@@ -118,6 +118,11 @@ class FakeTelegram:
         self._new_updates = asyncio.Event()
         self._poll_generation = 0
         self.pending_polls = 0  # getUpdates requests currently waiting (wait_for can watch it)
+        # getUpdates that arrived while another client's poll was still open: two pollers at
+        # once (the older then gets 409 Conflict, as from Telegram).
+        self.overlapping_polls = 0
+        self.polls_received = 0  # getUpdates requests that arrived (answered or not yet)
+        self._open_polls: set[Any] = set()  # transports of getUpdates being answered
         self._shutdown = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -354,10 +359,20 @@ class FakeTelegram:
             if fault == "timeout":
                 await self._shutdown.wait()
             return drop_connection(request)
+        transport = request.transport
+        polling = method.lower() == "getupdates" and transport is not None
         try:
+            if polling:
+                self.polls_received += 1
+                if any(t is not transport and not t.is_closing() for t in self._open_polls):
+                    self.overlapping_polls += 1
+                self._open_polls.add(transport)
             outcome: Any = await handler(params)
         except ApiError as err:
             outcome = err
+        finally:
+            if polling:
+                self._open_polls.discard(transport)
         # A client that gave up (e.g. a cancelled long poll) never sees this answer.
         gone = request.transport is None or request.transport.is_closing()
         response = self._answer(method, params, outcome, fault, gone or fault == "drop_after")

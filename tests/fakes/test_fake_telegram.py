@@ -433,6 +433,7 @@ async def test_conflicts(fake: FakeTelegram, bot: telegram.Bot) -> None:
         assert await other.get_updates() == ()
     with pytest.raises(Conflict):
         await asyncio.wait_for(first, 5)
+    assert fake.overlapping_polls == 1
     # With a webhook set, getUpdates is refused until deleteWebhook.
     await bot.set_webhook("https://example.org/hook")
     with pytest.raises(Conflict, match=r"(?i)webhook is active"):

@@ -1,0 +1,303 @@
+"""Inbound messages over Redis Streams, partitioned by conversation.
+
+    publish(msg) ─► XADD picobot:in:<crc32(channel:chat) % 16>
+    owner of <p> ─► XREADGROUP (own pending entries first, then new) ─► handle(entry)
+    turn done    ─► done(msg.id) ─► XACK (fenced by the partition's lease)
+
+A partition is read by one node at a time, the holder of the lease ``partition:<p>``; which
+node wants which partition comes from rendezvous hashing over the live nodes, so every node
+computes the same spread. Taking a partition claims its pending entries (XAUTOCLAIM): the work
+a dead node never finished runs again on the new owner. A node gives up a partition it no
+longer wants only once its entries in flight are done; it drops one whose lease it cannot
+renew at once (reading stops; its acks are refused by the fence).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from picobot.cluster import cancellable, codec, key
+from picobot.cluster.lease import FENCE_CHECK, Fence, Lease
+from picobot.core.messages import InboundMessage
+
+log = logging.getLogger("picobot.cluster")
+
+PARTITIONS = 16
+GROUP = "picobot"
+MAXLEN = 10_000  # approximate: acked history kept per stream
+READ_COUNT = 100
+
+_XADD = """
+if #KEYS == 2 and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return redis.error_reply('FENCED')
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[2])
+"""
+_XACK = FENCE_CHECK + "return redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])"
+
+
+class Entry(NamedTuple):
+    partition: int
+    id: str  # the stream entry id
+    message: InboundMessage
+
+
+def partition_of(channel: str, chat_id: str, partitions: int = PARTITIONS) -> int:
+    """The partition of a chat: all its messages meet there, in order."""
+    return zlib.crc32(f"{channel}:{chat_id}".encode()) % partitions
+
+
+def stream_key(partition: int) -> str:
+    return key("in", partition)
+
+
+def wished(nodes: Iterable[str], node: str, partitions: int = PARTITIONS) -> set[int]:
+    """The partitions `node` should own among `nodes` (rendezvous hashing: stable, even)."""
+    names = sorted(set(nodes) | {node})
+    return {
+        p
+        for p in range(partitions)
+        if max(names, key=lambda n: (zlib.crc32(f"{n}/{p}".encode()), n)) == node
+    }
+
+
+class InboundStreams:
+    """This node's side of the partitioned inbound streams.
+
+    Resource handling: `setup()` creates the consumer group on every stream; the client
+    belongs to the caller. Error handling: Redis errors propagate (`RedisError`); a `maintain()`
+    round that cannot renew a partition drops it without raising.
+    """
+
+    def __init__(
+        self, redis: Redis, node: str, *, ttl: float, partitions: int = PARTITIONS
+    ) -> None:
+        self.redis = redis
+        self.node = node
+        self.partitions = partitions
+        self.leases = {p: Lease(redis, f"partition:{p}", node, ttl) for p in range(partitions)}
+        self.owned: set[int] = set()
+        self._unread_pending: set[int] = set()  # claimed partitions whose pending we re-read
+        self._cursor: dict[int, str] = {}
+        self._inflight: dict[str, Entry] = {}  # message id -> entry handed out, not yet done
+        self._xadd = redis.register_script(_XADD)
+        self._xack = redis.register_script(_XACK)
+        self.changed = asyncio.Event()  # set when this node takes a partition
+
+    async def setup(self) -> None:
+        """Create the consumer group on every stream (idempotent)."""
+        for p in range(self.partitions):
+            try:
+                await self.redis.xgroup_create(stream_key(p), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- publishing (any node) ----------------------------------------------------------------
+
+    async def publish(self, msg: InboundMessage, fence: Fence | None = None) -> str:
+        """Append `msg` to its partition's stream; the entry id.
+
+        :raises redis.exceptions.ResponseError: ``FENCED`` if `fence` is stale (another node
+            took the lease it belongs to).
+        """
+        p = partition_of(msg.channel, msg.chat_id, self.partitions)
+        keys = [stream_key(p)] + ([fence.key] if fence else [])
+        args: list[str | int] = [MAXLEN, codec.dump(msg)]
+        if fence:
+            args.append(fence.token)
+        return str(await self._xadd(keys=keys, args=args))
+
+    # -- ownership ----------------------------------------------------------------------------
+
+    def busy(self, partition: int) -> bool:
+        return any(e.partition == partition for e in self._inflight.values())
+
+    async def maintain(self, live: Collection[str]) -> None:
+        """One round: renew what we hold, take what we should own, give up what we should not.
+
+        `live` names the live nodes (this one included or not).
+        """
+        want = wished(live, self.node, self.partitions)
+        for p in sorted(self.owned):
+            try:
+                renewed = await self.leases[p].renew()
+            except RedisError as exc:
+                log.warning("partition %d: cannot renew (%s); dropped", p, exc)
+                renewed = False
+            if not renewed:
+                self._drop(p)
+                self.leases[p].forget()
+        for p in sorted(self.owned):
+            await self._adopt_strays(p)
+        for p in sorted(self.owned - want):
+            if not self.busy(p):
+                self._drop(p)
+                await self.leases[p].release()
+                log.info("partition %d: handed over", p)
+        for p in sorted(want - self.owned):
+            if await self.leases[p].try_acquire():
+                await self._claim(p)
+                self.owned.add(p)
+                self._unread_pending.add(p)
+                self._cursor[p] = "0"
+                self.changed.set()
+                log.info("partition %d: taken", p)
+
+    async def release_all(self) -> None:
+        """Give up every partition now (shutdown, after the turns ended)."""
+        for p in sorted(self.owned):
+            self._drop(p)
+            await self.leases[p].release()
+
+    def drop_all(self) -> None:
+        """Stop reading every partition at once, without Redis (it is unreachable)."""
+        for p in sorted(self.owned):
+            self._drop(p)
+            self.leases[p].forget()
+
+    def _drop(self, p: int) -> None:
+        self.owned.discard(p)
+        self._unread_pending.discard(p)
+
+    async def _adopt_strays(self, p: int) -> None:
+        # A read in flight while the partition changed hands can leave entries with the
+        # previous owner, who skips them. We hold the lease, so they are ours: claim, re-read.
+        info: Any = await self.redis.xpending(stream_key(p), GROUP)
+        consumers = info.get("consumers") or [] if isinstance(info, dict) else []
+        if any(c.get("name") != self.node and int(c.get("pending", 0)) for c in consumers):
+            await self._claim(p)
+            self._unread_pending.add(p)
+            self._cursor[p] = "0"
+
+    async def _claim(self, p: int) -> None:
+        # We hold the lease: every pending entry of this stream is ours now, whoever had it.
+        cursor = "0-0"
+        while True:
+            answer = await self.redis.xautoclaim(stream_key(p), GROUP, self.node, 0, cursor)
+            cursor = str(answer[0])
+            if cursor == "0-0":
+                return
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    async def read(self, block: float) -> list[Entry]:
+        """The next entries of the partitions this node owns, in stream order per partition:
+        first the pending entries of partitions just taken, then new ones (waiting up to
+        `block` s). Entries already handed out and not done are not returned again."""
+        entries: list[Entry] = []
+        for p in sorted(self._unread_pending):
+            batch = await self._read({stream_key(p): self._cursor[p]}, None)
+            if batch:
+                self._cursor[p] = batch[-1].id
+            else:
+                self._unread_pending.discard(p)
+            entries += batch
+        if entries:
+            return [e for e in entries if e.message.id not in self._inflight]
+        streams = {stream_key(p): ">" for p in sorted(self.owned - self._unread_pending)}
+        if not streams:
+            self.changed.clear()
+            try:
+                async with asyncio.timeout(block):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+            return []
+        return await self._read(streams, max(1, int(block * 1000)))
+
+    async def _read(self, streams: dict[Any, Any], block: int | None) -> list[Entry]:
+        answer: Any = await self.redis.xreadgroup(
+            GROUP, self.node, streams, count=READ_COUNT, block=block
+        )
+        entries = []
+        for stream, items in answer or []:
+            p = int(str(stream).rsplit(":", 1)[1])
+            for entry_id, fields in items:
+                if fields is None:  # deleted by trimming while pending
+                    continue
+                try:
+                    msg = codec.load_inbound(fields["m"])
+                except (KeyError, TypeError, ValueError):
+                    log.error("partition %d: unreadable entry %s dropped", p, entry_id)
+                    await self.redis.xack(stream_key(p), GROUP, entry_id)
+                    continue
+                entries.append(Entry(p, str(entry_id), msg))
+        return entries
+
+    def taken(self, entry: Entry) -> None:
+        """`entry` was handed to the agent: it is in flight until `done(entry.message.id)`."""
+        self._inflight[entry.message.id] = entry
+
+    async def done(self, message_id: str) -> bool:
+        """The turn of `message_id` ended: ack its entry. False if not acked (not in flight
+        here, or the partition moved to another node meanwhile: that node runs it again)."""
+        entry = self._inflight.pop(message_id, None)
+        if entry is None:
+            return False
+        fence = self.leases[entry.partition].fence
+        if fence is None:
+            return False
+        try:
+            await self._xack(
+                keys=[fence.key, stream_key(entry.partition)],
+                args=[fence.token, GROUP, entry.id],
+            )
+        except ResponseError as exc:
+            if "FENCED" not in str(exc):
+                raise
+            return False
+        return True
+
+    async def owners(self) -> dict[int, str | None]:
+        """Who holds each partition now (None: nobody)."""
+        values = await self.redis.mget([lease.key for lease in self.leases.values()])
+        return {
+            p: (str(v).split(" ", 1)[0] if v is not None else None)
+            for p, v in zip(self.leases, values, strict=True)
+        }
+
+    async def backlog(self) -> int:
+        """Entries not yet acked, over all partitions (delivered or not)."""
+        total = 0
+        for p in range(self.partitions):
+            info = await self.redis.xinfo_groups(stream_key(p))
+            for group in info:
+                if group.get("name") == GROUP:
+                    total += int(group.get("pending") or 0) + int(group.get("lag") or 0)
+        return total
+
+
+async def consume(
+    streams: InboundStreams,
+    handle: Callable[[Entry], Awaitable[None]],
+    *,
+    block: float = 1.0,
+) -> None:
+    """Hand every entry of the owned partitions to `handle`, in order, until cancelled.
+
+    `handle` is awaited one entry at a time (it only queues the message for the agent); an
+    entry it fails on is logged and left pending. Redis errors are retried after `block` s.
+    """
+    while True:
+        try:
+            entries = await cancellable(streams.read(block))
+        except RedisError as exc:
+            log.debug("inbound streams: %s", exc)
+            await asyncio.sleep(block)
+            continue
+        for entry in entries:
+            if entry.partition not in streams.owned:
+                continue  # dropped meanwhile: the next owner reads it
+            streams.taken(entry)
+            try:
+                await handle(entry)
+            except Exception:  # stays pending: runs again when the partition changes hands
+                log.exception("partition %d: could not hand over %s", entry.partition, entry.id)
