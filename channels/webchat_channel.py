@@ -19,7 +19,8 @@ from picobot import metrics
 from picobot.agent import events as ev
 from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
 from picobot.render import Rendered
-from picobot.webui.broker import RunBroker
+from picobot.webui.broker import RunBroker, RunsFull
+from picobot.webui.limits import WebLimits
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -30,6 +31,8 @@ log = logging.getLogger("picobot.web")
 
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
+DEFAULT_INBOUND_RATE = 10  # per session per minute (channels.web.inbound_rate)
+DEFAULT_ADDRESS_RATE = 30  # per client address per minute (channels.web.address_rate)
 
 History = Callable[[str], Awaitable[list[dict[str, str]]]]
 Submit = Callable[[OutboundMessage], object]
@@ -68,6 +71,10 @@ class WebChatChannel(Channel):
         self.broker = broker if broker is not None else RunBroker()
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
+        self.limits = WebLimits(
+            getattr(config, "inbound_rate", DEFAULT_INBOUND_RATE),
+            getattr(config, "address_rate", DEFAULT_ADDRESS_RATE),
+        )
         self.history_source: History | None = None
         self.submit: Submit | None = None
         self._listeners: list[Any] | None = None
@@ -93,11 +100,15 @@ class WebChatChannel(Channel):
 
     # -- inbound ------------------------------------------------------------------------------
 
-    async def accept(self, text: str, session: str) -> str:
-        """Hand one message from the page to the core; returns its run id.
+    async def accept(self, text: str, session: str, address: str = "") -> str:
+        """Hand one message from the page (from client `address`) to the core; its run id.
 
+        :raises picobot.webui.limits.TooManyMessages: over the session's or address's rate.
+        :raises picobot.webui.broker.RunsFull: too many runs in progress.
         :raises picobot.errors.BusClosed: while shutting down (no run was created).
+        :raises picobot.errors.StorageError: if it could not be recorded (disk full).
         """
+        await self.limits.take(session, address)
         msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
         self.broker.open(msg.id, session)  # before the sink: events may start at once
         try:
@@ -122,7 +133,10 @@ class WebChatChannel(Channel):
             return
         run_id = inbound.id
         if isinstance(event, ev.TurnStarted):
-            self.broker.open(run_id, inbound.chat_id)  # e.g. a run whose log expired
+            try:
+                self.broker.open(run_id, inbound.chat_id)  # e.g. a run whose log expired
+            except RunsFull:
+                return  # nobody can watch it; the turn still runs and is saved
         named = _translate(inbound, event)
         if named is not None:
             self.broker.publish(run_id, *named)
@@ -163,15 +177,6 @@ class WebChatChannel(Channel):
 
             self._routes = routes(self)
         return self._routes
-
-    def http_guard(self, request: web.Request) -> web.Response | None:
-        """The shared server asks this on every request: with a token set, ``/api/*`` needs it.
-
-        Returns a 401 response to refuse, ``None`` to let the request through.
-        """
-        from picobot.webui.api import check_token
-
-        return check_token(request, self.token)
 
 
 def _secret(value: Any) -> str | None:

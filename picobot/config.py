@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,6 +30,7 @@ from picobot.errors import ConfigError
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
+DEFAULT_ADDRESS_RATE = 30  # web chat messages per client address per minute
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
 
@@ -44,10 +46,15 @@ class _Model(BaseModel):
 class HttpConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    # Host names the page and /api/* answer to besides loopback names and `host` itself
+    # (e.g. the name a reverse proxy forwards); a guard against DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class LogConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    # "debug": picobot's own debug lines; "trace": the libraries' too (they may log message
+    # text and SQL parameters).
+    level: Literal["trace", "debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
 
@@ -151,10 +158,22 @@ class SlackConfig(ChannelConfig):
         return self
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
+    return value
+
+
 class WebConfig(_Model):
     enabled: bool = True
-    token: Secret = None
+    # Guards the web chat's /api/* and /api/status (whatever channels are enabled).
+    token: Annotated[Secret, AfterValidator(_long_enough)] = None
     max_text: int = Field(16_000, ge=1)
+    inbound_rate: int = Field(DEFAULT_INBOUND_RATE, ge=1)  # per web session per minute
+    address_rate: int = Field(DEFAULT_ADDRESS_RATE, ge=1)  # per client address per minute
 
 
 class ChannelsConfig(_Model):
@@ -180,15 +199,15 @@ class Config(_Model):
     def _check(self) -> Config:
         if self.llm.provider == "openai" and not self.llm.base_url and not self.llm.api_key:
             raise ValueError("llm.api_key: required for provider openai (or set llm.base_url)")
-        web = self.channels.web
-        if web.enabled and not _is_loopback(self.http.host) and not web.token:
+        # /api/status answers whatever channels are enabled: off loopback it needs the token.
+        if not is_loopback(self.http.host) and not self.channels.web.token:
             raise ValueError(
                 "channels.web.token: required when http.host is not a loopback address"
             )
         return self
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -246,22 +265,60 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     """
     if path is None:
         return parse_config({}, env)
+    return parse_config(_read_yaml(path), env)
+
+
+def _read_yaml(path: str | Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ConfigError("", f"{path} is not valid YAML{where}") from None
-    return parse_config(data, env)
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
+def load_client_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Only what a client of the running daemon needs (`picobot status`): the ``http`` section
+    and the web token. Other sections, and their ``${VAR}``s, are not read, so a shell without
+    the channels' secrets can still ask.
+
+    :raises ConfigError: if the file is unreadable or those sections are invalid.
+    """
+    data = {} if path is None else _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("", "the config file must be a mapping of keys to values")
+    env = os.environ if env is None else env
+    http = expand_env(data.get("http") or {}, env, "http")
+    web = (data.get("channels") or {}).get("web") or {}
+    token = web.get("token") if isinstance(web, dict) else None
+    try:  # an unset ${VAR} for the token: ask without it (the daemon may be on loopback)
+        token = expand_env(token, env, "channels.web.token")
+    except ConfigError:
+        token = None
+    try:
+        http_config = HttpConfig.model_validate(http)
+    except ValidationError as exc:
+        raise _config_error(exc, "http") from None
+    try:
+        web_config = WebConfig.model_validate({"token": token})
+    except ValidationError as exc:
+        raise _config_error(exc, "channels.web") from None
+    # Not validated as a whole: the other sections were not read.
+    channels = ChannelsConfig.model_construct(web=web_config)
+    return Config.model_construct(http=http_config, channels=channels)
+
+
+def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
     err = exc.errors(include_url=False, include_input=False)[0]
-    path = ".".join(str(p) for p in err["loc"])
+    path = ".".join(str(p) for p in (prefix, *err["loc"]) if p)
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key"

@@ -27,6 +27,7 @@ from channels.base import Channel, State
 from picobot import metrics, reload
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
+from picobot.agent.sessions import SessionStore
 from picobot.bus import Bus
 from picobot.config import Config, load_config, summary
 from picobot.dispatch import Dispatcher, DispatchSettings
@@ -36,13 +37,24 @@ from picobot.intake import Intake, policies
 from picobot.messages import InboundMessage
 from picobot.outbox import FinishedInOutbox, Outbox
 from picobot.retry import RetryPolicy
+from picobot.runtime.guard import Access
+from picobot.runtime.server import (
+    HEADER_TIMEOUT,
+    ConnectionLimit,
+    LimitedSite,
+    connection_cap,
+    quiet_accept_errors,
+    raise_fd_limit,
+)
 from picobot.sdnotify import Notifier
+from picobot.storage.datadir import DataDir
 from picobot.streaming import PieceReply, StreamingReply
 
 log = logging.getLogger("picobot")
 
 START_RETRY_FIRST = 2.0  # seconds before the first retry of a channel that could not start
 START_RETRY_MAX = 60.0
+STORAGE_CHECK_SECONDS = 2.0  # how often data_dir is checked (deleted? writable again?)
 
 
 # Keys the intake applies; a change to only these needs no channel restart on reload.
@@ -65,7 +77,8 @@ class Daemon:
         self.config = config
         self.bus = Bus()
         self.channels: dict[str, Channel] = {}
-        self.outbox = Outbox.in_dir(config.data_dir)
+        self.data_dir = DataDir(config.data_dir)  # locked at startup; its health for /readyz
+        self.outbox = Outbox.in_dir(config.data_dir, on_write=self.data_dir.wrote)
         d = config.dispatch
         self.dispatcher = Dispatcher(
             self.channels,
@@ -81,7 +94,8 @@ class Daemon:
         self.intake = Intake(
             self.bus.inbound, self.dispatcher.submit, self._policies, seen=self.outbox.seen
         )
-        self.agent = Agent(llm or make_llm(config), config.agent, data_dir=config.data_dir)
+        store = SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote)
+        self.agent = Agent(llm or make_llm(config), config.agent, store=store)
         self.agent_loop = AgentLoop(
             self.agent, self.bus.inbound, self.make_writer, publish=self.bus.outbound.publish
         )
@@ -132,7 +146,7 @@ class Daemon:
 
     async def startup(self) -> None:
         log.info("starting picobot: %s", summary(self.config))
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.claim()  # a second daemon on the same data_dir stops here
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         await self.outbox.open()
         # Create channels (imports only the enabled platforms' libraries).
@@ -155,6 +169,7 @@ class Daemon:
                 )
         # The HTTP server first: webhooks must be reachable when platforms start sending.
         await self._start_http()
+        self._spawn(self._watch_storage(), "storage watch")
         self._spawn(self.dispatcher.run(self.bus.outbound), "dispatcher")
         self._spawn(self.agent_loop.run(), "agent")
         self.dispatcher.start_janitor()
@@ -180,16 +195,28 @@ class Daemon:
         if resumed or replayed:
             log.info("recovered %d pending replies and %d unfinished turns", resumed, len(replayed))
 
+    async def _watch_storage(self) -> None:
+        while True:  # logs a problem once when it appears (see DataDir.problem)
+            self.data_dir.problem()
+            await asyncio.sleep(STORAGE_CHECK_SECONDS)
+
     async def _start_http(self) -> None:
         app = make_app(
             self.channels,
             self.status,
             self._routes(),
             expected=lambda: self.config.channels.enabled(),
+            access=Access.of(self.config),  # fixed for this run: a reload cannot widen it
+            storage=self.data_dir.problem,
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        limit = ConnectionLimit(connection_cap(raise_fd_limit()))
+        app.middlewares.append(limit.middleware)
+        quiet_accept_errors(asyncio.get_running_loop())
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_TIMEOUT
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        site = LimitedSite(self._runner, self.config.http.host, self.config.http.port, limit)
         await site.start()
         log.info("http server on http://%s:%s", self.config.http.host, self.port)
 
@@ -357,6 +384,7 @@ class Daemon:
         await self.agent.aclose()
         await self.agent.llm.aclose()
         await self.outbox.aclose()
+        self.data_dir.release()
         log.info("stopped")
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from channels.base import Channel
+from picobot.runtime.guard import Access, guard
 
 STARTED = time.monotonic()
 
@@ -23,24 +24,29 @@ def make_app(
     *,
     client_max_size: int = 1 << 20,
     expected: Callable[[], Iterable[str]] = tuple,
+    access: Access | None = None,
+    storage: Callable[[], str | None] = lambda: None,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
     `expected()` names every enabled channel, so one that could not even be created (its
     library missing) still shows in /readyz as failing. A channel with an
     ``http_guard(request)`` method may refuse any request by returning a response (the web
-    chat's token check on ``/api/*``); it is asked on every request.
+    chat's token check on ``/api/*``); it is asked on every request. `access` is checked
+    before anything (Host, CSRF, the token; see `picobot.runtime.guard`). `storage()` names
+    a problem with data_dir (e.g. deleted, disk full) that makes /readyz fail.
     """
 
     @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def channel_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         for channel in list(channels.values()):
             check = getattr(channel, "http_guard", None)
             if check is not None and (refusal := check(request)) is not None:
                 return refusal
         return await handler(request)
 
-    app = web.Application(client_max_size=client_max_size, middlewares=[guard])
+    middlewares = [guard(access or Access()), channel_guard]
+    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -49,7 +55,10 @@ def make_app(
         states = {name: "unavailable" for name in expected() if name not in channels}
         states |= {name: ch.state.value for name, ch in channels.items()}
         failing = sorted(name for name in states if states[name] != "connected")
-        body = {"ready": not failing, "channels": states, "failing": failing}
+        body: dict[str, object] = {"ready": not failing, "channels": states, "failing": failing}
+        if (problem := storage()) is not None:
+            failing.append("storage")
+            body |= {"ready": False, "storage": problem}
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -32,11 +32,13 @@ from picobot.agent.tools import (
     parse_arguments,
 )
 from picobot.config import AgentConfig
+from picobot.errors import StorageError
 from picobot.messages import InboundMessage, new_id
 
 log = logging.getLogger("picobot.agent")
 
 GENERIC_FAILURE = "⚠️ Something went wrong. Please try again."
+STORAGE_FAILURE = "⚠️ I could not save this conversation (storage problem). Please try later."
 SKIPPED = "Skipped due to queued user message."
 INTERRUPTED = "Skipped: the user interrupted the turn."
 LIMIT_NOTICE = "⚠️ I stopped after too many tool steps without reaching an answer."
@@ -215,6 +217,9 @@ class Agent:
         except LLMError as exc:
             log.warning("turn failed in %s: %s", state.key, exc)
             emit(ev.TurnFailed(exc.user_message))
+        except StorageError as exc:  # nothing of the turn was saved; the reply is not sent
+            log.error("turn in %s not saved: %s", state.key, exc)
+            emit(ev.TurnFailed(STORAGE_FAILURE))
         except Exception:
             log.exception("turn crashed in %s", state.key)
             emit(ev.TurnFailed(GENERIC_FAILURE))

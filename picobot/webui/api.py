@@ -7,7 +7,10 @@
     GET  /api/sessions/{session}/messages   [{"role", "text"}]
 
 When ``channels.web.token`` is set, every ``/api/*`` call needs ``Authorization: Bearer <token>``
-or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise.
+or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise (checked by the server's
+guard, `picobot.runtime.guard`, with Host, Origin and ``Content-Type: application/json``).
+A POST over the session's or the client address's rate (``channels.web.inbound_rate``,
+``address_rate``) is answered 429 ``{"error"}`` with ``Retry-After``; a full disk 503.
 
 An event stream ends after ``done``, on shutdown, when the client goes away, or when the client
 falls too far behind (it reconnects with ``Last-Event-ID`` and resumes without a gap).
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import re
 from importlib import resources
@@ -25,14 +27,15 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from picobot.errors import BusClosed
+from picobot.errors import BusClosed, StorageError
 from picobot.messages import new_id
-from picobot.webui.broker import Event, Overflowed, Subscription, UnknownRun
+from picobot.webui.broker import Event, Overflowed, RunsFull, Subscription, UnknownRun
+from picobot.webui.limits import TooManyMessages
 
 if TYPE_CHECKING:
     from channels.webchat_channel import WebChatChannel
 
-__all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
+__all__ = ["HEARTBEAT_SECONDS", "encode_event", "routes"]
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing an idle stream
 DISCONNECT_POLL_SECONDS = 1.0  # aiohttp has no "client went away" awaitable for a GET
@@ -58,17 +61,18 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def check_token(request: web.Request, token: str | None) -> web.Response | None:
-    """A 401 response for an ``/api/*`` request without `token` (constant-time comparison);
-    ``None`` when the request may go on (no token configured, another path, or a match)."""
-    if not token or not request.path.startswith("/api/"):
-        return None
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    given = given or request.query.get("token", "")
-    if hmac.compare_digest(given.encode(), token.encode()):
-        return None
-    return error(401, "a valid token is required")
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate from JSON "\ud800"
+        return False
+    return True
+
+
+def _retry_later(status: int, reason: str, seconds: int = 60) -> web.Response:
+    response = error(status, reason)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def encode_event(event: Event) -> bytes:
@@ -94,11 +98,15 @@ def routes(channel: WebChatChannel) -> list[web.RouteDef]:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return error(400, "the body must be JSON")
+        except RecursionError:
+            return error(400, "the body is nested too deeply")
         if not isinstance(body, dict):
             return error(400, "the body must be a JSON object")
         text, session = body.get("text"), body.get("session")
         if not isinstance(text, str) or not text.strip():
             return error(400, "text must be a non-empty string")
+        if not _valid_unicode(text):
+            return error(400, "text is not valid Unicode (a lone surrogate?)")
         if len(text) > channel.max_text:
             return error(400, f"text is longer than {channel.max_text} characters")
         if session is None or session == "":
@@ -106,9 +114,15 @@ def routes(channel: WebChatChannel) -> list[web.RouteDef]:
         elif not isinstance(session, str) or not SESSION_ID.fullmatch(session):
             return error(400, "session must be 1-64 letters, digits, '-' or '_'")
         try:
-            run_id = await channel.accept(text, session)
+            run_id = await channel.accept(text, session, request.remote or "")
+        except TooManyMessages as exc:
+            return _retry_later(429, exc.reason)
+        except RunsFull:
+            return _retry_later(429, "too many replies in progress; try again shortly")
         except BusClosed:
             return error(503, "shutting down; try again shortly")
+        except StorageError:  # logged once by the daemon's storage watch
+            return _retry_later(503, "cannot store messages now (disk full?); try again later")
         return web.json_response({"run_id": run_id, "session": session}, status=202)
 
     async def run_events(request: web.Request) -> web.StreamResponse:
