@@ -44,6 +44,7 @@ from picobot.runtime.server import (
     LimitedSite,
     connection_cap,
     quiet_accept_errors,
+    quiet_client_errors,
     raise_fd_limit,
 )
 from picobot.sdnotify import Notifier
@@ -212,6 +213,7 @@ class Daemon:
         limit = ConnectionLimit(connection_cap(raise_fd_limit()))
         app.middlewares.append(limit.middleware)
         quiet_accept_errors(asyncio.get_running_loop())
+        quiet_client_errors()
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_TIMEOUT
         )

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
 from picobot.errors import StartupError
@@ -32,6 +34,7 @@ __all__ = [
     "LimitedSite",
     "connection_cap",
     "quiet_accept_errors",
+    "quiet_client_errors",
     "raise_fd_limit",
 ]
 
@@ -163,8 +166,9 @@ class LimitedSite(web.BaseSite):
                 if exc.errno == errno.EADDRINUSE
                 else "check http.host and http.port"
             )
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
-                f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}; {hint}"
+                f"cannot listen on {self._host}:{self._port}: {reason}; {hint}"
             ) from None
 
 
@@ -187,3 +191,23 @@ def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a 20 000-character URL, bad header bytes) as an
+    error with a traceback; it is the client's mistake: one info line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            log.info("refused a malformed request from %s: %s", remote, exc.message[:100])
+            return False
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install `_MalformedRequests` on aiohttp's server logger (idempotent)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequests())
