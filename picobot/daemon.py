@@ -106,6 +106,7 @@ class Daemon:
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._mounted: set[tuple[str, str, str]] = set()  # (channel, method, path) served
+        self.connection_limit = ConnectionLimit(cap=0)  # its cap is set when the server starts
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
         """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
@@ -210,7 +211,8 @@ class Daemon:
             access=Access.of(self.config),  # fixed for this run: a reload cannot widen it
             storage=self.data_dir.problem,
         )
-        limit = ConnectionLimit(connection_cap(raise_fd_limit()))
+        limit = self.connection_limit
+        limit.cap = connection_cap(raise_fd_limit())
         app.middlewares.append(limit.middleware)
         quiet_accept_errors(asyncio.get_running_loop())
         quiet_client_errors()
