@@ -18,14 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from channels.base import Capabilities, Channel
-from picobot.delivery import DispatchSettings
-from picobot.dispatch import Dispatcher
-from picobot.errors import ChannelTimeout
-from picobot.messages import OutboundMessage
-from picobot.outbox import Outbox
-from picobot.render import Rendered
-from picobot.retry import RetryPolicy
+from picobot.core.channel import Capabilities, Channel, Rendered
+from picobot.core.errors import ChannelTimeout
+from picobot.core.messages import OutboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.delivery import DispatchSettings
+from picobot.outbound.dispatch import Dispatcher
+from picobot.storage.outbox import Outbox
 
 N = 10_000
 CHATS = 100

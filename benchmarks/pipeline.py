@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from channels.base import Capabilities, Channel
-from picobot.bus import Bus
-from picobot.dispatch import Dispatcher
-from picobot.messages import OutboundMessage
-from picobot.render import Rendered
+from picobot.core.bus import Bus
+from picobot.core.channel import Capabilities, Channel, Rendered
+from picobot.core.messages import OutboundMessage
+from picobot.outbound.dispatch import Dispatcher
 
 N = 50_000
 CHATS = 100

@@ -9,10 +9,10 @@ import os
 import tempfile
 import time
 
-from picobot.agent.paced import PacedLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.paced_llm import PacedLLM
 
 DURATION = 6.0
 INTERVAL = 1.0

@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from channels.base import Channel
+    from picobot.core.channel import Channel
 
 # name -> "module:Class"; absolute module names that never shadow the SDK packages.
 REGISTRY: dict[str, str] = {

@@ -28,9 +28,17 @@ from typing import Any
 
 import aiohttp
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from picobot.config import DiscordConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     BusClosed,
     ChannelError,
@@ -41,8 +49,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core.messages import InboundMessage, Sender
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice support, unused here).
@@ -372,7 +379,7 @@ def _guarded(event: str, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
-    """Turn discord.py and network exceptions into `picobot.errors`, once, at the edge."""
+    """Turn discord.py and network exceptions into `picobot.core.errors`, once, at the edge."""
     try:
         yield
     except discord.RateLimited as exc:  # a wait over max_ratelimit_timeout

@@ -10,7 +10,7 @@ HTTP response (Events API) is sent only after the sink accepted the message; if 
 nothing is acknowledged and Slack redelivers. Redeliveries carry the same `event_id` (and the same
 channel + ts): a bounded LRU of those keys makes each message reach the sink once.
 
-Outbound: one Web API call per method; SDK errors become `picobot.errors` in
+Outbound: one Web API call per method; SDK errors become `picobot.core.errors` in
 `_translate_errors()`. The SDK's own retry handlers are off (``retry_handlers=[]``): the core
 retries, and the default connection-error handler can post a message twice.
 """
@@ -34,9 +34,17 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from picobot.config import SlackConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     ChannelError,
     ChannelTimeout,
@@ -45,8 +53,7 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core.messages import InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
 
@@ -132,7 +139,7 @@ def _from_api_error(exc: SlackApiError) -> ChannelError:
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
-    """Raise the `picobot.errors` equivalent of any slack_sdk / aiohttp error, ``from`` it.
+    """Raise the `picobot.core.errors` equivalent of any slack_sdk / aiohttp error, ``from`` it.
 
     :raises RateLimited: HTTP 429 / ``ratelimited``, with `retry_after` from ``Retry-After``.
     :raises ChannelTimeout: connection errors, timeouts, 5xx and Slack's own server errors.

@@ -25,11 +25,19 @@ from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
-from channels.base import Capabilities, Channel, InboundSink, Rate, RateBudget, State
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
-from picobot.errors import (
+from picobot.core.channel import (
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rate,
+    RateBudget,
+    Rendered,
+    State,
+)
+from picobot.core.errors import (
     BadRequest,
     BusClosed,
     ChannelTimeout,
@@ -40,7 +48,6 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.render import Rendered
 
 log = logging.getLogger("picobot.telegram")
 
@@ -297,7 +304,7 @@ class TelegramChannel(Channel):
 
 @contextlib.contextmanager
 def _translate_errors(*, start: bool = False) -> Iterator[None]:
-    """Raise PTB's exceptions as `picobot.errors`, the most specific match, ``from`` the original.
+    """Raise PTB's exceptions as `picobot.core.errors` (most specific match), ``from`` the original.
 
     "message is not modified" (an edit to the same text) is success: the exception is dropped.
     With `start`, a rejected token becomes the clearer "telegram token rejected".

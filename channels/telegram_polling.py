@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from telegram import Bot, Update
 from telegram import error as tg
 
-from channels.base import State
-from picobot.errors import BusClosed
+from picobot.core.channel import State
+from picobot.core.errors import BusClosed
 
 log = logging.getLogger("picobot.telegram")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 
-from picobot.messages import InboundMessage, Sender
+from picobot.core.messages import InboundMessage, Sender
 
 CHANNEL = "telegram"
 GROUP_TYPES = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})

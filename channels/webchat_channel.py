@@ -14,11 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from channels.base import Capabilities, Channel, InboundSink, State
-from picobot import metrics
-from picobot.agent import events as ev
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
-from picobot.render import Rendered
+from picobot.core import events as ev
+from picobot.core import metrics
+from picobot.core.channel import Capabilities, Channel, InboundSink, Rendered, State
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker, RunsFull
 from picobot.webui.limits import WebLimits
 
@@ -81,7 +80,7 @@ class WebChatChannel(Channel):
         self._routes: list[web.RouteDef] | None = None
 
     def bind(self, daemon: Any) -> None:
-        """Hook into a `picobot.daemon.Daemon`: run events, session history, the dispatcher."""
+        """Hook into a `picobot.runtime.daemon.Daemon`: run events, history, the dispatcher."""
         self._listeners = daemon.agent_loop.listeners
         self._listeners.append(self.on_event)
         self.history_source = daemon.agent.history
@@ -105,8 +104,8 @@ class WebChatChannel(Channel):
 
         :raises picobot.webui.limits.TooManyMessages: over the session's or address's rate.
         :raises picobot.webui.broker.RunsFull: too many runs in progress.
-        :raises picobot.errors.BusClosed: while shutting down (no run was created).
-        :raises picobot.errors.StorageError: if it could not be recorded (disk full).
+        :raises picobot.core.errors.BusClosed: while shutting down (no run was created).
+        :raises picobot.core.errors.StorageError: if it could not be recorded (disk full).
         """
         await self.limits.take(session, address)
         msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from picobot.config import load_client_config, load_config, secrets, summary
-    from picobot.errors import ConfigError, StartupError
+    from picobot.core.errors import ConfigError, StartupError
 
     path = args.config or _default_config()
     try:
@@ -130,17 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return _status(config)
 
-    from picobot.logs import setup_logging
+    from picobot.runtime.logs import setup_logging
 
     setup_logging(config.log.level, config.log.format, secrets(config))
     if args.command == "chat":
-        from picobot.terminal import chat
+        from picobot.runtime.terminal import chat
 
         return chat(config)
 
     import asyncio
 
-    from picobot.daemon import run
+    from picobot.runtime.daemon import run
 
     try:
         return asyncio.run(run(config, config_path=path))

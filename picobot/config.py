@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from picobot.errors import ConfigError
+from picobot.core.errors import ConfigError
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute

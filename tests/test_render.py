@@ -1,4 +1,4 @@
-"""Tests for picobot.render: Markdown → Telegram HTML, Slack mrkdwn, plain text."""
+"""Tests for picobot.text.render: Markdown → Telegram HTML, Slack mrkdwn, plain text."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from picobot.render import (
+from picobot.text.render import (
     Rendered,
     render,
     to_plain,
@@ -17,7 +17,7 @@ from picobot.render import (
     to_telegram_html,
     visible_text_of_telegram_html,
 )
-from picobot.split import split_markdown
+from picobot.text.split import split_markdown
 from tests.fakes.telegram_rules import parse_html
 
 # -- checking Telegram HTML ------------------------------------------------------------------

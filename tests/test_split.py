@@ -1,4 +1,4 @@
-"""Tests for picobot.split: fence-aware Markdown splitting."""
+"""Tests for picobot.text.split: fence-aware Markdown splitting."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from picobot.split import (
+from picobot.text.split import (
     MIN_LIMIT,
     Measure,
     Piece,

@@ -4,6 +4,5 @@ loop.py        AgentLoop: inbound topic -> commands / steering / session workers
 turns.py       Agent: one turn (model calls, tool calls, steering), /stop, history
 llm.py         the provider interface and the LLMError tree; demo.py, openai_llm.py
 tools.py       ToolRegistry and the built-in tools (time, message)
-sessions.py    SessionStore: history per session in SQLite
-steering.py    SteeringQueue; commands.py: slash commands; events.py: run events
+steering.py    SteeringQueue; commands.py: slash commands
 """

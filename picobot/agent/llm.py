@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from picobot.errors import PicobotError
+from picobot.core.errors import PicobotError
+from picobot.core.messages import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,6 @@ class Finish:
 
 
 LLMEvent = TextDelta | ReasoningDelta | ToolCall | Usage | Finish
-Message = dict[str, Any]  # an OpenAI-style chat message
 
 
 class LLMError(PicobotError):

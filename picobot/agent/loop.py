@@ -18,12 +18,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from picobot import metrics
-from picobot.agent import events as ev
 from picobot.agent.commands import parse_command
 from picobot.agent.turns import GENERIC_FAILURE, Agent
-from picobot.bus import Topic
-from picobot.messages import InboundMessage, Kind, OutboundMessage, new_id, reply_to
+from picobot.core import events as ev
+from picobot.core import metrics
+from picobot.core.bus import Topic
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, new_id, reply_to
 
 __all__ = ["Agent", "AgentLoop", "BufferedReply", "Listener", "ReplyWriter", "WriterFactory"]
 

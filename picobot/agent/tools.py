@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from picobot.errors import ConfigError
-from picobot.messages import InboundMessage, OutboundMessage, reply_to
+from picobot.core.errors import ConfigError
+from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
 
 log = logging.getLogger("picobot.tools")
 

@@ -16,12 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from picobot.agent import events as ev
 from picobot.agent.commands import Command, parse_command, run_command
 from picobot.agent.llm import LLM, LLMError, Message, ToolCall
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
-from picobot.agent.sessions import SessionStore, trim_history
 from picobot.agent.steering import Queued, SteeringQueue
 from picobot.agent.tools import (
     Publish,
@@ -32,8 +30,10 @@ from picobot.agent.tools import (
     parse_arguments,
 )
 from picobot.config import AgentConfig
-from picobot.errors import StorageError
-from picobot.messages import InboundMessage, new_id
+from picobot.core import events as ev
+from picobot.core.errors import StorageError
+from picobot.core.messages import InboundMessage, new_id
+from picobot.storage.sessions import SessionStore, trim_history
 
 log = logging.getLogger("picobot.agent")
 

@@ -1,0 +1,1 @@
+"""The running daemon: startup/shutdown, channel supervision, reload, HTTP, logs, systemd."""

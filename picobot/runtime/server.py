@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from picobot.errors import StartupError
+from picobot.core.errors import StartupError
 
 __all__ = [
     "HEADER_TIMEOUT",

@@ -1,0 +1,1 @@
+"""Durable state in SQLite: the outbox and session history."""

@@ -19,7 +19,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from picobot.errors import StartupError
+from picobot.core.errors import StartupError
 
 __all__ = ["LOCK_NAME", "DataDir", "private_file"]
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from picobot.errors import BusClosed, StorageError
-from picobot.messages import new_id
+from picobot.core.errors import BusClosed, StorageError
+from picobot.core.messages import new_id
 from picobot.webui.broker import Event, Overflowed, RunsFull, Subscription, UnknownRun
 from picobot.webui.limits import TooManyMessages
 

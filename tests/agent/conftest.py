@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from picobot.agent import events as ev
 from picobot.agent.openai_llm import OpenAILLM
 from picobot.agent.tools import ToolRegistry
 from picobot.agent.turns import Agent
 from picobot.config import AgentConfig, LLMConfig
+from picobot.core import events as ev
 from tests.fakes.fake_openai import FakeOpenAI
 
 E = TypeVar("E")

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from picobot.agent import events as ev
 from picobot.agent.loop import STEERING_FULL, AgentLoop
 from picobot.agent.turns import GENERIC_FAILURE, Agent
-from picobot.bus import Topic
-from picobot.messages import InboundMessage, OutboundMessage, Sender
+from picobot.core import events as ev
+from picobot.core.bus import Topic
+from picobot.core.messages import InboundMessage, OutboundMessage, Sender
 from tests.agent.conftest import TIMEOUT, of_type
 from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 

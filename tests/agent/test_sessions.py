@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from picobot.agent.sessions import DB_NAME, SessionStore, trim_history, trim_start
-from picobot.errors import StorageError
+from picobot.core.errors import StorageError
+from picobot.storage.sessions import DB_NAME, SessionStore, trim_history, trim_start
 
 
 def msg(role: str, content: str = "x") -> dict[str, str]:

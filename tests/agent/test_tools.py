@@ -18,8 +18,8 @@ from picobot.agent.tools import (
     message_tool,
     time_tool,
 )
-from picobot.errors import ConfigError
-from picobot.messages import InboundMessage, OutboundMessage, Sender
+from picobot.core.errors import ConfigError
+from picobot.core.messages import InboundMessage, OutboundMessage, Sender
 
 CTX = ToolContext("test:1")
 NOON = datetime(2026, 11, 3, 12, 0, 0, tzinfo=UTC)

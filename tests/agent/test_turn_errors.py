@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from picobot.agent import events as ev
 from picobot.agent.llm import LLMAuthError, LLMConnectionError, LLMRateLimited, LLMServerError
 from picobot.agent.turns import GENERIC_FAILURE, Agent
+from picobot.core import events as ev
 from tests.agent.conftest import Sleeps, collect
 from tests.fakes.fake_openai import Drop, Fail, FakeOpenAI, Reply
 

@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from picobot.agent import events as ev
 from picobot.agent.demo import DEMO_LABEL, DemoLLM
 from picobot.agent.openai_llm import OpenAILLM
 from picobot.agent.tools import Tool, ToolContext, ToolRegistry, time_tool
 from picobot.agent.turns import INTERRUPTED, LIMIT_NOTICE, SKIPPED, Agent
 from picobot.config import AgentConfig
+from picobot.core import events as ev
 from tests.agent.conftest import MakeAgent, Running, collect, of_type, text_of
 from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 

@@ -14,14 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from channels.base import State
 from channels.discord_channel import DiscordChannel, _translate_errors
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import LLM
-from picobot.agent.paced import PacedLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
-from picobot.errors import (
+from picobot.core.channel import State
+from picobot.core.errors import (
     BadRequest,
     ChannelTimeout,
     ChatNotFound,
@@ -29,10 +27,12 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage
-from picobot.render import render
+from picobot.core.messages import InboundMessage
+from picobot.runtime.daemon import Daemon
+from picobot.text.render import render
 from tests.fakes.discord_gateway import FakeChannel
 from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.paced_llm import PacedLLM
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice) module; pytest runs with -W error.

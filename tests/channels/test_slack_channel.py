@@ -21,13 +21,11 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from channels.base import State
 from channels.slack_channel import SlackChannel, _translate_errors
 from picobot.agent.demo import DemoLLM
-from picobot.agent.paced import PacedLLM
 from picobot.config import Config, parse_config
-from picobot.daemon import Daemon
-from picobot.errors import (
+from picobot.core.channel import State
+from picobot.core.errors import (
     BadRequest,
     ChannelTimeout,
     ChatNotFound,
@@ -35,9 +33,11 @@ from picobot.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.messages import InboundMessage
-from picobot.render import render
+from picobot.core.messages import InboundMessage
+from picobot.runtime.daemon import Daemon
+from picobot.text.render import render
 from tests.fakes.fake_slack import BOT_USER_ID, FakeMessage, FakeSlack
+from tests.fakes.paced_llm import PacedLLM
 from tests.fakes.slack_socket import slack_signature
 
 SECRET = "signing-secret"

@@ -16,7 +16,6 @@ import pytest
 from telegram import Update
 from telegram import error as tg
 
-from channels.base import Rate, State
 from channels.telegram_channel import (
     CAPABILITIES,
     COMMANDS,
@@ -25,13 +24,14 @@ from channels.telegram_channel import (
     retry_after_seconds,
 )
 from channels.telegram_updates import BotIdentity, addressed, to_inbound
-from picobot import errors
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
 from picobot.config import Config, TelegramConfig, parse_config
-from picobot.daemon import Daemon
-from picobot.messages import InboundMessage
-from picobot.render import Rendered, render
+from picobot.core import errors
+from picobot.core.channel import Rate, State
+from picobot.core.messages import InboundMessage
+from picobot.runtime.daemon import Daemon
+from picobot.text.render import Rendered, render
 from tests.fakes.fake_telegram import FakeTelegram, ManualClock
 from tests.fakes.telegram_rules import ApiError
 

@@ -15,12 +15,12 @@ import pytest
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
-from channels.base import State
 from channels.telegram_channel import POLL_TIMEOUT, TelegramChannel
 from channels.telegram_polling import BACKOFF_MAX, TelegramPoller
 from picobot.config import TelegramConfig
-from picobot.errors import BusClosed
-from picobot.messages import InboundMessage
+from picobot.core.channel import State
+from picobot.core.errors import BusClosed
+from picobot.core.messages import InboundMessage
 from tests.fakes.fake_telegram import FakeTelegram
 
 Sink = Callable[[InboundMessage], Awaitable[None]]

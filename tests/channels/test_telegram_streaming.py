@@ -4,10 +4,10 @@ the flush interval and ends as the exact, formatted reply."""
 import math
 from pathlib import Path
 
-from picobot.agent.paced import PacedLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.paced_llm import PacedLLM
 
 INTERVAL = 0.2
 REPLY = "Streaming works: " + " ".join(f"word{i}" for i in range(40)) + " and **done**."

@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
-from picobot.bus import EndOfStream, Topic
-from picobot.errors import BusClosed
+from picobot.core.bus import EndOfStream, Topic
+from picobot.core.errors import BusClosed
 
 
 async def test_fifo_and_statistics() -> None:

@@ -11,7 +11,7 @@ from picobot.config import (
     secrets,
     summary,
 )
-from picobot.errors import ConfigError
+from picobot.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 

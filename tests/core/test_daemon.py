@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 import channels
-from picobot import daemon as daemon_module
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
-from picobot.errors import ChannelTimeout
+from picobot.core.errors import ChannelTimeout
+from picobot.runtime import daemon as daemon_module
+from picobot.runtime.daemon import Daemon
 from tests.fakes.memory_channel import MemoryChannel
 
 

@@ -6,16 +6,16 @@ from dataclasses import replace
 
 import pytest
 
-from picobot.dispatch import DELIVERY_FAILED_NOTE, Dispatcher, DispatchSettings
-from picobot.errors import (
+from picobot.core.errors import (
     ChannelTimeout,
     ChatMigrated,
     Forbidden,
     FormattingRejected,
     RateLimited,
 )
-from picobot.messages import Kind, OutboundMessage
-from picobot.retry import RetryPolicy
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.dispatch import DELIVERY_FAILED_NOTE, Dispatcher, DispatchSettings
 from tests.fakes.memory_channel import EDITABLE, MemoryChannel
 
 
@@ -145,7 +145,7 @@ async def test_droppable_edit_is_skipped_when_rate_limited() -> None:
 
 async def test_janitor_expires_a_placeholder_no_turn_closed() -> None:
     now = [0.0]
-    from picobot.placeholders import Placeholders
+    from picobot.outbound.placeholders import Placeholders
 
     channel = MemoryChannel()
     dispatcher = Dispatcher(

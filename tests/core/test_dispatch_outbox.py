@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from picobot.dispatch import Dispatcher, DispatchSettings
-from picobot.errors import ChannelTimeout, Forbidden
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.outbox import Outbox
-from picobot.retry import RetryPolicy
+from picobot.core.errors import ChannelTimeout, Forbidden
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.dispatch import Dispatcher, DispatchSettings
+from picobot.storage.outbox import Outbox
 from tests.fakes.memory_channel import MemoryChannel
 
 
@@ -107,7 +107,7 @@ async def test_a_placeholder_left_by_a_crash_is_edited_by_the_resumed_reply(tmp_
 
 
 async def test_a_turn_whose_finish_was_cut_is_run_again(tmp_path: Path) -> None:
-    from picobot.outbox import FinishedInOutbox
+    from picobot.storage.outbox import FinishedInOutbox
 
     class CutWriter:
         async def feed(self, event: object) -> None: ...

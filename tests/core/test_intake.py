@@ -1,9 +1,9 @@
 import pytest
 
-from picobot.bus import Topic
-from picobot.errors import BusClosed
-from picobot.intake import SLOW_DOWN, Intake, Policy
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.core.bus import Topic
+from picobot.core.errors import BusClosed
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.inbound.intake import SLOW_DOWN, Intake, Policy
 
 
 def message(text: str = "hi", *, sender: Sender | None = None, **kw: object) -> InboundMessage:

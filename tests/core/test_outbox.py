@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.outbox import MAX_INBOUND_ATTEMPTS, Outbox
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.storage.outbox import MAX_INBOUND_ATTEMPTS, Outbox
 
 
 def inbound(i: int = 1) -> InboundMessage:

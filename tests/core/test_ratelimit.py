@@ -1,7 +1,7 @@
 """Rate budgets, asserted by counts of immediately available slots (no wall-clock timing)."""
 
-from channels.base import Rate, RateBudget
-from picobot.ratelimit import RateLimits
+from picobot.core.channel import Rate, RateBudget
+from picobot.outbound.ratelimit import RateLimits
 
 
 async def available(limits: RateLimits, chat: str, **kw: bool) -> int:

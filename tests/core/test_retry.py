@@ -1,7 +1,7 @@
 import pytest
 
-from picobot.errors import ChannelTimeout, Forbidden, RateLimited, TransientError
-from picobot.retry import RetryPolicy
+from picobot.core.errors import ChannelTimeout, Forbidden, RateLimited, TransientError
+from picobot.core.retry import RetryPolicy
 
 
 class Script:

@@ -7,11 +7,11 @@ import itertools
 import math
 from dataclasses import replace
 
-from picobot.agent import events as ev
-from picobot.dispatch import Dispatcher
-from picobot.errors import Forbidden, RateLimited
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.streaming import STOPPED_NOTE, PieceReply, StreamingReply
+from picobot.core import events as ev
+from picobot.core.errors import Forbidden, RateLimited
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
+from picobot.outbound.dispatch import Dispatcher
+from picobot.outbound.streaming import STOPPED_NOTE, PieceReply, StreamingReply
 from tests.fakes.memory_channel import EDITABLE, MemoryChannel
 
 INTERVAL = 0.02

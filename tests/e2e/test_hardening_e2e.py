@@ -17,7 +17,7 @@ import aiohttp
 import yaml
 
 from picobot.agent.turns import STORAGE_FAILURE
-from picobot.outbox import MAX_INBOUND_ATTEMPTS
+from picobot.storage.outbox import MAX_INBOUND_ATTEMPTS
 from tests.e2e.harness import (
     TIMEOUT,
     FaultyTelegram,

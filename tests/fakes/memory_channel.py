@@ -7,9 +7,8 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from channels.base import Capabilities, Channel, InboundSink, RateBudget
-from picobot.messages import InboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core.channel import Capabilities, Channel, InboundSink, RateBudget, Rendered
+from picobot.core.messages import InboundMessage, Sender
 
 EDITABLE = Capabilities(
     max_length=100,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from picobot import daemon as daemon_module
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime import daemon as daemon_module
+from picobot.runtime.daemon import Daemon
 from tests.ops.helpers import Daemon as Process
 from tests.ops.helpers import write_config
 

@@ -11,7 +11,7 @@ from tests.ops.helpers import ROOT, write_config
 SCRIPT = """
 import asyncio, sys
 from picobot.config import load_config
-from picobot.daemon import run
+from picobot.runtime.daemon import run
 
 def on_ready(daemon):
     print("CHANNELS", sorted(daemon.channels), flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from picobot.logs import REDACTED, add_secrets, setup_logging
+from picobot.runtime.logs import REDACTED, add_secrets, setup_logging
 from tests.ops.helpers import Daemon, write_config
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawTOKENX"

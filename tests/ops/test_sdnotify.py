@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from picobot.sdnotify import Notifier
+from picobot.runtime.sdnotify import Notifier
 from tests.ops.helpers import Daemon, NotifySocket, write_config
 
 

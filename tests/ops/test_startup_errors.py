@@ -15,6 +15,7 @@ import yaml
 
 from tests.ops.helpers import ROOT, Daemon, NotifySocket, picobot, telegram, write_config
 
+
 def run_once(config: Path) -> subprocess.CompletedProcess[str]:
     """`picobot run` expected to fail at startup (a daemon that starts is a test failure)."""
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}

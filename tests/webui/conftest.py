@@ -15,7 +15,7 @@ import pytest
 
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 
 TIMEOUT = 10.0  # every wait is bounded: a bug fails the test, it does not hang
 

@@ -6,9 +6,8 @@ import asyncio
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from channels.base import Capabilities, Channel, State
-from picobot.http import make_app
-from picobot.render import Rendered
+from picobot.core.channel import Capabilities, Channel, Rendered, State
+from picobot.runtime.http import make_app
 from tests.webui.conftest import TIMEOUT, StartDaemon, read_events
 
 

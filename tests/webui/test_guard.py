@@ -15,7 +15,7 @@ import pytest
 
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.daemon import Daemon
+from picobot.runtime.daemon import Daemon
 
 TOKEN = "a-web-token-of-16+"
 TIMEOUT = 10.0
@@ -114,7 +114,8 @@ async def test_bad_bytes_get_a_json_4xx_and_no_traceback(
         wrong = b"Authorization: Bearer t\xc3\xb6k\xc3\xa9n\r\n"
         status, _, body = await request(d.port, "GET", "/api/status", raw_headers=wrong)
         assert (status, body) == (401, {"error": "a valid token is required"})
-        status, _, body = await request(d.port, *post, b'{"text": "' + b"x" * (2 << 20) + b'"}', auth)
+        huge = b'{"text": "' + b"x" * (2 << 20) + b'"}'
+        status, _, body = await request(d.port, *post, huge, auth)
         assert status == 413 and body == {"error": "the body is too large"}
         status, _, _ = await request(d.port, "GET", "/api/status?" + "a" * 20_000, headers=auth)
         assert 400 <= status < 500

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from channels.webchat_channel import WebChatChannel
-from picobot.agent import events as ev
 from picobot.config import WebConfig
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.render import Rendered
+from picobot.core import events as ev
+from picobot.core.channel import Rendered
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 from picobot.webui.broker import Event, Subscription
 
 TIMEOUT = 5.0

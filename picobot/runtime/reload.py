@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 import channels as channel_registry
-from channels.base import Channel, State
 from picobot.config import Config, secrets
-from picobot.intake import policies
-from picobot.logs import add_secrets
+from picobot.core.channel import Channel, State
+from picobot.inbound.intake import policies
+from picobot.runtime.logs import add_secrets
 
 if TYPE_CHECKING:
-    from picobot.daemon import Daemon
+    from picobot.runtime.daemon import Daemon
 
 log = logging.getLogger("picobot")
 

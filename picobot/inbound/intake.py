@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
-from picobot import metrics
-from picobot.bus import Topic
 from picobot.config import Config
-from picobot.errors import BusClosed
-from picobot.messages import InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.core import metrics
+from picobot.core.bus import Topic
+from picobot.core.errors import BusClosed
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, reply_to
 
 log = logging.getLogger("picobot.intake")
 

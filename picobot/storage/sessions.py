@@ -18,10 +18,10 @@ from typing import Any, Self
 
 import aiosqlite
 
-from picobot.agent.llm import Message
-from picobot.errors import StorageError
-from picobot.sqlite import connect
+from picobot.core.errors import StorageError
+from picobot.core.messages import Message
 from picobot.storage.datadir import storage_error_text
+from picobot.storage.sqlite import connect
 
 DB_NAME = "sessions.db"
 

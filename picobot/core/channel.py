@@ -2,7 +2,7 @@
 
 An adapter translates, nothing else: platform events become `InboundMessage`s handed to the
 sink the core gives it; `send`/`edit`/`delete`/`typing` perform one platform call each and
-translate the SDK's exceptions into `picobot.errors` (see each adapter's `_translate_errors`).
+translate the SDK's exceptions into `picobot.core.errors` (see each adapter's `_translate_errors`).
 Splitting, rendering, rate limits, retries, placeholders and access control live in the core,
 driven by the `Capabilities` the adapter declares.
 """
@@ -15,8 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from picobot.messages import InboundMessage
-from picobot.render import Rendered
+from picobot.core.messages import InboundMessage
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -24,6 +23,15 @@ if TYPE_CHECKING:
 InboundSink = Callable[[InboundMessage], Awaitable[None]]
 
 Format = Literal["telegram_html", "discord", "slack_mrkdwn", "plain", "markdown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A message ready to send."""
+
+    text: str  # what is sent to the platform
+    parse_mode: str | None  # "HTML" for Telegram, None otherwise
+    visible: str  # the text a user sees (markup removed); Telegram's limit counts this
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +135,7 @@ class Channel(ABC):
     ) -> str:
         """Send one message (already within the limit); return the platform's message id.
 
-        :raises picobot.errors.ChannelError: translated from the SDK's exception.
+        :raises picobot.core.errors.ChannelError: translated from the SDK's exception.
         """
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from channels.base import Channel
+from picobot.core.channel import Channel
 
 log = logging.getLogger("picobot.placeholders")
 

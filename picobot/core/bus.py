@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, NamedTuple, TypeVar
 
-from picobot.errors import BusClosed
-from picobot.messages import InboundMessage, OutboundMessage
+from picobot.core.errors import BusClosed
+from picobot.core.messages import InboundMessage, OutboundMessage
 
 T = TypeVar("T")
 

@@ -16,16 +16,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from channels.base import Channel
-from picobot import metrics
-from picobot.delivery import DELIVERY_FAILED_NOTE, Delivery, DispatchSettings
-from picobot.errors import ChannelError
-from picobot.messages import Kind, OutboundMessage
-from picobot.outbox import Outbox
-from picobot.placeholders import Placeholders
+from picobot.core import metrics
+from picobot.core.channel import Channel
+from picobot.core.errors import ChannelError
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.outbound.delivery import DELIVERY_FAILED_NOTE, Delivery, DispatchSettings
+from picobot.outbound.placeholders import Placeholders
+from picobot.storage.outbox import Outbox
 
 if TYPE_CHECKING:
-    from picobot.bus import Topic
+    from picobot.core.bus import Topic
 
 log = logging.getLogger("picobot.dispatch")
 

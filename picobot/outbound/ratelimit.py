@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from aiolimiter import AsyncLimiter
 
-from channels.base import Rate, RateBudget
+from picobot.core.channel import Rate, RateBudget
 
 MAX_IDLE_LIMITERS = 512  # per-chat buckets kept before idle ones are dropped (as PTB does)
 

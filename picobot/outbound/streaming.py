@@ -21,13 +21,13 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from channels.base import Capabilities
-from picobot.agent import events as ev
-from picobot.chunks import measure_for, render_chunks
-from picobot.errors import ChannelError
-from picobot.messages import InboundMessage, Kind, OutboundMessage, reply_to
-from picobot.render import Rendered
-from picobot.split import split_pieces
+from picobot.core import events as ev
+from picobot.core.channel import Capabilities
+from picobot.core.errors import ChannelError
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.text.chunks import measure_for, render_chunks
+from picobot.text.render import Rendered
+from picobot.text.split import split_pieces
 
 log = logging.getLogger("picobot.streaming")
 

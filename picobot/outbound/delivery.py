@@ -12,10 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from channels.base import Channel
-from picobot import metrics
-from picobot.chunks import Chunk, plain_again, render_chunks
-from picobot.errors import (
+from picobot.core import metrics
+from picobot.core.channel import Channel
+from picobot.core.errors import (
     ChannelError,
     ChatMigrated,
     FormattingRejected,
@@ -23,12 +22,13 @@ from picobot.errors import (
     RateLimited,
     TransientError,
 )
-from picobot.messages import Kind, OutboundMessage
-from picobot.outbox import Outbox
-from picobot.placeholders import Placeholders
-from picobot.ratelimit import RateLimits
-from picobot.render import Rendered, render
-from picobot.retry import RetryPolicy
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.placeholders import Placeholders
+from picobot.outbound.ratelimit import RateLimits
+from picobot.storage.outbox import Outbox
+from picobot.text.chunks import Chunk, plain_again, render_chunks
+from picobot.text.render import Rendered, render
 
 T = TypeVar("T")
 log = logging.getLogger("picobot.dispatch")

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from picobot.errors import StartupError
+from picobot.core.errors import StartupError
 from picobot.storage.datadir import private_file
 
 PRAGMAS = (

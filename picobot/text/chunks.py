@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from channels.base import Capabilities
-from picobot.render import Rendered, render
-from picobot.split import Measure, codepoints, split_markdown, utf16_units
+from picobot.core.channel import Capabilities
+from picobot.text.render import Rendered, render
+from picobot.text.split import Measure, codepoints, split_markdown, utf16_units
 
 MIN_LIMIT = 64
 

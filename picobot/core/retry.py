@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
-from picobot.errors import RateLimited, TransientError
+from picobot.core.errors import RateLimited, TransientError
 
 T = TypeVar("T")
 log = logging.getLogger("picobot.retry")

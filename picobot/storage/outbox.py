@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import aiosqlite
 
-from picobot.agent.events import SHUTDOWN, RunEvent, TurnAborted, TurnStarted
-from picobot.errors import StorageError
-from picobot.messages import InboundMessage, Kind, OutboundMessage, Sender, reply_to
-from picobot.sqlite import connect
+from picobot.core.errors import StorageError
+from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted, TurnStarted
+from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, reply_to
 from picobot.storage.datadir import storage_error_text
+from picobot.storage.sqlite import connect
 
 if TYPE_CHECKING:
     from picobot.agent.loop import ReplyWriter

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from channels.base import Channel
+from picobot.core.channel import Channel
 from picobot.runtime.guard import Access, guard
 
 STARTED = time.monotonic()

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
+
+Message = dict[str, Any]  # an OpenAI-style chat message, as kept in session history
 
 
 def _empty() -> Mapping[str, object]:

@@ -23,21 +23,22 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 import channels as channel_registry
-from channels.base import Channel, State
-from picobot import metrics, reload
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
-from picobot.agent.sessions import SessionStore
-from picobot.bus import Bus
 from picobot.config import Config, load_config, summary
-from picobot.dispatch import Dispatcher, DispatchSettings
-from picobot.errors import ConfigError, TransientError
-from picobot.http import make_app
-from picobot.intake import Intake, policies
-from picobot.messages import InboundMessage
-from picobot.outbox import FinishedInOutbox, Outbox
-from picobot.retry import RetryPolicy
+from picobot.core import metrics
+from picobot.core.bus import Bus
+from picobot.core.channel import Channel, State
+from picobot.core.errors import ConfigError, TransientError
+from picobot.core.messages import InboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.inbound.intake import Intake, policies
+from picobot.outbound.dispatch import Dispatcher, DispatchSettings
+from picobot.outbound.streaming import PieceReply, StreamingReply
+from picobot.runtime import reload
 from picobot.runtime.guard import Access
+from picobot.runtime.http import make_app
+from picobot.runtime.sdnotify import Notifier
 from picobot.runtime.server import (
     HEADER_TIMEOUT,
     ConnectionLimit,
@@ -47,9 +48,9 @@ from picobot.runtime.server import (
     quiet_client_errors,
     raise_fd_limit,
 )
-from picobot.sdnotify import Notifier
 from picobot.storage.datadir import DataDir
-from picobot.streaming import PieceReply, StreamingReply
+from picobot.storage.outbox import FinishedInOutbox, Outbox
+from picobot.storage.sessions import SessionStore
 
 log = logging.getLogger("picobot")
 
@@ -299,7 +300,7 @@ class Daemon:
     # -- reload -----------------------------------------------------------------------------
 
     async def reload(self, new: Config) -> list[str]:
-        """Apply `new` without a restart where possible (see `picobot.reload.apply`)."""
+        """Apply `new` without a restart where possible (see `picobot.runtime.reload.apply`)."""
         async with self._reload_lock:
             return await reload.apply(self, new)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from picobot.agent import events as ev
 from picobot.agent.loop import Agent
 from picobot.config import Config
+from picobot.core import events as ev
 
 SESSION = "terminal:local"
 
@@ -21,7 +21,7 @@ def chat(config: Config) -> int:
 
 
 async def _chat(config: Config) -> int:
-    from picobot.daemon import make_llm
+    from picobot.runtime.daemon import make_llm
 
     agent = Agent(make_llm(config), config.agent, data_dir=config.data_dir)
     interactive = sys.stdin.isatty()

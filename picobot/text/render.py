@@ -20,11 +20,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple, get_args
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
+
+from picobot.core.channel import Format, Rendered
 
 __all__ = [
     "FORMATS",
@@ -37,17 +38,7 @@ __all__ = [
     "visible_text_of_telegram_html",
 ]
 
-Format = Literal["telegram_html", "discord", "slack_mrkdwn", "plain", "markdown"]
 FORMATS: frozenset[str] = frozenset(get_args(Format))
-
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """A message ready to send."""
-
-    text: str  # what is sent to the platform
-    parse_mode: str | None  # "HTML" for Telegram, None otherwise
-    visible: str  # the text a user sees (markup removed); Telegram's limit counts this
 
 
 # Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text

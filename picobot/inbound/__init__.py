@@ -1,0 +1,1 @@
+"""Inbound: the intake checks every platform event once (access, flood, replay)."""

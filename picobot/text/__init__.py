@@ -1,0 +1,1 @@
+"""Pure text functions: fence-aware splitting and Markdown rendering per platform."""
