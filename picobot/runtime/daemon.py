@@ -36,6 +36,7 @@ from picobot.inbound.intake import Intake, policies
 from picobot.outbound.dispatch import Dispatcher, DispatchSettings
 from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
+from picobot.runtime.forced import exit_soon
 from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
 from picobot.runtime.sdnotify import Notifier
@@ -348,6 +349,14 @@ class Daemon:
     # -- shutdown ---------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
+        """Drain (stop intake, let turns finish, deliver), then close. Cancelled mid-drain
+        (a forced stop), it still closes."""
+        try:
+            await self._drain()
+        finally:
+            await self._close()
+
+    async def _drain(self) -> None:
         timeout = self.config.dispatch.drain_timeout
         deadline = asyncio.get_running_loop().time() + timeout
         # Stop intake: channels stop fetching, new inbound messages are refused from now on.
@@ -368,7 +377,10 @@ class Daemon:
                     await asyncio.wait_for(asyncio.shield(task), remaining)
         if not await self.dispatcher.drain(max(0.0, deadline - asyncio.get_running_loop().time())):
             log.warning("drain timeout: some outbound messages were not delivered")
-        # Cancel what is left.
+
+    async def _close(self) -> None:
+        """Cancel what is left and close everything; the only part of `shutdown` a forced
+        stop runs (so the databases close and no worker thread keeps the process alive)."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -428,8 +440,9 @@ async def run(
         log.info("received %s%s", signal.Signals(signum).name, ", forcing exit" if forcing else "")
         if not forcing:
             daemon.stopped.set()
-        elif main is not None:
-            main.cancel()
+        elif main is not None and signals == 2:
+            exit_soon()  # should closing hang: the process goes anyway
+            main.cancel()  # skips the drain; shutdown still closes what holds data
 
     async def reload_config(path: str | Path) -> None:
         notifier.reloading()

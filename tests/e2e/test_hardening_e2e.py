@@ -170,3 +170,32 @@ async def test_a_full_disk_answers_503_is_not_ready_and_half_writes_no_turn(
         rows = db.execute("SELECT data, state FROM inbound").fetchall()
     states = {json.loads(data)["text"]: state for data, state in rows}
     assert states["hello"] == "received"
+
+
+# ---- signals ----
+
+FORCED_EXIT_BOUND = 15.0  # a forced exit takes a few seconds; the old code hung for minutes
+
+
+async def test_a_second_sigterm_forces_exit_and_the_turn_is_recovered(tmp_path: Path) -> None:
+    async with FaultyTelegram() as fake:
+        config = write_config(tmp_path, fake, streaming=True)  # a 10 s graceful drain
+        async with running(config, SLOW) as bot:
+            await bot.ready()
+            fake.user_message(CHAT, "ping-501-000")
+            await turn_started(fake, 0)
+            assert bot.proc is not None
+            bot.proc.send_signal(signal.SIGTERM)
+            await bot.wait_line(r"received SIGTERM$")  # draining: the turn has ~15 s to go
+            code = await bot.stop(signal.SIGTERM, timeout=FORCED_EXIT_BOUND)
+            assert code == 130, bot.log_tail()
+            assert any("received SIGTERM, forcing exit" in line for line in bot.lines)
+            # It closed what it had open (the backstop that ends a hung process was not needed).
+            assert bot.lines[-1].endswith("INFO picobot: stopped"), bot.log_tail()
+        # Recorded, not finished: the next start runs it again (a cut turn is not an attempt).
+        ((state, attempts),) = inbound_rows(tmp_path / "data")
+        assert state == "received" and attempts <= 1
+        async with running(config) as bot:
+            await bot.ready()
+            await fake.wait_for(lambda f: "ping-501-000" in replies(f, CHAT), TIMEOUT)
+            assert await bot.stop() == 0
