@@ -258,14 +258,21 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         raise _config_error(exc) from None
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, *, empty_ok: bool = True
+) -> Config:
     """Read and validate a config file; ``None`` gives the defaults (demo model, web chat).
+    An empty file means the defaults too, unless not `empty_ok` (a reload: a truncated file
+    must not switch every channel off).
 
     :raises ConfigError: if the file is missing, not YAML, or invalid.
     """
     if path is None:
         return parse_config({}, env)
-    return parse_config(_read_yaml(path), env)
+    data = _read_yaml(path)
+    if data is None and not empty_ok:
+        raise ConfigError("", f"{path} is empty (a reload needs the whole config)")
+    return parse_config(data, env)
 
 
 def _read_yaml(path: str | Path) -> Any:

@@ -308,7 +308,8 @@ class Daemon:
     async def reload_file(self, path: str | Path) -> bool:
         """Read `path` and `reload()` it; an invalid file is refused with one log line."""
         try:
-            new = load_config(path)
+            new = load_config(path, empty_ok=False)
+            reload.check(self.config, new)  # never widens access, never half-applies
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config: %s", exc)
             return False

@@ -16,6 +16,7 @@ from aiohttp import web
 
 import channels as channel_registry
 from picobot.config import Config, secrets
+from picobot.core.errors import ConfigError
 from picobot.core.channel import Channel, State
 from picobot.inbound.intake import policies
 from picobot.runtime.logs import add_secrets
@@ -30,6 +31,22 @@ POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placehol
 RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
 
 
+def check(old: Config, new: Config) -> None:
+    """Refuse what a reload must not half-apply: the HTTP server (bound once) and the web
+    token (checked for every /api/* call) are fixed until a restart, so a new file that
+    changes them is refused as a whole, never applied in part: a reload cannot widen access.
+
+    :raises ConfigError: naming the changed key.
+    """
+    for key in type(old.http).model_fields:
+        if getattr(old.http, key) != getattr(new.http, key):
+            raise ConfigError(f"http.{key}", "changed: restart required (nothing was reloaded)")
+    if old.channels.web.token != new.channels.web.token:
+        raise ConfigError(
+            "channels.web.token", "changed: restart required (nothing was reloaded)"
+        )
+
+
 async def apply(daemon: Daemon, new: Config) -> list[str]:
     """Apply `new`: restart the channels whose config changed, update intake policies.
 
@@ -42,8 +59,6 @@ async def apply(daemon: Daemon, new: Config) -> list[str]:
     for section in RESTART_SECTIONS:
         if getattr(old, section) != getattr(new, section):
             log.warning("reload: %s changed: restart required to apply it", section)
-    if old.channels.web.token != new.channels.web.token:  # checked by an HTTP middleware
-        log.warning("reload: channels.web.token changed: restart required to apply it")
     add_secrets(secrets(new.channels))  # a new token must be redacted from now on
     new_policies = policies(new)
     if any(
