@@ -1,8 +1,8 @@
 """RSS while 10 000 replies wait for a platform that is down, and the outbox's write rate.
 
-In-process: a Dispatcher with an Outbox (SQLite in a temporary directory) and a channel whose
+In-process: the outbound door with an Outbox (SQLite in a temporary directory) and a channel whose
 every send raises `ChannelTimeout`. 10 000 replies over 100 chats are recorded in the outbox
-and queued (`Dispatcher.record`, the path every reply takes); each lane retries its head reply
+and queued (`Outbound.post`, the path every reply takes); each lane retries its head reply
 (short backoffs, so the retry loop spins many times during the hold). RSS (/proc/self/statm)
 is sampled before, right after the submit, and after holding the outage for `HOLD` s.
 Separately: replies recorded per second by `Outbox.add` (one committed SQLite statement each,
@@ -23,7 +23,7 @@ from picobot.core.errors import ChannelTimeout
 from picobot.core.messages import OutboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.outbound.delivery import DispatchSettings
-from picobot.outbound.dispatch import Dispatcher
+from picobot.outbound.door import Outbound
 from picobot.storage.outbox import Outbox
 
 N = 10_000
@@ -66,11 +66,11 @@ async def queue_while_down(data_dir: Path) -> dict[str, object]:
     channel = DownChannel()
     retry = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
     async with Outbox.in_dir(data_dir) as outbox:
-        dispatcher = Dispatcher({"down": channel}, DispatchSettings(retry=retry), outbox=outbox)
+        dispatcher = Outbound({"down": channel}, DispatchSettings(retry=retry), outbox=outbox)
         before = rss_mb()
         wall = time.perf_counter()
         for i in range(N):
-            await dispatcher.record(
+            await dispatcher.post(
                 OutboundMessage("down", str(i % CHATS), f"reply {i} " + "x" * 200)
             )
         await channel.all_tried.wait()

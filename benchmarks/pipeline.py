@@ -1,4 +1,4 @@
-"""Bus → agent-free pipeline → dispatcher → null channel, limits off.
+"""The outbound door → lanes → null channel, outbox and limits off.
 
 Measures messages per second and CPU µs per message for the outbound path that every reply
 takes: outbound topic, lane routing, chunking/rendering, rate-limit check, retry wrapper, send.
@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from picobot.core.bus import Bus
 from picobot.core.channel import Capabilities, Channel, Rendered
 from picobot.core.messages import OutboundMessage
-from picobot.outbound.dispatch import Dispatcher
+from picobot.outbound.door import Outbound
 
 N = 50_000
 CHATS = 100
@@ -44,17 +43,13 @@ async def _sink(msg: object) -> None: ...
 
 async def run_once() -> tuple[float, float]:
     channel = NullChannel()
-    bus = Bus(maxsize=10_000)
-    dispatcher = Dispatcher({"null": channel})
-    runner = asyncio.create_task(dispatcher.run(bus.outbound))
+    outbound = Outbound({"null": channel})
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(N):
-        await bus.outbound.publish(OutboundMessage("null", str(i % CHATS), f"message {i}"))
+        await outbound.post(OutboundMessage("null", str(i % CHATS), f"message {i}"))
     await channel.done.wait()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    bus.close()
-    await runner
-    await dispatcher.aclose()
+    await outbound.aclose()
     return N / wall, cpu / N * 1e6
 
 
@@ -63,7 +58,7 @@ async def main() -> str:
     rate, cpu_us = max(r[0] for r in results), min(r[1] for r in results)
     verdict = "meets" if rate >= 20_000 and cpu_us <= 100 else "misses"
     return (
-        "## Pipeline (bus → dispatcher → null channel, limits off)\n\n"
+        "## Pipeline (outbound door → lanes → null channel, outbox and limits off)\n\n"
         f"{N} messages over {CHATS} chats, best of 3.\n\n"
         "| messages/s | CPU µs/message | target |\n|---|---|---|\n"
         f"| {rate:,.0f} | {cpu_us:.1f} | ≥ 20 000 msg/s, ≤ 100 µs: {verdict} |\n"

@@ -25,4 +25,5 @@ def load(name: str) -> type[Channel]:
     """
     module_name, _, class_name = REGISTRY[name].partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, class_name)
+    cls: type[Channel] = getattr(module, class_name)
+    return cls

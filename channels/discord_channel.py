@@ -30,12 +30,14 @@ import aiohttp
 
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     InboundSink,
     Rate,
     RateBudget,
     Rendered,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -100,8 +102,14 @@ class DiscordChannel(Channel):
     reconnect_max = 60.0  # the delay doubles per crash up to this
     stable_after = 60.0  # a connection up this long resets the crash delay
 
-    def __init__(self, config: DiscordConfig, sink: InboundSink, **timings: float) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: DiscordConfig,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        **timings: float,
+    ) -> None:
+        super().__init__(config, sink, services)
         for key, value in timings.items():
             if not hasattr(type(self), key):
                 raise TypeError(f"unknown option {key!r}")
@@ -292,9 +300,12 @@ class DiscordChannel(Channel):
                 fail_if_not_exists=False,
             )
         with _translate_errors():
-            sent = await target.send(
-                message.text, allowed_mentions=NO_MENTIONS, reference=reference
-            )
+            if reference is None:
+                sent = await target.send(message.text, allowed_mentions=NO_MENTIONS)
+            else:
+                sent = await target.send(
+                    message.text, allowed_mentions=NO_MENTIONS, reference=reference
+                )
         return str(sent.id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:

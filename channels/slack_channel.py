@@ -36,12 +36,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from picobot.config import SlackConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     InboundSink,
     Rate,
     RateBudget,
     Rendered,
+    ServesHttp,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -168,15 +171,17 @@ def _remember(lru: OrderedDict[str, str], key: str, value: str = "") -> None:
         lru.popitem(last=False)
 
 
-class SlackChannel(Channel):
+class SlackChannel(Channel, ServesHttp):
     """Slack via slack-bolt. See the module docstring for the ack and dedupe rules."""
 
     name = "slack"
     capabilities = CAPABILITIES
     config: SlackConfig
 
-    def __init__(self, config: SlackConfig, sink: InboundSink) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self, config: SlackConfig, sink: InboundSink, services: Services = NO_SERVICES
+    ) -> None:
+        super().__init__(config, sink, services)
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
         self._app: AsyncApp | None = None
@@ -338,8 +343,8 @@ class SlackChannel(Channel):
         is_dm = event.get("channel_type") == "im"
         return InboundMessage(
             channel=self.name,
-            chat_id=channel,
-            sender=Sender(user),
+            chat_id=str(channel),
+            sender=Sender(str(user)),
             text=text,
             id=f"{channel}:{ts}",  # the same for redeliveries and for message + app_mention
             message_id=ts,

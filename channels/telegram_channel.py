@@ -29,12 +29,15 @@ from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
 from picobot.core.channel import (
+    NO_SERVICES,
     Capabilities,
     Channel,
     InboundSink,
     Rate,
     RateBudget,
     Rendered,
+    ServesHttp,
+    Services,
     State,
 )
 from picobot.core.errors import (
@@ -99,7 +102,7 @@ CAPABILITIES = Capabilities(
 )
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(Channel, ServesHttp):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -112,8 +115,10 @@ class TelegramChannel(Channel):
     capabilities = CAPABILITIES
     poll_timeout = POLL_TIMEOUT
 
-    def __init__(self, config: TelegramConfig, sink: InboundSink) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self, config: TelegramConfig, sink: InboundSink, services: Services = NO_SERVICES
+    ) -> None:
+        super().__init__(config, sink, services)
         self.config: TelegramConfig = config
         self._bot_or_none: Bot | None = None
         self._poller: TelegramPoller | None = None
@@ -288,7 +293,7 @@ class TelegramChannel(Channel):
     ) -> None:
         with _translate_errors():
             await self._bot.send_message_draft(
-                _chat(chat_id),
+                int(chat_id),  # drafts exist in private chats only: numeric ids
                 draft_id,
                 message.text,
                 message_thread_id=_thread(thread),

@@ -11,13 +11,24 @@ session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
 from picobot.core import metrics
-from picobot.core.channel import Capabilities, Channel, InboundSink, Rendered, State
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, new_id, reply_to
+from picobot.core.channel import (
+    NO_SERVICES,
+    Capabilities,
+    Channel,
+    InboundSink,
+    Rendered,
+    ServesHttp,
+    Services,
+    State,
+    WatchesRuns,
+    WritesReplies,
+)
+from picobot.core.messages import InboundMessage, Kind, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker, RunsFull
 from picobot.webui.limits import WebLimits
 
@@ -32,9 +43,6 @@ TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
 DEFAULT_INBOUND_RATE = 10  # per session per minute (channels.web.inbound_rate)
 DEFAULT_ADDRESS_RATE = 30  # per client address per minute (channels.web.address_rate)
-
-History = Callable[[str], Awaitable[list[dict[str, str]]]]
-Submit = Callable[[OutboundMessage], object]
 
 
 class WebReply:
@@ -51,22 +59,32 @@ class WebReply:
 
     async def finish(self) -> None:
         self.channel.broker.finish(self.inbound.id)
-        if self.channel.submit is not None:
+        post = self.channel.services.post
+        if post is not None:
             try:
-                self.channel.submit(reply_to(self.inbound, "", kind=Kind.DONE))
-            except KeyError:  # the dispatcher no longer knows the channel (shutting down)
+                await post(reply_to(self.inbound, "", kind=Kind.DONE))
+            except KeyError:  # the outbound door no longer knows the channel (shutting down)
                 pass
 
 
-class WebChatChannel(Channel):
-    """The web chat. `bind(daemon)` connects it to the agent (listener, history) and the
-    dispatcher; without it (tests), runs still work through `broker` directly."""
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
+    """The web chat: it writes its own replies (run events over SSE) and serves the page and
+    the API on the shared server; its token is checked by the server's guard for every
+    ``/api/*`` call (`picobot.runtime.guard`). Without `services` (tests), runs still work
+    through `broker` directly."""
 
     name = "web"
     capabilities = Capabilities(max_length=1_000_000, format="markdown")
 
-    def __init__(self, config: Any, sink: InboundSink, *, broker: RunBroker | None = None) -> None:
-        super().__init__(config, sink)
+    def __init__(
+        self,
+        config: Any,
+        sink: InboundSink,
+        services: Services = NO_SERVICES,
+        *,
+        broker: RunBroker | None = None,
+    ) -> None:
+        super().__init__(config, sink, services)
         self.broker = broker if broker is not None else RunBroker()
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
@@ -74,17 +92,7 @@ class WebChatChannel(Channel):
             getattr(config, "inbound_rate", DEFAULT_INBOUND_RATE),
             getattr(config, "address_rate", DEFAULT_ADDRESS_RATE),
         )
-        self.history_source: History | None = None
-        self.submit: Submit | None = None
-        self._listeners: list[Any] | None = None
         self._routes: list[web.RouteDef] | None = None
-
-    def bind(self, daemon: Any) -> None:
-        """Hook into a `picobot.runtime.daemon.Daemon`: run events, history, the dispatcher."""
-        self._listeners = daemon.agent_loop.listeners
-        self._listeners.append(self.on_event)
-        self.history_source = daemon.agent.history
-        self.submit = daemon.dispatcher.submit
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -94,8 +102,6 @@ class WebChatChannel(Channel):
     async def stop(self) -> None:
         # Ends every event stream, so the HTTP server's cleanup does not wait for them.
         self.broker.close()
-        if self._listeners is not None and self.on_event in self._listeners:
-            self._listeners.remove(self.on_event)  # a reload may bind a successor
 
     # -- inbound ------------------------------------------------------------------------------
 
@@ -119,14 +125,15 @@ class WebChatChannel(Channel):
 
     async def history(self, session: str) -> list[dict[str, str]]:
         """The session as the user saw it: ``[{"role", "text"}]``, oldest first."""
-        if self.history_source is None:
+        history = self.services.history
+        if history is None:
             return []
         key = InboundMessage(self.name, session, Sender("web"), "").session_key
-        return [{"role": m["role"], "text": m["content"]} for m in await self.history_source(key)]
+        return [{"role": m["role"], "text": m["content"]} for m in await history(key)]
 
     # -- run events -----------------------------------------------------------------------------
 
-    def on_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
+    def on_run_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
         """The agent loop's listener: translate one run event for the page."""
         if inbound.channel != self.name:
             return

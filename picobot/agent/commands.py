@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from picobot.agent.turns import Agent
+from typing import Protocol
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -49,7 +46,27 @@ def parse_command(text: str) -> Command | None:
     return Command(name, (match.group(2) or "").strip())
 
 
-async def run_command(agent: Agent, session: str, command: Command) -> str:
+class Commandable(Protocol):
+    """What the commands need of the agent."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def history_limit(self) -> int: ...
+
+    async def stop(self, session: str, *, reason: str = ...) -> bool: ...
+
+    async def reset(self, session: str) -> None: ...
+
+    async def count(self, session: str) -> int: ...
+
+    def queued(self, session: str) -> int: ...
+
+    def is_running(self, session: str) -> bool: ...
+
+
+async def run_command(agent: Commandable, session: str, command: Command) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
     if command.name == "stop":
         return "Stopped." if await agent.stop(session) else "Nothing to stop."
@@ -57,11 +74,10 @@ async def run_command(agent: Agent, session: str, command: Command) -> str:
         await agent.reset(session)
         return "New conversation started."
     if command.name == "status":
-        count = await agent.store.count(session)
+        count = await agent.count(session)
         return (
-            f"Model: {agent.llm.name}\n"
-            f"Conversation: {count} messages (keeps the last "
-            f"{agent.config.max_history_messages})\n"
+            f"Model: {agent.model_name}\n"
+            f"Conversation: {count} messages (keeps the last {agent.history_limit})\n"
             f"Waiting messages: {agent.queued(session)}\n"
             f"State: {'answering' if agent.is_running(session) else 'idle'}"
         )

@@ -16,12 +16,12 @@ by class: only `retryable` errors are retried, and the user sees `user_message`,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from picobot.core.errors import PicobotError
-from picobot.core.messages import Message
+from picobot.core.messages import Message as Message  # re-exported for the providers
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class LLM(Protocol):
 
     def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one completion.
 
         :raises LLMError: translated from the provider's error.

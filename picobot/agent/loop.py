@@ -15,15 +15,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from picobot.agent.commands import parse_command
 from picobot.agent.turns import GENERIC_FAILURE, Agent
 from picobot.core import events as ev
 from picobot.core import metrics
 from picobot.core.bus import Topic
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, new_id, reply_to
+from picobot.core.channel import ReplyWriter
+from picobot.core.messages import InboundMessage, Kind, Post, new_id, reply_to
 
 __all__ = ["Agent", "AgentLoop", "BufferedReply", "Listener", "ReplyWriter", "WriterFactory"]
 
@@ -31,20 +32,12 @@ log = logging.getLogger("picobot.agent")
 
 SHUTDOWN_GRACE = 1.0  # seconds a cancelled turn gets to clean up
 
-Publish = Callable[[OutboundMessage], Awaitable[None]]
+Publish = Post  # the outbound door
 Listener = Callable[[InboundMessage, ev.RunEvent], None]
 
 STEERING_FULL = (
     "⏳ Too many messages are waiting, so I dropped this one. Wait for my answer, or send /stop."
 )
-
-
-class ReplyWriter(Protocol):
-    """Turns one turn's events into outbound messages (buffered here; streamed by streaming)."""
-
-    async def feed(self, event: ev.RunEvent) -> None: ...
-
-    async def finish(self) -> None: ...
 
 
 class BufferedReply:
@@ -70,7 +63,7 @@ WriterFactory = Callable[[InboundMessage], ReplyWriter]
 class AgentLoop:
     """Consumes the inbound topic until it ends; `drain()` waits for running turns.
 
-    `publish` (the outbound topic's) lets the `message` tool write to the chat.
+    `publish` (the outbound door's `post`) lets the `message` tool write to the chat.
     Every inbound message gets exactly one writer, finished exactly once: a message absorbed
     into a running turn by steering gets a writer that is only finished (to clean up its
     placeholder and typing); the turn's reply goes to the writer of the turn's message.

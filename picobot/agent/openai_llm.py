@@ -15,20 +15,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying
 
 from picobot.agent.llm import (
     ContextTooLong,
@@ -49,6 +43,7 @@ from picobot.agent.llm import (
     Usage,
 )
 from picobot.config import LLMConfig
+from picobot.core.retry import backoff, retrying
 
 log = logging.getLogger("picobot.llm")
 
@@ -97,7 +92,7 @@ class OpenAILLM:
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream one completion as typed events.
 
         :raises LLMError: translated from the SDK's error, after retries where they can help.
@@ -112,7 +107,8 @@ class OpenAILLM:
             params["tools"] = list(tools)
         if self.config.temperature is not None:
             params["temperature"] = self.config.temperature
-        reader, first = await self._retrying()(self._open, params)
+        opened: tuple[_Reader, list[LLMEvent]] = await self._retrying()(self._open, params)
+        reader, first = opened
         try:
             for event in first:
                 yield event
@@ -141,30 +137,22 @@ class OpenAILLM:
         return reader, first
 
     def _retrying(self) -> AsyncRetrying:
-        backoff = wait_exponential_jitter(multiplier=self._backoff, max=8.0, jitter=self._backoff)
+        delay = backoff(self._backoff, 8.0)
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
+        def wait(exc: BaseException, attempt: int) -> float:
             if isinstance(exc, LLMRateLimited) and exc.retry_after is not None:
                 return exc.retry_after
-            return float(backoff(state))
+            return delay(attempt)
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "LLM call failed (%s), retry %d in %.1f s",
-                exc,
-                state.attempt_number,
-                state.upcoming_sleep,
-            )
+        def on_retry(exc: BaseException, seconds: float, attempt: int) -> None:
+            log.warning("LLM call failed (%s), retry %d in %.1f s", exc, attempt, seconds)
 
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.config.max_retries + 1),
-            retry=retry_if_exception(_worth_retrying),
+        return retrying(
+            retry_on=_worth_retrying,
             wait=wait,
+            stop=lambda exc, attempt: attempt >= self.config.max_retries + 1,
+            on_retry=on_retry,
             sleep=self._sleep,
-            before_sleep=before_sleep,
-            reraise=True,
         )
 
 

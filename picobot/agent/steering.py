@@ -48,10 +48,6 @@ class SteeringQueue:
             return items
         return [self._items.popleft()] if self._items else []
 
-    def take_one(self) -> Queued | None:
-        """The oldest message, whatever the mode: it starts a follow-up turn."""
-        return self._items.popleft() if self._items else None
-
     def clear(self) -> list[Queued]:
         """Drop everything (``/stop``); returns what was dropped."""
         items = list(self._items)

@@ -15,11 +15,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from picobot.core.errors import ConfigError
-from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
+from picobot.core.messages import InboundMessage, Post, reply_to
 
 log = logging.getLogger("picobot.tools")
 
-Publish = Callable[[OutboundMessage], Awaitable[None]]
+Publish = Post  # the outbound door
 MAX_RESULT_CHARS = 16_000  # a runaway tool result must not blow the context window
 
 
@@ -76,8 +76,10 @@ def parse_arguments(text: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ToolError(f"invalid JSON arguments ({exc.msg}); send a JSON object") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long, nesting too deep
+        raise ToolError(f"unreadable JSON arguments ({exc}); send a JSON object") from None
     if not isinstance(value, dict):
         raise ToolError("arguments must be a JSON object")
     return value

@@ -13,9 +13,10 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from picobot.core.messages import InboundMessage
+from picobot.core.events import RunEvent
+from picobot.core.messages import InboundMessage, Post
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -85,6 +86,20 @@ class State(enum.StrEnum):
     FAILED = "failed"
 
 
+History = Callable[[str], Awaitable[list[dict[str, str]]]]  # session key -> conversation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """What the core offers a channel beyond its inbound sink; each may be absent (tests)."""
+
+    post: Post | None = None  # the outbound door
+    history: History | None = None  # a session's conversation, as the user saw it
+
+
+NO_SERVICES = Services()
+
+
 class Channel(ABC):
     """One platform. Subclasses set `name` and `capabilities` and implement the calls.
 
@@ -95,9 +110,10 @@ class Channel(ABC):
     name: ClassVar[str]
     capabilities: Capabilities
 
-    def __init__(self, config: Any, sink: InboundSink) -> None:
+    def __init__(self, config: Any, sink: InboundSink, services: Services = NO_SERVICES) -> None:
         self.config = config
         self.sink = sink
+        self.services = services
         self.state = State.STOPPED
         self.state_detail = ""
 
@@ -158,6 +174,49 @@ class Channel(ABC):
         """Show the typing indicator once; the core refreshes it every `typing_interval`."""
         return None
 
+
+# -- optional abilities, declared: the runtime finds them with isinstance, never by name ------
+
+
+class ReplyWriter(Protocol):
+    """Turns one turn's run events into what the chat shows (streamed, in pieces or whole).
+
+    `finish()` is called exactly once, after the last event.
+    """
+
+    async def feed(self, event: RunEvent) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class WritesReplies(ABC):
+    """A channel that shows replies itself (the web chat streams run events over SSE)."""
+
+    @abstractmethod
+    def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
+        """The writer for the turn answering `inbound`."""
+
+
+class WatchesRuns(ABC):
+    """A channel that wants every run event of its own conversations (the web chat)."""
+
+    @abstractmethod
+    def on_run_event(self, inbound: InboundMessage, event: RunEvent) -> None:
+        """Called for each event; must not block or raise."""
+
+
+class ServesHttp(ABC):
+    """A channel with routes on picobot's shared HTTP server (webhooks, the web chat)."""
+
+    @abstractmethod
     def http_routes(self) -> Sequence[web.AbstractRouteDef]:
-        """Routes to mount on picobot's shared HTTP server (webhooks). None by default."""
-        return ()
+        """The routes to mount; asked once at startup (the paths are fixed from then on)."""
+
+
+class GuardsHttp(ABC):
+    """A channel that checks every request to the shared server (the core guard, with the web
+    token, Host and Origin checks, runs first: see `picobot.runtime.guard`)."""
+
+    @abstractmethod
+    def http_guard(self, request: web.Request) -> web.StreamResponse | None:
+        """A response to refuse the request, or None to let it through."""

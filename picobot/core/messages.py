@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -117,3 +117,9 @@ def reply_to(inbound: InboundMessage, text: str, *, kind: Kind = Kind.REPLY) -> 
         thread=inbound.thread,
         is_group=inbound.is_group,
     )
+
+
+# The outbound door, as the layers above see it: `post` records and queues (the result, the
+# platform message ids, arrives later); `deliver` also waits for delivery.
+Post = Callable[[OutboundMessage], Awaitable[object]]
+Deliver = Callable[[OutboundMessage], Awaitable[list[str]]]

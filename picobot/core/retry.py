@@ -1,30 +1,75 @@
-"""Retries by error class, with tenacity.
+"""Every retry in picobot is built here, on tenacity: `retrying()` is the one factory.
 
-- `RateLimited`: wait exactly the platform's `retry_after`, then retry; not counted as a failure
-  (up to `max_rate_limited` in a row, a guard against a platform that never lets go).
-- other `TransientError` (timeouts, dropped connections, 5xx): exponential backoff with jitter,
-  capped, up to `max_attempts` failures. A timed-out send may have been delivered; we resend
-  anyway, because a lost reply is worse than a rare duplicate (the outbox bounds those).
-- `PermanentError`: raised at once.
+- Backoff is exponential with jitter, capped (`backoff`); a wait the server asked for (a
+  `RateLimited.retry_after`, an LLM's `Retry-After`) replaces it.
+- `RetryPolicy` is the outbound policy, by error class:
+  - `RateLimited`: wait exactly `retry_after`, then retry; not counted as a failure (up to
+    `max_rate_limited` in a row, a guard against a platform that never lets go).
+  - other `TransientError` (timeouts, dropped connections, 5xx): backoff, up to `max_attempts`
+    failures. A timed-out send may have been delivered; we resend anyway, because a lost reply
+    is worse than a rare duplicate (the outbox bounds those).
+  - `PermanentError`: raised at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from picobot.core.errors import RateLimited, TransientError
 
 T = TypeVar("T")
-log = logging.getLogger("picobot.retry")
 
-OnRetry = Callable[[BaseException, float], None]
+OnRetry = Callable[[BaseException, float, int], None]  # (error, delay, attempt number)
+Wait = Callable[[BaseException, int], float]  # (error, attempt number) -> seconds
+Stop = Callable[[BaseException, int], bool]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def backoff(first: float, max_backoff: float) -> Callable[[int], float]:
+    """Seconds before retry `n` (1, 2, …): `first` doubling per retry, capped, plus jitter."""
+
+    def delay(n: int) -> float:
+        return min(max_backoff, first * 2.0 ** max(0, n - 1) + random.uniform(0, first))
+
+    return delay
+
+
+def retrying(
+    *,
+    retry_on: type[BaseException] | Callable[[BaseException], bool],
+    wait: Wait,
+    stop: Stop | None = None,
+    on_retry: OnRetry | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncRetrying:
+    """An `AsyncRetrying` that retries what `retry_on` accepts, waits `wait(error, attempt)`,
+    gives up when `stop(error, attempt)` (never, without one) and then re-raises the last error.
+    """
+    accept = (lambda exc: isinstance(exc, retry_on)) if isinstance(retry_on, type) else retry_on
+
+    def error(state: RetryCallState) -> BaseException:
+        exc = state.outcome.exception() if state.outcome else None
+        assert exc is not None  # tenacity asks only after a failed attempt
+        return exc
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry(error(state), state.upcoming_sleep, state.attempt_number)
+
+    return AsyncRetrying(
+        retry=retry_if_exception(accept),
+        stop=(lambda s: stop(error(s), s.attempt_number)) if stop else (lambda s: False),
+        wait=lambda s: wait(error(s), s.attempt_number),
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +78,7 @@ class RetryPolicy:
     max_rate_limited: int = 50
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    sleep: Sleep = asyncio.sleep
 
     async def call(self, fn: Callable[[], Awaitable[T]], on_retry: OnRetry | None = None) -> T:
         """Run `fn` until it succeeds or the policy gives up.
@@ -41,34 +86,25 @@ class RetryPolicy:
         :raises PermanentError: at once.
         :raises TransientError: the last one, when the attempts are spent.
         """
-        budget = _Budget(self)
         try:
             return await fn()  # the common case, without tenacity's per-call overhead
         except TransientError as exc:
-            if budget.spent_by(exc):
-                raise
-            delay = budget.delay_for(exc)
-            if on_retry is not None:
-                on_retry(exc, delay)
-            await self.sleep(delay)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            delay = budget.delay_for(exc)
-            if on_retry is not None and exc is not None:
-                on_retry(exc, delay)
-            return delay
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=lambda state: budget.spent_by(
-                state.outcome.exception() if state.outcome else None
-            ),
-            wait=wait,
+            first_error = exc
+        budget = _Budget(self)
+        if budget.spent_by(first_error, 1):
+            raise first_error
+        delay = budget.delay_for(first_error, 1)
+        if on_retry is not None:
+            on_retry(first_error, delay, 1)
+        await self.sleep(delay)
+        attempts = retrying(
+            retry_on=TransientError,
+            wait=budget.delay_for,
+            stop=budget.spent_by,
+            on_retry=on_retry,
             sleep=self.sleep,
-            reraise=True,
         )
-        return await retrying(fn)
+        return await attempts(fn)
 
 
 class _Budget:
@@ -78,11 +114,9 @@ class _Budget:
         self.policy = policy
         self.failures = 0
         self.rate_limited = 0
-        self._backoff = wait_exponential_jitter(
-            multiplier=policy.initial_backoff, max=policy.max_backoff, jitter=policy.initial_backoff
-        )
+        self._backoff = backoff(policy.initial_backoff, policy.max_backoff)
 
-    def spent_by(self, exc: BaseException | None) -> bool:
+    def spent_by(self, exc: BaseException, attempt: int = 0) -> bool:
         if isinstance(exc, RateLimited):
             self.rate_limited += 1
             return self.rate_limited > self.policy.max_rate_limited
@@ -90,8 +124,8 @@ class _Budget:
         self.failures += 1
         return self.failures >= self.policy.max_attempts
 
-    def delay_for(self, exc: BaseException | None) -> float:
+    def delay_for(self, exc: BaseException, attempt: int = 0) -> float:
         if isinstance(exc, RateLimited):
             return exc.retry_after
         # Backoff grows with failures only; rate-limit waits do not escalate it.
-        return self._backoff(SimpleNamespace(attempt_number=self.failures))  # type: ignore[arg-type]
+        return self._backoff(self.failures)

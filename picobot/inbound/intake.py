@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
-from picobot.config import Config
+from picobot.config import ChannelConfig, Config
 from picobot.core import metrics
 from picobot.core.bus import Topic
 from picobot.core.errors import BusClosed
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.core.messages import InboundMessage, Kind, Post, reply_to
 
 log = logging.getLogger("picobot.intake")
 
@@ -29,6 +29,7 @@ class Policy:
     group_policy: str = "mention"  # "mention": groups only when addressed; "open": always
     inbound_rate: int | None = 10  # per sender per minute; None: the channel limits itself
     placeholder: str = ""  # placeholder text; empty for none
+    restricted: bool = True  # False: access is checked elsewhere (the web chat's token)
 
     def allows(self, msg: InboundMessage) -> bool:
         if "*" in self.allow_from:
@@ -44,13 +45,17 @@ class Policy:
 
 
 def policies(config: Config) -> dict[str, Policy]:
-    """Each enabled channel's intake policy, from its config."""
+    """Each enabled channel's intake policy, from its config.
+
+    Platform channels (`ChannelConfig`) list who may talk; a channel without such a section
+    (the web chat: its token decides) lets everyone through the intake.
+    """
     result = {}
     for name in config.channels.enabled():
         cfg = getattr(config.channels, name)
-        if name == "web":
-            # The web chat checks its token and limits per session and address itself.
-            result[name] = Policy(inbound_rate=None)
+        if not isinstance(cfg, ChannelConfig):
+            # The web chat: its token decides, and it limits per session and address itself.
+            result[name] = Policy(restricted=False, inbound_rate=None)
             continue
         result[name] = Policy(
             allow_from=cfg.allow_from,
@@ -97,20 +102,36 @@ class Intake:
     def __init__(
         self,
         inbound: Topic[InboundMessage],
-        submit: Callable[[OutboundMessage], object],
+        post: Post,
         policies: Mapping[str, Policy],
         *,
         seen: Callable[[InboundMessage], Awaitable[bool]] | None = None,
     ) -> None:
         self._inbound = inbound
-        self._submit = submit
-        self._policies = policies
+        self._post = post
+        self._policies = dict(policies)
         self._seen = seen  # records the message durably; True for a replayed platform event
         self._flood = FloodGuard()
 
-    def reset_flood(self) -> None:
-        """Forget per-sender rates (after a reload changed `inbound_rate`)."""
-        self._flood = FloodGuard()
+    def update(self, policies: Mapping[str, Policy]) -> None:
+        """Apply new policies at once (a reload); per-sender rates restart if a rate changed."""
+        if any(
+            p.inbound_rate != getattr(self._policies.get(n), "inbound_rate", None)
+            for n, p in policies.items()
+        ):
+            self._flood = FloodGuard()  # per-sender buckets are built with the rate
+        self._policies = dict(policies)
+
+    def summary(self) -> dict[str, dict[str, object]]:
+        """Per platform channel: how many senders are allowed (a count, never the ids)."""
+        return {
+            name: {
+                "allowed": "everyone" if "*" in p.allow_from else len(p.allow_from),
+                "inbound_rate": p.inbound_rate,
+            }
+            for name, p in self._policies.items()
+            if p.restricted
+        }
 
     async def __call__(self, msg: InboundMessage) -> None:
         """Accept or drop `msg`.
@@ -138,7 +159,7 @@ class Intake:
                 log.info(
                     "flood protection: %s:%s sender %s", msg.channel, msg.chat_id, msg.sender.id
                 )
-                self._submit(reply_to(msg, SLOW_DOWN))
+                await self._post(reply_to(msg, SLOW_DOWN))
             return
         if self._seen is not None and await self._seen(msg):
             log.info("ignored a replayed event in %s:%s (%s)", msg.channel, msg.chat_id, msg.id)
@@ -146,5 +167,5 @@ class Intake:
             return
         metrics.INBOUND.labels(msg.channel, "accepted").inc()
         # Before the agent can see the message, so the placeholder precedes any reply in the lane.
-        self._submit(reply_to(msg, policy.placeholder, kind=Kind.ACCEPTED))
+        await self._post(reply_to(msg, policy.placeholder, kind=Kind.ACCEPTED))
         await self._inbound.publish(msg)

@@ -13,10 +13,21 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from picobot.core.channel import Channel
+from picobot.core.errors import ChannelError
+from picobot.core.messages import OutboundMessage
+from picobot.text.render import render
+
+if TYPE_CHECKING:
+    from picobot.outbound.delivery import Calls
+    from picobot.storage.outbox import Outbox
 
 log = logging.getLogger("picobot.placeholders")
+dispatch_log = logging.getLogger("picobot.dispatch")
+
+DELIVERY_FAILED_NOTE = "⚠️ Sorry, the reply could not be delivered."
 
 
 @dataclass(slots=True, eq=False)
@@ -120,3 +131,74 @@ async def _keep_typing(channel: Channel, chat_id: str, thread: str | None) -> No
         except Exception as exc:  # a failed indicator must never affect the reply
             log.debug("typing indicator failed on %s:%s: %s", channel.name, chat_id, exc)
         await asyncio.sleep(channel.capabilities.typing_interval)
+
+
+class PlaceholderCalls:
+    """The platform side of placeholders: show one, edit it into a note, remove it."""
+
+    def __init__(self, registry: Placeholders, calls: Calls, outbox: Outbox | None) -> None:
+        self.registry = registry
+        self._calls = calls
+        self._outbox = outbox
+
+    async def accept(self, channel: Channel, msg: OutboundMessage) -> None:
+        """An inbound message was accepted: typing on, and the "Thinking…" placeholder."""
+        if msg.in_reply_to is None:
+            return
+        entry = self.registry.open(msg.in_reply_to, channel, msg.chat_id, msg.thread)
+        if entry.message_id is not None or not (msg.text and channel.capabilities.can_edit):
+            return  # restored after a restart; or one we could not edit into the reply
+        try:
+            entry.message_id = await self._calls(
+                channel,
+                msg,
+                lambda: channel.send(
+                    msg.chat_id, render(msg.text, "plain"), reply_to=msg.reply_to, thread=msg.thread
+                ),
+            )
+        except ChannelError as exc:
+            dispatch_log.info("no placeholder in %s:%s: %s", msg.channel, msg.chat_id, exc)
+            return
+        if self._outbox is not None:  # so a restart can edit or remove it
+            await self._outbox.placeholder(msg.in_reply_to, entry.message_id)
+
+    async def finish(self, channel: Channel, msg: OutboundMessage) -> None:
+        """The turn is over: typing off; a placeholder no reply took is removed."""
+        entry = self.registry.close(msg.in_reply_to)
+        if entry is not None and entry.message_id is not None:
+            await self.remove(channel, msg, entry.message_id)
+
+    async def remove(self, channel: Channel, msg: OutboundMessage, message_id: str) -> None:
+        try:
+            if channel.capabilities.can_delete:
+                await self._calls(channel, msg, lambda: channel.delete(msg.chat_id, message_id))
+            else:
+                await self._calls(
+                    channel,
+                    msg,
+                    lambda: channel.edit(msg.chat_id, message_id, render("✓", "plain")),
+                    edit=True,
+                )
+        except ChannelError as exc:
+            dispatch_log.warning(
+                "could not remove placeholder in %s:%s: %s", msg.channel, msg.chat_id, exc
+            )
+
+    async def replace_with_note(self, channel: Channel, msg: OutboundMessage, note: str) -> None:
+        message_id = self.registry.take(msg.in_reply_to)
+        if message_id is not None:
+            await self.note_or_remove(channel, msg, message_id, note)
+
+    async def note_or_remove(
+        self, channel: Channel, msg: OutboundMessage, message_id: str, note: str
+    ) -> None:
+        """Turn a placeholder into a short note; delete it if even that fails."""
+        try:
+            await self._calls(
+                channel,
+                msg,
+                lambda: channel.edit(msg.chat_id, message_id, render(note, "plain")),
+                edit=True,
+            )
+        except ChannelError:
+            await self.remove(channel, msg, message_id)

@@ -18,20 +18,19 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from picobot.core import events as ev
 from picobot.core.channel import Capabilities
 from picobot.core.errors import ChannelError
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.core.messages import Deliver, InboundMessage, Kind, OutboundMessage, reply_to
 from picobot.text.chunks import measure_for, render_chunks
 from picobot.text.render import Rendered
 from picobot.text.split import split_pieces
 
 log = logging.getLogger("picobot.streaming")
 
-Submit = Callable[[OutboundMessage], Awaitable[list[str]]]
+Submit = Deliver  # the outbound door: record, deliver, and give the message ids
 
 STOPPED_NOTE = "⏹ Stopped."
 

@@ -1,9 +1,10 @@
-"""The daemon: startup, main loop, shutdown — the data path assembled once.
+"""The daemon: the data path assembled once, then startup, run and shutdown.
 
-    channel ─► Intake ─► bus.inbound ─► AgentLoop ─► reply writer
-            ─► bus.outbound ─► Dispatcher (lanes) ─► channel
+    channel ─► Intake ─► inbound topic ─► AgentLoop ─► reply writer
+            ─► Outbound (the one door: outbox, per-chat lanes) ─► channel
 
-Resources open in dependency order in `startup()` and close in reverse in `shutdown()`.
+`ChannelSupervisor` runs the channels; resources open in `startup()` on an `AsyncExitStack`
+and close in reverse at the end of `shutdown()`.
 """
 
 from __future__ import annotations
@@ -20,22 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 import channels as channel_registry
 from picobot.agent.llm import LLM
-from picobot.agent.loop import Agent, AgentLoop, BufferedReply, ReplyWriter
+from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
 from picobot.core import metrics
-from picobot.core.bus import Bus
-from picobot.core.channel import Channel, State
-from picobot.core.errors import ConfigError, TransientError
+from picobot.core.bus import Topic
+from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
+from picobot.core.errors import ConfigError
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.inbound.intake import Intake, policies
-from picobot.outbound.dispatch import Dispatcher, DispatchSettings
+from picobot.outbound.door import DispatchSettings, Outbound
 from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
+from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.forced import exit_soon
 from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
@@ -49,41 +50,51 @@ from picobot.runtime.server import (
     quiet_client_errors,
     raise_fd_limit,
 )
+from picobot.runtime.supervisor import ChannelSupervisor
 from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
 from picobot.storage.sessions import SessionStore
 
 log = logging.getLogger("picobot")
 
-START_RETRY_FIRST = 2.0  # seconds before the first retry of a channel that could not start
-START_RETRY_MAX = 60.0
 STORAGE_CHECK_SECONDS = 2.0  # how often data_dir is checked (deleted? writable again?)
 
 
-# Keys the intake applies; a change to only these needs no channel restart on reload.
 def make_llm(config: Config) -> LLM:
     if config.llm.provider == "demo":
         from picobot.agent.demo import DemoLLM
 
         return DemoLLM(float(os.environ.get("PICOBOT_DEMO_DELAY", "0.03")))  # tests: faster
     try:
-        from picobot.agent.openai_llm import OpenAILLM  # type: ignore[import-not-found]
+        from picobot.agent.openai_llm import OpenAILLM
     except ImportError:
         raise ConfigError("llm.provider", "the openai provider is not available") from None
     return OpenAILLM(config.llm)
 
 
 class Daemon:
-    """One running picobot. `async with Daemon(config) as d: await d.stopped.wait()`."""
+    """One running picobot. `async with Daemon(config) as d: await d.stopped.wait()`.
+
+    Wiring happens here, once; running is the supervisor's, the agent loop's and the outbound
+    door's. Resources open in `startup()` on an `AsyncExitStack`; `shutdown()` drains, then
+    closes them in reverse.
+    """
 
     def __init__(self, config: Config, llm: LLM | None = None) -> None:
         self.config = config
-        self.bus = Bus()
-        self.channels: dict[str, Channel] = {}
+        self.inbound: Topic[InboundMessage] = Topic("inbound")
         self.data_dir = DataDir(config.data_dir)  # locked at startup; its health for /readyz
         self.outbox = Outbox.in_dir(config.data_dir, on_write=self.data_dir.wrote)
+        self.supervisor = ChannelSupervisor(
+            self._make_channel,
+            on_start=self._attach,
+            on_stop=self._detach,
+            retry_first=supervisor_module.START_RETRY_FIRST,
+            retry_max=supervisor_module.START_RETRY_MAX,
+        )
+        self.channels = self.supervisor.channels
         d = config.dispatch
-        self.dispatcher = Dispatcher(
+        self.outbound = Outbound(
             self.channels,
             DispatchSettings(
                 retry=RetryPolicy(max_attempts=d.max_attempts, max_backoff=d.max_backoff),
@@ -92,48 +103,64 @@ class Daemon:
             ),
             outbox=self.outbox,
         )
-        # Kept, and updated in place on reload, so the intake sees new policies at once.
-        self._policies = policies(config)
         self.intake = Intake(
-            self.bus.inbound, self.dispatcher.submit, self._policies, seen=self.outbox.seen
+            self.inbound, self.outbound.post, policies(config), seen=self.outbox.seen
         )
         store = SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote)
         self.agent = Agent(llm or make_llm(config), config.agent, store=store)
         self.agent_loop = AgentLoop(
-            self.agent, self.bus.inbound, self.make_writer, publish=self.bus.outbound.publish
+            self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
         self.stopped = asyncio.Event()
         self.started_at = time.time()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._stack = contextlib.AsyncExitStack()
+        self._agent_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
-        self._mounted: set[tuple[str, str, str]] = set()  # (channel, method, path) served
         self.connection_limit = ConnectionLimit(cap=0)  # its cap is set when the server starts
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def _make_channel(self, name: str, config: Any) -> Channel | None:
+        try:
+            cls = channel_registry.load(name)
+        except ImportError as exc:
+            log.error("channel %s is not available: %s", name, exc)
+            return None
+        services = Services(post=self.outbound.post, history=self.agent.history)
+        return cls(config, self.intake, services)
+
+    def _attach(self, channel: Channel) -> None:
+        if isinstance(channel, WatchesRuns):
+            self.agent_loop.listeners.append(channel.on_run_event)
+
+    def _detach(self, channel: Channel) -> None:
+        if isinstance(channel, WatchesRuns) and channel.on_run_event in self.agent_loop.listeners:
+            self.agent_loop.listeners.remove(channel.on_run_event)
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
         """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
         return FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
 
     def _writer_for(self, inbound: InboundMessage) -> ReplyWriter:
-        """Streamed by edits, in pieces, or whole."""
+        """The channel's own, streamed by edits, in pieces, or whole."""
         channel = self.channels.get(inbound.channel)
         if channel is None:
-            return BufferedReply(inbound, self.bus.outbound.publish)
-        own = getattr(channel, "make_writer", None)  # e.g. the web chat streams over SSE
-        if own is not None:
-            return own(inbound)
+            return BufferedReply(inbound, self.outbound.post)
+        if isinstance(channel, WritesReplies):
+            return channel.make_writer(inbound)
         caps = channel.capabilities
         streaming = getattr(getattr(self.config.channels, inbound.channel), "streaming", None)
         if caps.can_edit and streaming is not None and streaming.enabled:
             return StreamingReply(
                 inbound,
                 caps,
-                self.dispatcher.send,
+                self.outbound.deliver,
                 interval=streaming.flush_interval or caps.flush_interval,
                 tool_progress=streaming.tool_progress,
                 mode=streaming.mode,
             )
-        return PieceReply(inbound, self.dispatcher.send)
+        return PieceReply(inbound, self.outbound.deliver)
 
     # -- startup ----------------------------------------------------------------------------
 
@@ -150,19 +177,17 @@ class Daemon:
 
     async def startup(self) -> None:
         log.info("starting picobot: %s", summary(self.config))
+        stack = self._stack
         self.data_dir.claim()  # a second daemon on the same data_dir stops here
+        stack.callback(self.data_dir.release)  # the last thing closed
+        stack.push_async_callback(self.agent.llm.aclose)
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
+        stack.push_async_callback(self.agent.aclose)
         await self.outbox.open()
+        stack.push_async_callback(self.outbox.aclose)
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
-            try:
-                cls = channel_registry.load(name)
-            except ImportError as exc:
-                log.error("channel %s is not available: %s", name, exc)
-                continue
-            self.channels[name] = cls(getattr(self.config.channels, name), self.intake)
-            if (bind := getattr(self.channels[name], "bind", None)) is not None:
-                bind(self)  # e.g. the web chat: run events, session history
+            self.supervisor.create(name, getattr(self.config.channels, name))
         for name in self.channels:
             streaming = getattr(getattr(self.config.channels, name), "streaming", None)
             if streaming is not None and (streaming.mode == "native" or streaming.show_reasoning):
@@ -172,30 +197,32 @@ class Daemon:
                     name,
                 )
         # The HTTP server first: webhooks must be reachable when platforms start sending.
+        stack.push_async_callback(self._stop_http)
         await self._start_http()
-        self._spawn(self._watch_storage(), "storage watch")
-        self._spawn(self.dispatcher.run(self.bus.outbound), "dispatcher")
-        self._spawn(self.agent_loop.run(), "agent")
-        self.dispatcher.start_janitor()
-        # Start channels; one that fails is reported (and in /readyz), the others run on.
+        stack.push_async_callback(self.supervisor.aclose)  # after the drain: replies still go out
+        stack.push_async_callback(self.outbound.aclose)
+        self._agent_task = asyncio.create_task(self.agent_loop.run(), name="agent")
+        self._agent_task.add_done_callback(self._task_done)
+        self.outbound.start_janitor()
+        watch = asyncio.create_task(self._watch_storage(), name="storage watch")
+        stack.callback(watch.cancel)
         # Turns the previous run never finished: listed before channels start, so messages
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
-        for name, channel in self.channels.items():
-            await self._start_channel(name, channel)
+        await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
         await self._recover(unfinished)
-        log.info("ready: %s", ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()))
-        if "web" in self.channels:
+        log.info("ready: %s", self.supervisor.summary_line())
+        if self.config.channels.web.enabled and "web" in self.channels:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")
 
     async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
-        resumed = await self.dispatcher.resume()
+        resumed = await self.outbound.resume()
         for msg in replayed:
             if msg.channel in self.channels:
-                await self.bus.inbound.publish(msg)
+                await self.inbound.publish(msg)
         if resumed or replayed:
             log.info("recovered %d pending replies and %d unfinished turns", resumed, len(replayed))
 
@@ -208,7 +235,7 @@ class Daemon:
         app = make_app(
             self.channels,
             self.status,
-            self._routes(),
+            self.supervisor.routes(),
             expected=lambda: self.config.channels.enabled(),
             access=Access.of(self.config),  # fixed for this run: a reload cannot widen it
             storage=self.data_dir.problem,
@@ -226,28 +253,10 @@ class Daemon:
         await site.start()
         log.info("http server on http://%s:%s", self.config.http.host, self.port)
 
-    def _routes(self) -> list[web.AbstractRouteDef]:
-        """The channels' routes, each resolved per request to the channel running under that
-        name now, so a channel restarted by a reload serves its routes (the paths stay fixed)."""
-        result: list[web.AbstractRouteDef] = []
-        for name, channel in self.channels.items():
-            for route in channel.http_routes():
-                if isinstance(route, web.RouteDef):
-                    self._mounted.add((name, route.method, route.path))
-                    handler = self._route_handler(name, route.method, route.path)
-                    route = web.RouteDef(route.method, route.path, handler, route.kwargs)
-                result.append(route)
-        return result
-
-    def _route_handler(self, name: str, method: str, path: str) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            channel = self.channels.get(name)
-            for route in channel.http_routes() if channel is not None else ():
-                if isinstance(route, web.RouteDef) and (route.method, route.path) == (method, path):
-                    return await route.handler(request)
-            raise web.HTTPNotFound()
-
-        return handler
+    async def _stop_http(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     @property
     def port(self) -> int:
@@ -256,19 +265,15 @@ class Daemon:
             return self.config.http.port
         return int(self._runner.addresses[0][1])
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(self._task_done)
-        self._tasks.append(task)
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s crashed", task.get_name(), exc_info=task.exception())
             self.stopped.set()
 
     async def status(self) -> dict[str, object]:
-        for topic in (self.bus.inbound, self.bus.outbound):
-            metrics.QUEUE_DEPTH.labels(topic.name).set(topic.statistics().size)
+        lanes = self.outbound.statistics()
+        metrics.QUEUE_DEPTH.labels("inbound").set(self.inbound.statistics().size)
+        metrics.QUEUE_DEPTH.labels("outbound").set(lanes["queued"])
         return {
             "uptime": round(time.time() - self.started_at, 1),
             "rss_bytes": rss_bytes(),
@@ -276,18 +281,9 @@ class Daemon:
                 n: {"state": c.state.value, "detail": c.state_detail}
                 for n, c in self.channels.items()
             },
-            "bus": {
-                t.name: t.statistics()._asdict() for t in (self.bus.inbound, self.bus.outbound)
-            },
-            "dispatch": self.dispatcher.statistics(),
-            "intake": {  # counts, not ids: /api/status may be reachable by others
-                n: {
-                    "allowed": "everyone" if "*" in p.allow_from else len(p.allow_from),
-                    "inbound_rate": p.inbound_rate,
-                }
-                for n, p in self._policies.items()
-                if n != "web"  # the web chat checks its token instead
-            },
+            "bus": {"inbound": self.inbound.statistics()._asdict()},
+            "dispatch": lanes,
+            "intake": self.intake.summary(),  # counts, not ids: others may reach /api/status
             "outbox": {
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
@@ -296,14 +292,17 @@ class Daemon:
 
     def summary_line(self) -> str:
         """One line for systemd's STATUS=, e.g. "telegram=connected, web=connected"."""
-        return ", ".join(f"{n}={c.state.value}" for n, c in self.channels.items()) or "no channels"
+        return self.supervisor.summary_line()
 
     # -- reload -----------------------------------------------------------------------------
 
     async def reload(self, new: Config) -> list[str]:
         """Apply `new` without a restart where possible (see `picobot.runtime.reload.apply`)."""
         async with self._reload_lock:
-            return await reload.apply(self, new)
+            applied, self.config = await reload.apply(
+                self.config, new, self.supervisor, self.intake
+            )
+            return applied
 
     async def reload_file(self, path: str | Path) -> bool:
         """Read `path` and `reload()` it; an invalid file is refused with one log line."""
@@ -317,92 +316,38 @@ class Daemon:
         log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
         return True
 
-    async def _start_channel(self, name: str, channel: Channel) -> None:
-        channel.set_state(State.STARTING)
-        try:
-            await channel.start()
-        except Exception as exc:
-            channel.set_state(State.FAILED, str(exc))
-            log.error("channel %s failed to start: %s", name, exc)
-            if isinstance(exc, TransientError):  # platform unreachable at boot: keep trying
-                self._spawn(self._retry_start(name, channel), f"start {name}")
-        else:
-            if channel.state is State.STARTING:
-                channel.set_state(State.CONNECTED)
-
-    async def _retry_start(self, name: str, channel: Channel) -> None:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_exponential_jitter(multiplier=START_RETRY_FIRST, max=START_RETRY_MAX),
-            before_sleep=lambda state: log.info("channel %s: start retry soon", name),
-            reraise=True,
-        )
-        try:
-            await retrying(channel.start)
-        except Exception as exc:
-            channel.set_state(State.FAILED, str(exc))
-            log.error("channel %s failed to start: %s", name, exc)
-        else:
-            if channel.state in (State.STARTING, State.FAILED):
-                channel.set_state(State.CONNECTED)
-            log.info("channel %s started after retrying", name)
-
     # -- shutdown ---------------------------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """Drain (stop intake, let turns finish, deliver), then close. Cancelled mid-drain
-        (a forced stop), it still closes."""
+        """Stop intake, finish turns and deliveries within `dispatch.drain_timeout`, close.
+        Cancelled mid-drain (a forced stop), it still closes: the databases, the server."""
         try:
             await self._drain()
         finally:
             await self._close()
 
     async def _drain(self) -> None:
-        timeout = self.config.dispatch.drain_timeout
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.dispatch.drain_timeout
         # Stop intake: channels stop fetching, new inbound messages are refused from now on.
-        for name, channel in self.channels.items():
-            try:
-                await channel.stop_intake()
-            except Exception as exc:
-                log.warning("channel %s did not stop intake cleanly: %s", name, exc)
-        self.bus.inbound.close()
+        await self.supervisor.stop_intake()
+        self.inbound.close()
         # Let running turns finish, within the drain timeout.
-        await self.agent_loop.drain(timeout)
+        await self.agent_loop.drain(self.config.dispatch.drain_timeout)
         # Deliver what the turns produced, with what is left of the timeout.
-        self.bus.outbound.close()
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        for task in self._tasks:
-            if task.get_name() == "dispatcher":
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(task), remaining)
-        if not await self.dispatcher.drain(max(0.0, deadline - asyncio.get_running_loop().time())):
+        if not await self.outbound.drain(max(0.0, deadline - loop.time())):
             log.warning("drain timeout: some outbound messages were not delivered")
 
     async def _close(self) -> None:
-        """Cancel what is left and close everything; the only part of `shutdown` a forced
-        stop runs (so the databases close and no worker thread keeps the process alive)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        # Cancel what is left: the agent loop, then lanes (turns waiting on them end now).
+        if self._agent_task is not None:
+            self._agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.dispatcher.aclose()
-        await self.agent_loop.drain(0)  # turns that waited on a delivery end now
-        # Close channels, then the HTTP server and the model client.
-        for name, channel in reversed(self.channels.items()):
-            try:
-                await channel.stop()
-            except Exception as exc:
-                log.warning("channel %s did not stop cleanly: %s", name, exc)
-            channel.set_state(State.STOPPED)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        await self.agent.aclose()
-        await self.agent.llm.aclose()
-        await self.outbox.aclose()
-        self.data_dir.release()
+                await self._agent_task
+        await self.outbound.aclose()
+        await self.agent_loop.drain(0)
+        # Close channels, the HTTP server, the stores and the model client, in reverse.
+        await self._stack.aclose()
         log.info("stopped")
 
 

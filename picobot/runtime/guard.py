@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from picobot.config import Config
 
@@ -87,7 +88,7 @@ def _browser_facing(path: str) -> bool:
     return path == "/" or path == "/metrics" or path.startswith(("/api/", "/static/"))
 
 
-def guard(access: Access) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def guard(access: Access) -> Middleware:
     """The middleware enforcing `access`, and turning every error into JSON."""
 
     @web.middleware

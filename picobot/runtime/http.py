@@ -3,16 +3,14 @@ channels bring (webhooks, the web chat)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from picobot.core.channel import Channel
+from picobot.core.channel import Channel, GuardsHttp
 from picobot.runtime.guard import Access, guard
-
-STARTED = time.monotonic()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -30,9 +28,8 @@ def make_app(
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
     `expected()` names every enabled channel, so one that could not even be created (its
-    library missing) still shows in /readyz as failing. A channel with an
-    ``http_guard(request)`` method may refuse any request by returning a response (the web
-    chat's token check on ``/api/*``); it is asked on every request. `access` is checked
+    library missing) still shows in /readyz as failing. A channel that `GuardsHttp` may
+    refuse any request by returning a response; it is asked on every request. `access` is checked
     before anything (Host, CSRF, the token; see `picobot.runtime.guard`). `storage()` names
     a problem with data_dir (e.g. deleted, disk full) that makes /readyz fail.
     """
@@ -40,12 +37,12 @@ def make_app(
     @web.middleware
     async def channel_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         for channel in list(channels.values()):
-            check = getattr(channel, "http_guard", None)
-            if check is not None and (refusal := check(request)) is not None:
+            if isinstance(channel, GuardsHttp) and (refusal := channel.http_guard(request)):
                 return refusal
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
-    middlewares = [guard(access or Access()), channel_guard]
+    middlewares: list[Middleware] = [guard(access or Access()), channel_guard]
     app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
 
     async def healthz(request: web.Request) -> web.Response:

@@ -35,7 +35,7 @@ from picobot.storage.datadir import storage_error_text
 from picobot.storage.sqlite import connect
 
 if TYPE_CHECKING:
-    from picobot.agent.loop import ReplyWriter
+    from picobot.core.channel import ReplyWriter
 
 DB_NAME = "outbox.db"
 # A message whose turn was cut by a crash (or a SIGKILL) this often is given up: dead letter +
@@ -132,7 +132,7 @@ class Outbox:
         async with self._lock:
             try:
                 cursor = await self._db.execute(sql, args)
-                rows = list(await cursor.fetchall())
+                rows = [tuple(row) for row in await cursor.fetchall()]
                 await self._db.commit()
             except sqlite3.Error as exc:
                 if self._db.in_transaction:  # SQLite may have rolled back on its own

@@ -17,6 +17,7 @@ Formats:
 
 from __future__ import annotations
 
+import builtins
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -206,7 +207,7 @@ class _Renderer:
     def list(self, node: SyntaxTreeNode) -> list[_Line]:
         start = node.attrs.get("start", 1) if node.type == "ordered_list" else 1
         number = int(start) if isinstance(start, int | float | str) else 1
-        out: list[_Line] = []
+        out: builtins.list[_Line] = []
         for item in node.children:
             marker = f"{number}. " if node.type == "ordered_list" else _BULLET
             number += 1
@@ -224,9 +225,9 @@ class _Renderer:
                 out.append(line if keep else _Line(pad + line.text))
         return out
 
-    def table(self, node: SyntaxTreeNode) -> list[_Line]:
-        rows: list[list[str]] = []
-        aligns: list[str] = []
+    def table(self, node: SyntaxTreeNode) -> builtins.list[_Line]:
+        rows: builtins.list[builtins.list[str]] = []
+        aligns: builtins.list[str] = []
         for section in node.children:
             for row in section.children:
                 rows.append(
@@ -239,7 +240,7 @@ class _Renderer:
         columns = max(len(r) for r in rows)
         widths = [max(_width(r[i]) for r in rows if i < len(r)) for i in range(columns)]
 
-        def fmt(cells: list[str]) -> str:
+        def fmt(cells: builtins.list[str]) -> str:
             parts = []
             for i, width in enumerate(widths):
                 cell = cells[i] if i < len(cells) else ""
@@ -294,10 +295,10 @@ class _Renderer:
         finally:
             self.in_heading = False
 
-    def quote(self, lines: list[_Line]) -> list[_Line]:
+    def quote(self, lines: builtins.list[_Line]) -> builtins.list[_Line]:
         return [_Line(f"> {line.text}" if line.text else ">", line.verbatim) for line in lines]
 
-    def code(self, lines: list[str], language: str) -> list[_Line]:
+    def code(self, lines: builtins.list[str], language: str) -> builtins.list[_Line]:
         return [_Line(line, True) for line in lines]
 
     def code_span(self, code: str) -> str:

@@ -440,7 +440,7 @@ class _Splitter:
             return b
         # The cut would turn a piece of the line into a fence line: look a little earlier,
         # then inside the line's leading backticks or tildes ("``" is no fence).
-        first = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
+        first: int = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
         nearby = range(b - 1, max(z.floor, b - _MAX_BACKOFF), -1)
         for c in (*nearby, first + 2, first + 1):
             if (
@@ -448,7 +448,7 @@ class _Splitter:
                 and not _joins(text, c)
                 and self._clean(c, z.fence)
             ):
-                return c
+                return int(c)
         if z.fence and z.lo > self.pos:
             # No clean cut in the code's first line (". ```" after a long opening line): end
             # the chunk before it, an empty block, and carry the line whole.
@@ -462,7 +462,7 @@ class _Splitter:
         chunk starting or ending mid-line must not start its last or first line with a fence."""
         text = self.text
         line_start = max(self.pos, text.rfind("\n", self.pos, b) + 1)
-        first = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
+        first: int = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
         if first < b and text.startswith(_RUNS, first):
             if _is_fence_line(text[line_start:b].rstrip(), fence):
                 return False

@@ -23,17 +23,14 @@ import contextlib
 import json
 import re
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from picobot.core.errors import BusClosed, StorageError
 from picobot.core.messages import new_id
-from picobot.webui.broker import Event, Overflowed, RunsFull, Subscription, UnknownRun
+from picobot.webui.broker import Event, Overflowed, RunBroker, RunsFull, Subscription, UnknownRun
 from picobot.webui.limits import TooManyMessages
-
-if TYPE_CHECKING:
-    from channels.webchat_channel import WebChatChannel
 
 __all__ = ["HEARTBEAT_SECONDS", "encode_event", "routes"]
 
@@ -55,6 +52,17 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",  # the token may be in the page's URL once
     "Cache-Control": "no-cache",
 }
+
+
+class WebChat(Protocol):
+    """What the routes need of the web chat channel (`channels.webchat_channel`)."""
+
+    broker: RunBroker
+    max_text: int
+
+    async def accept(self, text: str, session: str, address: str = "") -> str: ...
+
+    async def history(self, session: str) -> list[dict[str, str]]: ...
 
 
 def error(status: int, message: str) -> web.Response:
@@ -80,7 +88,7 @@ def encode_event(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
 
-def routes(channel: WebChatChannel) -> list[web.RouteDef]:
+def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
     pages = {name: _read_static(name) for name in STATIC}
 

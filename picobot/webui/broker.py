@@ -71,7 +71,6 @@ class _Run:
     log: deque[Event]
     touched: float
     next_id: int = 1
-    started: bool = False  # a turn_started was published
     finished: bool = False
     subscribers: set[Subscription] = field(default_factory=set)
 
@@ -191,8 +190,6 @@ class RunBroker:
         run.next_id += 1
         run.log.append(event)
         run.touched = self.clock()
-        if name == "turn_started":
-            run.started = True
         if name == "done":
             run.finished = True
         for sub in list(run.subscribers):
@@ -209,10 +206,6 @@ class RunBroker:
         for run in self._runs.values():
             if run.session == session and (finished or not run.finished):
                 yield run.run_id
-
-    def started(self, run_id: str) -> bool:
-        run = self._runs.get(run_id)
-        return run is not None and run.started
 
     def subscribe(self, run_id: str, after: int = 0) -> Subscription:
         """Events of `run_id` with an id above `after`: the logged ones, then live ones.

@@ -57,4 +57,4 @@ def test_queue_is_bounded_and_clearable() -> None:
 
     assert accepted == [True] * 10 + [False]
     assert len(queue.clear()) == 10 and not queue
-    assert queue.take_one() is None
+    assert queue.take() == []

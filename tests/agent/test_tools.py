@@ -16,6 +16,7 @@ from picobot.agent.tools import (
     builtin_tools,
     default_tools,
     message_tool,
+    parse_arguments,
     time_tool,
 )
 from picobot.core.errors import ConfigError
@@ -133,3 +134,13 @@ async def test_message_tool_publishes_a_reply_to_the_current_chat() -> None:
 
 def test_tool_error_is_an_exception() -> None:
     assert issubclass(ToolError, Exception)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    ['{"a": ' + "1" * 5000 + "}", "[" * 100_000 + "]" * 100_000],
+    ids=["integer too long", "nested too deep"],
+)
+def test_unreadable_arguments_are_a_tool_error_not_a_crash(arguments: str) -> None:
+    with pytest.raises(ToolError, match="JSON"):
+        parse_arguments(arguments)

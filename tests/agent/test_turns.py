@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from picobot.agent.conversation import LIMIT_NOTICE, SKIPPED
 from picobot.agent.demo import DEMO_LABEL, DemoLLM
 from picobot.agent.openai_llm import OpenAILLM
 from picobot.agent.tools import Tool, ToolContext, ToolRegistry, time_tool
-from picobot.agent.turns import INTERRUPTED, LIMIT_NOTICE, SKIPPED, Agent
+from picobot.agent.turns import Agent
 from picobot.config import AgentConfig
 from picobot.core import events as ev
 from tests.agent.conftest import MakeAgent, Running, collect, of_type, text_of
@@ -215,31 +216,6 @@ async def test_leaving_the_iteration_aborts_the_turn(fake: FakeOpenAI, agent: Ag
 
     await fake.wait_cancelled(1)
     assert not agent.is_running(S)
-
-
-async def test_graceful_interrupt(fake: FakeOpenAI, make_agent: MakeAgent) -> None:
-    blocker = Blocker()
-    agent = await make_agent(tools=ToolRegistry([blocker.tool(), time_tool()]))
-    fake.script(
-        Reply(tool_calls=[ToolCall("slow"), ToolCall("time")]), Reply(text="Here is what I have.")
-    )
-    run = Running(agent.run_turn(S, "go"))
-    await asyncio.wait_for(blocker.started.wait(), 5)
-
-    assert agent.interrupt(S)
-    blocker.release.set()
-    events = await run.done()
-
-    assert [f.result for f in of_type(events, ev.ToolFinished)] == ["slow done"]
-    last = fake.requests[1]
-    assert "tools" not in last  # the last call offers no tools
-    assert last["messages"][-1] == {
-        "role": "tool",
-        "tool_call_id": "call_1_1",
-        "content": INTERRUPTED,
-    }
-    assert events[-1] == ev.TurnFinished("Here is what I have.")
-    assert not agent.interrupt(S)  # nothing running any more
 
 
 async def test_turns_of_one_session_run_one_at_a_time(fake: FakeOpenAI, agent: Agent) -> None:

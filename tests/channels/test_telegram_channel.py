@@ -343,7 +343,7 @@ async def test_webhook_checks_the_secret_then_answers(fake: FakeTelegram, tmp_pa
         assert await fake.deliver_webhook(fake.user_message(42, "genuine")) == 200
         await fake.wait_for(answered(42))
         # Shutting down: the sink refuses, so the webhook withholds its ack (Telegram resends).
-        daemon.bus.inbound.close()
+        daemon.inbound.close()
         assert await fake.deliver_webhook(fake.user_message(42, "refused")) == 503
         await daemon.channels["telegram"].stop_intake()  # type: ignore[attr-defined]
         assert await fake.deliver_webhook(fake.user_message(42, "later")) == 503

@@ -15,7 +15,7 @@ from picobot.core.errors import (
 )
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
-from picobot.outbound.dispatch import DELIVERY_FAILED_NOTE, Dispatcher, DispatchSettings
+from picobot.outbound.door import DELIVERY_FAILED_NOTE, DispatchSettings, Outbound
 from tests.fakes.memory_channel import EDITABLE, MemoryChannel
 
 
@@ -23,10 +23,10 @@ async def no_sleep(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-def make(caps=EDITABLE, retry: RetryPolicy | None = None) -> tuple[Dispatcher, MemoryChannel]:
+def make(caps=EDITABLE, retry: RetryPolicy | None = None) -> tuple[Outbound, MemoryChannel]:
     channel = MemoryChannel(capabilities=caps)
     settings = DispatchSettings(retry=retry or RetryPolicy(sleep=no_sleep))
-    return Dispatcher({"memory": channel}, settings), channel
+    return Outbound({"memory": channel}, settings), channel
 
 
 def out(chat: str, text: str, **kw: object) -> OutboundMessage:
@@ -35,7 +35,7 @@ def out(chat: str, text: str, **kw: object) -> OutboundMessage:
 
 async def test_order_is_kept_within_a_chat() -> None:
     dispatcher, channel = make()
-    futures = [dispatcher.submit(out("a", f"m{i}")) for i in range(20)]
+    futures = [await dispatcher.post(out("a", f"m{i}")) for i in range(20)]
     await asyncio.gather(*futures)
     assert channel.visible("a") == [f"m{i}" for i in range(20)]
     await dispatcher.aclose()
@@ -45,8 +45,8 @@ async def test_a_chat_in_flood_wait_does_not_delay_another_chat() -> None:
     # Chat "a" is told to wait 20 s; the real asyncio.sleep would hold its lane that long.
     dispatcher, channel = make(retry=RetryPolicy())
     channel.fail("send", RateLimited(20), chat_id="a")
-    waiting = dispatcher.submit(out("a", "for a"))
-    await dispatcher.submit(out("b", "for b"))
+    waiting = await dispatcher.post(out("a", "for a"))
+    await dispatcher.deliver(out("b", "for b"))
     assert channel.visible("b") == ["for b"]
     assert not waiting.done() and channel.visible("a") == []
     await dispatcher.aclose()
@@ -56,7 +56,7 @@ async def test_a_chat_in_flood_wait_does_not_delay_another_chat() -> None:
 async def test_long_text_is_split_without_breaking_code_blocks() -> None:
     dispatcher, channel = make()
     text = "Intro paragraph.\n\n```python\n" + "\n".join(f"x = {i}" for i in range(30)) + "\n```"
-    ids = await dispatcher.submit(out("a", text))
+    ids = await dispatcher.deliver(out("a", text))
     shown = channel.visible("a")
     assert len(ids) == len(shown) > 1
     assert all(len(chunk) <= EDITABLE.max_length for chunk in shown)
@@ -67,7 +67,7 @@ async def test_long_text_is_split_without_breaking_code_blocks() -> None:
 async def test_transient_errors_are_retried_then_delivered() -> None:
     dispatcher, channel = make()
     channel.fail("send", ChannelTimeout("dropped"), times=2)
-    assert await dispatcher.submit(out("a", "hello"))
+    assert await dispatcher.deliver(out("a", "hello"))
     assert channel.visible("a") == ["hello"]
     await dispatcher.aclose()
 
@@ -75,7 +75,7 @@ async def test_transient_errors_are_retried_then_delivered() -> None:
 async def test_formatting_rejected_is_resent_as_plain_text() -> None:
     dispatcher, channel = make(replace(EDITABLE, format="telegram_html"))
     channel.fail("send", FormattingRejected("can't parse entities"))
-    await dispatcher.submit(out("a", "**bold**"))
+    await dispatcher.deliver(out("a", "**bold**"))
     [sent] = channel.messages.values()
     assert sent.text == "bold" and sent.parse_mode is None
     await dispatcher.aclose()
@@ -84,17 +84,17 @@ async def test_formatting_rejected_is_resent_as_plain_text() -> None:
 async def test_chat_migration_resends_to_the_new_id_and_remembers_it() -> None:
     dispatcher, channel = make()
     channel.fail("send", ChatMigrated("-100"), chat_id="-1")
-    await dispatcher.submit(out("-1", "first"))
-    await dispatcher.submit(out("-1", "second"))
+    await dispatcher.deliver(out("-1", "first"))
+    await dispatcher.deliver(out("-1", "second"))
     assert channel.visible("-100") == ["first", "second"]
     await dispatcher.aclose()
 
 
 async def test_placeholder_is_edited_into_the_reply() -> None:
     dispatcher, channel = make()
-    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
-    await dispatcher.submit(out("a", "The answer", in_reply_to="in1"))
-    await dispatcher.submit(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "The answer", in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
     assert channel.visible("a") == ["The answer"]
     [message] = channel.messages.values()
     assert message.history == ["Thinking…"]
@@ -105,39 +105,39 @@ async def test_placeholder_is_edited_into_the_reply() -> None:
 
 async def test_unused_placeholder_is_removed_when_the_turn_ends() -> None:
     dispatcher, channel = make()
-    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
-    await dispatcher.submit(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
     assert channel.visible("a") == []
     await dispatcher.aclose()
 
 
 async def test_failed_reply_replaces_the_placeholder_with_a_note() -> None:
     dispatcher, channel = make()
-    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
     channel.fail("edit", Forbidden("no rights"))
     channel.fail("send", Forbidden("no rights"))
     with pytest.raises(Forbidden):
-        await dispatcher.submit(out("a", "reply", in_reply_to="in1"))
+        await dispatcher.deliver(out("a", "reply", in_reply_to="in1"))
     assert channel.visible("a") == [DELIVERY_FAILED_NOTE]
     await dispatcher.aclose()
 
 
 async def test_gone_placeholder_falls_back_to_a_new_message() -> None:
     dispatcher, channel = make()
-    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
     channel.fail("edit", Forbidden("message to edit not found"))
-    await dispatcher.submit(out("a", "reply", in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "reply", in_reply_to="in1"))
     assert channel.visible("a")[-1] == "reply"
     await dispatcher.aclose()
 
 
 async def test_droppable_edit_is_skipped_when_rate_limited() -> None:
     dispatcher, channel = make()
-    [message_id] = await dispatcher.submit(out("a", "part"))
+    [message_id] = await dispatcher.deliver(out("a", "part"))
     channel.fail("edit", RateLimited(5))
-    skipped = await dispatcher.submit(out("a", "part two", edit_of=message_id, droppable=True))
+    skipped = await dispatcher.deliver(out("a", "part two", edit_of=message_id, droppable=True))
     assert skipped == []
-    done = await dispatcher.submit(out("a", "part two", edit_of=message_id, droppable=True))
+    done = await dispatcher.deliver(out("a", "part two", edit_of=message_id, droppable=True))
     assert done == [message_id]
     assert channel.visible("a") == ["part two"]
     await dispatcher.aclose()
@@ -148,14 +148,14 @@ async def test_janitor_expires_a_placeholder_no_turn_closed() -> None:
     from picobot.outbound.placeholders import Placeholders
 
     channel = MemoryChannel()
-    dispatcher = Dispatcher(
+    dispatcher = Outbound(
         {"memory": channel},
         DispatchSettings(typing_ttl=10, placeholder_ttl=20),
         Placeholders(clock=lambda: now[0]),
     )
-    await dispatcher.submit(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="lost"))
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="lost"))
     now[0] = 30.0
-    dispatcher.sweep_once()
+    await dispatcher.sweep_once()
     await channel.wait_for(lambda: channel.visible("a") == [])
     assert len(dispatcher.placeholders) == 0
     await dispatcher.aclose()
@@ -165,7 +165,7 @@ async def test_drain_waits_for_queued_messages() -> None:
     dispatcher, channel = make()
     channel.hold["a"] = gate = asyncio.Event()
     for i in range(3):
-        dispatcher.submit(out("a", f"m{i}"))
+        await dispatcher.post(out("a", f"m{i}"))
     assert not await dispatcher.drain(0.05)
     gate.set()
     assert await dispatcher.drain(5)
@@ -176,8 +176,8 @@ async def test_drain_waits_for_queued_messages() -> None:
 async def test_channels_added_after_the_dispatcher_was_made_are_served() -> None:
     # The daemon creates the dispatcher first and fills its channel map at startup.
     channels: dict[str, MemoryChannel] = {}
-    dispatcher = Dispatcher(channels)  # type: ignore[arg-type]
+    dispatcher = Outbound(channels)  # type: ignore[arg-type]
     channels["memory"] = channel = MemoryChannel()
-    await dispatcher.submit(out("a", "late"))
+    await dispatcher.deliver(out("a", "late"))
     assert channel.visible("a") == ["late"]
     await dispatcher.aclose()

@@ -9,7 +9,7 @@ import pytest
 from picobot.core.errors import ChannelTimeout, Forbidden
 from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 from picobot.core.retry import RetryPolicy
-from picobot.outbound.dispatch import Dispatcher, DispatchSettings
+from picobot.outbound.door import DispatchSettings, Outbound
 from picobot.storage.outbox import Outbox
 from tests.fakes.memory_channel import MemoryChannel
 
@@ -18,9 +18,9 @@ async def no_sleep(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-def dispatcher(channel: MemoryChannel, outbox: Outbox) -> Dispatcher:
+def dispatcher(channel: MemoryChannel, outbox: Outbox) -> Outbound:
     settings = DispatchSettings(retry=RetryPolicy(sleep=no_sleep, max_attempts=2))
-    return Dispatcher({"memory": channel}, settings, outbox=outbox)
+    return Outbound({"memory": channel}, settings, outbox=outbox)
 
 
 async def test_a_restart_resumes_a_reply_at_its_next_chunk(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ async def test_permanent_failure_becomes_a_dead_letter(tmp_path: Path) -> None:
     async with Outbox.in_dir(tmp_path) as box:
         d = dispatcher(channel, box)
         with pytest.raises(Forbidden):
-            await d.submit(OutboundMessage("memory", "c", "hello"))
+            await d.deliver(OutboundMessage("memory", "c", "hello"))
         [letter] = await box.dead_letters()
         assert "bot was blocked" in letter.error and letter.text == "hello"
         assert await box.pending() == []
@@ -58,7 +58,7 @@ async def test_a_platform_down_for_a_while_gets_everything_in_order(tmp_path: Pa
     channel.fail("send", ChannelTimeout("down"), times=7)  # more than max_attempts, twice over
     async with Outbox.in_dir(tmp_path) as box:
         d = dispatcher(channel, box)
-        futures = [d.submit(OutboundMessage("memory", "c", f"m{i}")) for i in range(3)]
+        futures = [await d.post(OutboundMessage("memory", "c", f"m{i}")) for i in range(3)]
         await asyncio.wait_for(asyncio.gather(*futures), 10)
         assert channel.visible("c") == ["m0", "m1", "m2"]
         assert await box.counts() == {"pending": 0, "dead": 0}
@@ -69,13 +69,13 @@ async def test_only_durable_messages_are_recorded(tmp_path: Path) -> None:
     channel = MemoryChannel()
     async with Outbox.in_dir(tmp_path) as box:
         d = dispatcher(channel, box)
-        [mid] = await d.submit(OutboundMessage("memory", "c", "partial", plain=True))
+        [mid] = await d.deliver(OutboundMessage("memory", "c", "partial", plain=True))
         for msg, recorded in (
             (OutboundMessage("memory", "c", "more", edit_of=mid, droppable=True), 0),
             (OutboundMessage("memory", "c", "final", edit_of=mid), 1),
         ):
             channel.hold["c"], channel.gated = asyncio.Event(), asyncio.Event()
-            future = d.submit(msg)
+            future = await d.post(msg)
             await asyncio.wait_for(channel.gated.wait(), 5)  # the call is in flight
             assert len(await box.pending()) == recorded
             channel.hold["c"].set()
@@ -93,7 +93,7 @@ async def test_a_placeholder_left_by_a_crash_is_edited_by_the_resumed_reply(tmp_
         accepted = OutboundMessage(
             "memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"
         )
-        await d.submit(accepted)
+        await d.deliver(accepted)
         await box.add(OutboundMessage("memory", "c", "the answer", in_reply_to="in1"))
         await d.aclose()
     async with Outbox.in_dir(tmp_path) as box:  # the restart
@@ -127,13 +127,13 @@ async def test_a_cancelled_submitter_does_not_crash_the_lane(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     channel = MemoryChannel()
-    d = Dispatcher({"memory": channel})
+    d = Outbound({"memory": channel})
     channel.hold["c"] = asyncio.Event()
-    future = d.submit(OutboundMessage("memory", "c", "late"))
+    future = await d.post(OutboundMessage("memory", "c", "late"))
     await asyncio.wait_for(channel.gated.wait(), 5)
     future.cancel()  # e.g. a turn cancelled at shutdown while its reply was in flight
     channel.hold["c"].set()
-    await d.submit(OutboundMessage("memory", "c", "next"))
+    await d.deliver(OutboundMessage("memory", "c", "next"))
     assert channel.visible("c") == ["late", "next"]
     assert "crashed" not in caplog.text
     await d.aclose()
@@ -144,9 +144,9 @@ async def test_a_reply_is_in_the_outbox_before_its_lane_takes_it(tmp_path: Path)
     async with Outbox.in_dir(tmp_path) as box:
         d = dispatcher(channel, box)
         channel.hold["c"] = asyncio.Event()
-        first = await d.record(OutboundMessage("memory", "c", "first"))
+        first = await d.post(OutboundMessage("memory", "c", "first"))
         await asyncio.wait_for(channel.gated.wait(), 5)  # the lane is busy with "first"
-        second = await d.record(OutboundMessage("memory", "c", "second"))
+        second = await d.post(OutboundMessage("memory", "c", "second"))
         assert [p.message.text for p in await box.pending()] == ["first", "second"]
         channel.hold["c"].set()
         await asyncio.gather(first, second)

@@ -13,7 +13,11 @@ def message(text: str = "hi", *, sender: Sender | None = None, **kw: object) -> 
 def make(policy: Policy) -> tuple[Intake, Topic[InboundMessage], list[OutboundMessage]]:
     topic: Topic[InboundMessage] = Topic("inbound")
     submitted: list[OutboundMessage] = []
-    return Intake(topic, submitted.append, {"tg": policy}), topic, submitted
+
+    async def post(msg: OutboundMessage) -> None:
+        submitted.append(msg)
+
+    return Intake(topic, post, {"tg": policy}), topic, submitted
 
 
 async def test_allow_list_by_id_and_username() -> None:

@@ -1,7 +1,7 @@
 import pytest
 
 from picobot.core.errors import ChannelTimeout, Forbidden, RateLimited, TransientError
-from picobot.core.retry import RetryPolicy
+from picobot.core.retry import RetryPolicy, backoff, retrying
 
 
 class Script:
@@ -62,10 +62,36 @@ async def test_permanent_errors_are_not_retried() -> None:
 async def test_on_retry_reports_class_and_delay() -> None:
     retry, _ = policy()
     seen: list[tuple[type, float]] = []
-    await retry.call(Script(RateLimited(2)), lambda exc, delay: seen.append((type(exc), delay)))
+    await retry.call(Script(RateLimited(2)), lambda exc, delay, _: seen.append((type(exc), delay)))
     assert seen == [(RateLimited, 2)]
 
 
 def test_error_tree_decides_by_class() -> None:
     assert issubclass(RateLimited, TransientError)
     assert isinstance(ChannelTimeout("x"), TimeoutError)
+
+
+def test_backoff_doubles_from_first_and_is_capped() -> None:
+    delay = backoff(1.0, 5.0)
+    assert 1.0 <= delay(1) <= 2.0
+    assert 2.0 <= delay(2) <= 3.0
+    assert delay(10) == 5.0
+
+
+async def test_retrying_retries_only_what_it_accepts_and_reraises() -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    attempts = retrying(
+        retry_on=ChannelTimeout, wait=lambda exc, n: float(n), stop=lambda e, n: n >= 3, sleep=sleep
+    )
+    fn = Script(*[ChannelTimeout(f"t{i}") for i in range(5)])
+    with pytest.raises(ChannelTimeout, match="t2"):
+        await attempts(fn)
+    assert (fn.calls, slept) == (3, [1.0, 2.0])
+    forbidden = Script(Forbidden("no"))
+    with pytest.raises(Forbidden):
+        await retrying(retry_on=ChannelTimeout, wait=lambda e, n: 0.0, sleep=sleep)(forbidden)
+    assert forbidden.calls == 1

@@ -10,28 +10,28 @@ from dataclasses import replace
 from picobot.core import events as ev
 from picobot.core.errors import Forbidden, RateLimited
 from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
-from picobot.outbound.dispatch import Dispatcher
+from picobot.outbound.door import Outbound
 from picobot.outbound.streaming import STOPPED_NOTE, PieceReply, StreamingReply
 from tests.fakes.memory_channel import EDITABLE, MemoryChannel
 
 INTERVAL = 0.02
 
 
-def setup(caps=EDITABLE) -> tuple[Dispatcher, MemoryChannel, InboundMessage]:
+def setup(caps=EDITABLE) -> tuple[Outbound, MemoryChannel, InboundMessage]:
     channel = MemoryChannel(capabilities=caps)
-    dispatcher = Dispatcher({"memory": channel})
+    dispatcher = Outbound({"memory": channel})
     inbound = InboundMessage("memory", "c", Sender("u"), "question")
     return dispatcher, channel, inbound
 
 
-def writer(dispatcher: Dispatcher, inbound: InboundMessage, **kw: object) -> StreamingReply:
+def writer(dispatcher: Outbound, inbound: InboundMessage, **kw: object) -> StreamingReply:
     caps = dispatcher.channels["memory"].capabilities
-    return StreamingReply(inbound, caps, dispatcher.submit, interval=INTERVAL, **kw)  # type: ignore[arg-type]
+    return StreamingReply(inbound, caps, dispatcher.deliver, interval=INTERVAL, **kw)  # type: ignore[arg-type]
 
 
 async def test_partial_text_grows_then_final_text_is_exact_once() -> None:
     dispatcher, channel, inbound = setup()
-    await dispatcher.submit(
+    await dispatcher.deliver(
         OutboundMessage("memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to=inbound.id)
     )
     reply = writer(dispatcher, inbound)
@@ -155,7 +155,7 @@ async def test_tool_progress_lines_join_the_stream_and_leave_the_final_text() ->
 
 async def test_non_editing_channel_gets_whole_pieces_in_order() -> None:
     dispatcher, channel, inbound = setup(replace(EDITABLE, can_edit=False))
-    reply = PieceReply(inbound, dispatcher.submit)
+    reply = PieceReply(inbound, dispatcher.deliver)
     await reply.feed(ev.TextDelta("Before the tool."))
     await reply.feed(ev.ToolStarted("1", "time"))
     await reply.feed(ev.ToolFinished("1", "time", "12:00"))
@@ -170,7 +170,7 @@ async def test_non_editing_channel_gets_whole_pieces_in_order() -> None:
 async def test_writer_finished_without_events_only_cleans_up() -> None:
     # A steering message folded into a running turn: its writer just ends.
     dispatcher, channel, inbound = setup()
-    await dispatcher.submit(
+    await dispatcher.deliver(
         OutboundMessage("memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to=inbound.id)
     )
     reply = writer(dispatcher, inbound)
@@ -182,7 +182,7 @@ async def test_writer_finished_without_events_only_cleans_up() -> None:
 async def test_shutdown_abort_sends_nothing_and_keeps_the_placeholder() -> None:
     # The turn runs again after the restart and edits the placeholder then.
     dispatcher, channel, inbound = setup()
-    await dispatcher.submit(
+    await dispatcher.deliver(
         OutboundMessage("memory", "c", "Thinking…", kind=Kind.ACCEPTED, in_reply_to=inbound.id)
     )
     reply = writer(dispatcher, inbound)

@@ -4,7 +4,7 @@ benchmarks (how a real model's tokens arrive), never used by the daemon itself."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
@@ -21,7 +21,7 @@ class PacedLLM:
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         size = max(1, -(-len(self.text) // self.pieces))
         for start in range(0, len(self.text), size):
             await asyncio.sleep(self.duration / self.pieces)  # pacing, not synchronisation

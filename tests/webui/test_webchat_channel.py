@@ -9,7 +9,7 @@ import pytest
 from channels.webchat_channel import WebChatChannel
 from picobot.config import WebConfig
 from picobot.core import events as ev
-from picobot.core.channel import Rendered
+from picobot.core.channel import Rendered, Services
 from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 from picobot.webui.broker import Event, Subscription
 
@@ -28,14 +28,16 @@ async def test_events_reach_the_run_and_the_writer_ends_it() -> None:
     async def sink(msg: InboundMessage) -> None:
         accepted.append(msg)
 
-    channel = WebChatChannel(WebConfig(), sink)
-    channel.submit = submitted.append
+    async def post(msg: OutboundMessage) -> None:
+        submitted.append(msg)
+
+    channel = WebChatChannel(WebConfig(), sink, Services(post=post))
     run_id = await channel.accept("hi", "s1")
     msg = accepted[0]
     assert (msg.id, msg.channel, msg.chat_id, msg.sender.id) == (run_id, "web", "s1", "web")
     sub = channel.broker.subscribe(run_id)
     elsewhere = InboundMessage("telegram", "s1", Sender("1"), "x", id=run_id)
-    channel.on_event(elsewhere, ev.TextDelta("not for the web chat"))
+    channel.on_run_event(elsewhere, ev.TextDelta("not for the web chat"))
     for event in (
         ev.TurnStarted("t", msg.session_key),
         ev.ToolStarted("c1", "time", {}),
@@ -44,7 +46,7 @@ async def test_events_reach_the_run_and_the_writer_ends_it() -> None:
         ev.TextDelta("lo"),
         ev.TurnFinished("hello"),
     ):
-        channel.on_event(msg, event)
+        channel.on_run_event(msg, event)
     writer = channel.make_writer(msg)
     await writer.feed(ev.TurnFinished("hello"))  # shows nothing: the listener did
     await writer.finish()

@@ -1,0 +1,146 @@
+"""The one outbound door: everything bound for a chat enters here.
+
+    post(msg) ─► outbox (durable replies, recorded once) ─► the chat's lane ─► Delivery
+                                                          ─► rate budget ─► retry ─► channel
+
+Writers (streamed or whole replies), the `message` tool, commands, the intake's notices, the
+web chat and the placeholder janitor all call `post` or `deliver`; nothing else writes a reply
+to the outbox or queues on a lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+
+from picobot.core.channel import Channel
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.outbound.delivery import Delivery, DispatchSettings
+from picobot.outbound.lanes import Job, Lanes
+from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, Placeholders
+from picobot.storage.outbox import Outbox
+
+__all__ = ["DELIVERY_FAILED_NOTE", "DispatchSettings", "Outbound"]
+
+log = logging.getLogger("picobot.dispatch")
+
+JANITOR_INTERVAL = 30.0
+
+
+class Outbound:
+    """Records, then delivers on per-chat lanes, in order; chats never wait for each other.
+
+    Error handling: a message that fails permanently is logged once, its placeholder replaced by
+    a short note, durable ones kept as dead letters, and its future fails with the
+    `PermanentError`; other chats are unaffected.
+    """
+
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        settings: DispatchSettings | None = None,
+        placeholders: Placeholders | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self.channels = channels
+        self.settings = settings or DispatchSettings()
+        self.placeholders = placeholders if placeholders is not None else Placeholders()
+        self.outbox = outbox
+        self._delivery = Delivery(channels, self.settings, self.placeholders, outbox)
+        self._lanes = Lanes(self._delivery, self.settings.lane_idle)
+        self._janitor: asyncio.Task[None] | None = None
+
+    async def post(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:
+        """Record `msg` if it is durable, then queue it on its chat's lane.
+
+        Returns at once after recording; the future gives the platform message ids.
+
+        :raises KeyError: if `msg.channel` is not a running channel.
+        """
+        if msg.channel not in self.channels:
+            raise KeyError(f"no channel named {msg.channel!r}")
+        if new_id := self._delivery.migrated.get(msg.lane_key):
+            msg = replace(msg, chat_id=new_id)
+        durable = self.outbox is not None and msg.durable
+        if durable:
+            await self.outbox.add(msg)  # type: ignore[union-attr]
+        return self._lanes.put(Job(msg, durable))
+
+    async def deliver(self, msg: OutboundMessage) -> list[str]:
+        """`post()` and wait for delivery; the platform message ids.
+
+        :raises KeyError: if `msg.channel` is not a running channel.
+        :raises ChannelError: when delivery failed for good.
+        """
+        return await (await self.post(msg))
+
+    async def resume(self) -> int:
+        """Queue what the outbox holds from before a restart, ahead of anything new.
+
+        Placeholders left by the previous run are restored, so replies edit them (or the
+        janitor removes them) instead of leaving "Thinking…" behind. Returns the count queued.
+        """
+        if self.outbox is None:
+            return 0
+        for key, channel_name, chat_id, thread, message_id in await self.outbox.placeholders():
+            channel = self.channels.get(channel_name)
+            if channel is not None:
+                self.placeholders.restore(key, channel, chat_id, thread, message_id)
+        pending = await self.outbox.pending()
+        for item in pending:
+            if item.message.channel not in self.channels:
+                log.warning("outbox: channel %s is not running; kept", item.message.channel)
+                continue
+            self._lanes.put(Job(item.message, durable=True, progress=dict(item.sent)))
+        return len(pending)
+
+    # -- the placeholder janitor ------------------------------------------------------------
+
+    def start_janitor(self) -> None:
+        if self._janitor is None:
+            self._janitor = asyncio.create_task(self._sweep(), name="placeholder janitor")
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(JANITOR_INTERVAL)
+            await self.sweep_once()
+
+    async def sweep_once(self) -> None:
+        """Expire typing and placeholders that no turn closed (a crashed or lost turn)."""
+        stale = self.placeholders.expire(
+            typing_ttl=self.settings.typing_ttl, placeholder_ttl=self.settings.placeholder_ttl
+        )
+        for key in stale:
+            entry = self.placeholders.get(key)
+            if entry is not None:
+                log.info("expiring placeholder in %s:%s", entry.channel.name, entry.chat_id)
+                done = OutboundMessage(
+                    entry.channel.name, entry.chat_id, "", kind=Kind.DONE, in_reply_to=key
+                )
+                with contextlib.suppress(KeyError):  # the channel is gone
+                    await self.post(done)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "lanes": len(self._lanes),
+            "queued": self._lanes.queued(),
+            "placeholders": len(self.placeholders),
+        }
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for every lane to empty; True if all did."""
+        return await self._lanes.drain(timeout)
+
+    async def aclose(self) -> None:
+        """Cancel lanes, the janitor and typing indicators; undelivered futures are cancelled."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await self._lanes.aclose()
+        await self.placeholders.aclose()

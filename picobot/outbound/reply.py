@@ -1,0 +1,154 @@
+"""Delivering a reply: its chunks in order, the first one editing the "Thinking…" placeholder.
+
+Durable replies (held by the outbox) record each delivered chunk, so a retry or a restart
+resumes at the next one. While a platform is down they wait, in order, holding only their own
+chat; a permanent failure becomes a dead letter and the placeholder a short note.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from picobot.core import metrics
+from picobot.core.channel import Channel
+from picobot.core.errors import ChannelError, ChatMigrated, PermanentError, TransientError
+from picobot.core.messages import OutboundMessage
+from picobot.core.retry import RetryPolicy
+from picobot.outbound.calls import plain_fallback
+from picobot.outbound.lanes import Job
+from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, PlaceholderCalls
+from picobot.storage.outbox import Outbox
+from picobot.text.chunks import Chunk, render_chunks
+
+if TYPE_CHECKING:
+    from picobot.outbound.delivery import Calls
+
+log = logging.getLogger("picobot.dispatch")
+
+
+class Replies:
+    def __init__(
+        self,
+        calls: Calls,
+        placeholders: PlaceholderCalls,
+        outbox: Outbox | None,
+        retry: RetryPolicy,
+    ) -> None:
+        self._calls = calls
+        self._placeholders = placeholders
+        self._outbox = outbox
+        self._retry = retry
+        self.migrated: dict[tuple[str, str], str] = {}  # Telegram group -> supergroup ids
+
+    async def deliver(self, channel: Channel, job: Job) -> list[str]:
+        msg = job.msg
+        while True:
+            try:
+                ids = await self._migrating(channel, job)
+                break
+            except TransientError as exc:
+                if not job.durable:
+                    await self._failed(channel, msg, exc)
+                    raise
+                # Platform down: the reply stays in the outbox and this chat waits, in order.
+                log.warning(
+                    "%s:%s unreachable (%s); retrying in %.0f s",
+                    msg.channel,
+                    msg.chat_id,
+                    exc,
+                    self._retry.max_backoff,
+                )
+                await self._retry.sleep(self._retry.max_backoff)
+            except ChannelError as exc:
+                await self._failed(channel, msg, exc)
+                if job.durable and self._outbox is not None:
+                    await self._outbox.dead(msg.id, f"{type(exc).__name__}: {exc}")
+                raise
+        if job.durable and self._outbox is not None:
+            await self._outbox.delivered(msg)
+        metrics.OUTBOUND.labels(msg.channel, "sent").inc(len(ids))
+        return ids
+
+    async def _migrating(self, channel: Channel, job: Job) -> list[str]:
+        try:
+            return await self._chunks(channel, job, job.msg)
+        except ChatMigrated as exc:
+            msg = job.msg
+            log.info("%s:%s migrated to %s", msg.channel, msg.chat_id, exc.new_chat_id)
+            self.migrated[msg.lane_key] = exc.new_chat_id
+            return await self._chunks(channel, job, replace(msg, chat_id=exc.new_chat_id))
+
+    async def _failed(self, channel: Channel, msg: OutboundMessage, exc: ChannelError) -> None:
+        log.warning("giving up on a reply to %s:%s: %s", msg.channel, msg.chat_id, exc)
+        metrics.OUTBOUND.labels(msg.channel, "failed").inc()
+        await self._placeholders.replace_with_note(channel, msg, DELIVERY_FAILED_NOTE)
+
+    async def _chunks(self, channel: Channel, job: Job, msg: OutboundMessage) -> list[str]:
+        caps = channel.capabilities
+        chunks = render_chunks(msg.text, caps, plain=msg.plain)
+        if not chunks:
+            return []
+        progress = job.progress
+        placeholder = None
+        if msg.edit_of is None and caps.can_edit:
+            placeholder = self._placeholders.registry.take(msg.in_reply_to)
+        target = msg.edit_of or placeholder
+        ids: list[str] = []
+        try:
+            for index, chunk in enumerate(chunks):
+                if index in progress:  # delivered before a restart or a retry
+                    ids.append(progress[index])
+                    continue
+                sent = None
+                if index == 0 and target is not None:
+                    try:
+                        await self._edit(channel, msg, target, chunk)
+                        sent = target
+                    except PermanentError as exc:
+                        if msg.edit_of is not None:
+                            raise
+                        # The placeholder is not editable (deleted by a user?): send anew.
+                        log.info(
+                            "placeholder not editable in %s:%s: %s", msg.channel, msg.chat_id, exc
+                        )
+                if sent is None:
+                    sent = await self._send(channel, msg, chunk, first=index == 0)
+                ids.append(progress.setdefault(index, sent))
+                if job.durable and self._outbox is not None:
+                    await self._outbox.chunk_sent(msg.id, index, sent)
+        except ChannelError as exc:
+            if placeholder is not None and placeholder not in ids:
+                if job.durable and isinstance(exc, TransientError):
+                    self._placeholders.registry.put_back(msg.in_reply_to, placeholder)
+                else:
+                    await self._placeholders.note_or_remove(
+                        channel, msg, placeholder, DELIVERY_FAILED_NOTE
+                    )
+            raise
+        if placeholder is not None and placeholder not in ids:
+            await self._placeholders.remove(channel, msg, placeholder)  # no "Thinking…" left
+        return ids
+
+    async def _send(self, channel: Channel, msg: OutboundMessage, chunk: Chunk, first: bool) -> str:
+        reply_to = msg.reply_to if first else None
+        return await plain_fallback(
+            chunk,
+            lambda r: self._calls(
+                channel,
+                msg,
+                lambda: channel.send(msg.chat_id, r, reply_to=reply_to, thread=msg.thread),
+            ),
+        )
+
+    async def _edit(
+        self, channel: Channel, msg: OutboundMessage, target: str, chunk: Chunk
+    ) -> None:
+        await plain_fallback(
+            chunk,
+            lambda r: self._calls(
+                channel, msg, lambda: channel.edit(msg.chat_id, target, r), edit=True
+            ),
+        )
+        metrics.EDITS.labels(msg.channel).inc()
