@@ -45,7 +45,6 @@ from picobot.runtime.server import (
     HEADER_TIMEOUT,
     ConnectionLimit,
     LimitedSite,
-    connection_cap,
     quiet_accept_errors,
     quiet_client_errors,
     raise_fd_limit,
@@ -241,7 +240,7 @@ class Daemon:
             storage=self.data_dir.problem,
         )
         limit = self.connection_limit
-        limit.cap = connection_cap(raise_fd_limit())
+        limit.fit(raise_fd_limit())
         app.middlewares.append(limit.middleware)
         quiet_accept_errors(asyncio.get_running_loop())
         quiet_client_errors()

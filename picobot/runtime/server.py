@@ -4,7 +4,9 @@
   keep-alive timer runs from the connection's start and closes a connection that has no
   request yet), and an idle keep-alive connection goes after as long.
 - At most `cap` connections are open, well below the open-file limit, so ``accept()`` never
-  runs out of file descriptors. At the cap, the oldest connection that is not in a request
+  runs out of file descriptors (asyncio accepts up to `backlog` connections in a burst before
+  any of them reaches us: the limit keeps room for a burst). At the cap, the oldest connection
+  that is not in a request
   (half-open, or idle between requests) is closed to make room; if every one is in a request
   (e.g. event streams), the new one is answered 503 and closed. Logged once per
   `LOG_INTERVAL`.
@@ -32,6 +34,7 @@ __all__ = [
     "HEADER_TIMEOUT",
     "ConnectionLimit",
     "LimitedSite",
+    "accept_backlog",
     "connection_cap",
     "quiet_accept_errors",
     "quiet_client_errors",
@@ -41,7 +44,8 @@ __all__ = [
 log = logging.getLogger("picobot.http")
 
 HEADER_TIMEOUT = 15.0  # seconds for a connection to send a request header (and to idle)
-FD_RESERVE = 256  # descriptors kept for databases, platform clients, tool processes
+FD_RESERVE = 128  # descriptors kept for databases, platform clients, tool processes
+MAX_BACKLOG = 128  # listen backlog, and the most connections asyncio accepts in one burst
 MAX_CONNECTIONS = 10_000
 FD_TARGET = 65_536  # the soft limit asked for when the hard one is unlimited
 LOG_INTERVAL = 60.0
@@ -68,9 +72,16 @@ def raise_fd_limit() -> int:
     return int(soft)
 
 
+def accept_backlog(fd_limit: int) -> int:
+    """The listen backlog for `fd_limit` descriptors (also asyncio's accept burst)."""
+    return max(8, min(MAX_BACKLOG, fd_limit // 8))
+
+
 def connection_cap(fd_limit: int) -> int:
-    """Connections allowed with `fd_limit` descriptors: the rest stay for everything else."""
-    return max(8, min(MAX_CONNECTIONS, fd_limit - min(FD_RESERVE, fd_limit // 4)))
+    """Connections allowed with `fd_limit` descriptors: room stays for an accept burst and
+    for everything else (databases, platform clients, tool processes)."""
+    spare = min(FD_RESERVE, fd_limit // 4) + accept_backlog(fd_limit)
+    return max(8, min(MAX_CONNECTIONS, fd_limit - spare))
 
 
 class _Busy(asyncio.Protocol):
@@ -88,11 +99,17 @@ class ConnectionLimit:
     `middleware` must be on the app: it marks connections that are in a request.
     """
 
-    def __init__(self, cap: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, cap: int, *, backlog: int = MAX_BACKLOG, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.cap = cap
+        self.backlog = backlog
         self.clock = clock
         self._busy: dict[RequestHandler, int] = {}  # in a request (an entry per request)
         self._closing: set[RequestHandler] = set()  # evicted, not yet gone
+        # Handed out but maybe not connected yet: asyncio makes a burst of them before any
+        # connection_made, so the server's own list lags behind (by one loop iteration).
+        self._pending: set[RequestHandler] = set()
         self._logged_at: float | None = None
         self.evicted = 0
         self.refused = 0
@@ -108,22 +125,33 @@ class ConnectionLimit:
             if not self._busy[protocol]:
                 del self._busy[protocol]
 
+    def fit(self, fd_limit: int) -> None:
+        """Size the cap and the backlog for `fd_limit` open files."""
+        self.cap, self.backlog = connection_cap(fd_limit), accept_backlog(fd_limit)
+
     def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.BaseProtocol]:
         def factory() -> asyncio.BaseProtocol:
+            connected = server.connections
             if self._closing:
-                self._closing.intersection_update(server.connections)
-            open_now = [h for h in server.connections if h not in self._closing]
-            if len(open_now) < self.cap:
-                return server()
-            self._report(len(open_now))
-            idle = next((h for h in open_now if h not in self._busy), None)
-            if idle is None:
-                self.refused += 1
-                return _Busy()
-            self.evicted += 1
-            self._closing.add(idle)
-            idle.force_close()
-            return server()
+                self._closing.intersection_update(connected)
+            open_now = [h for h in connected if h not in self._closing]
+            counted = len(open_now) + len(self._pending.difference(connected))
+            if counted >= self.cap:
+                self._report(counted)
+                idle = next((h for h in open_now if h not in self._busy), None)
+                if idle is None:
+                    self.refused += 1
+                    return _Busy()
+                self.evicted += 1
+                self._closing.add(idle)
+                idle.force_close()
+            handler = server()
+            # Its connection_made is scheduled right after this: by two loop turns it is in
+            # `server.connections` (or already gone).
+            self._pending.add(handler)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._pending.discard, handler)
+            return handler
 
         return factory
 
@@ -158,7 +186,10 @@ class LimitedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                self._limit.protocol_factory(server), self._host, self._port, backlog=128
+                self._limit.protocol_factory(server),
+                self._host,
+                self._port,
+                backlog=self._limit.backlog,
             )
         except OSError as exc:
             hint = (
