@@ -40,32 +40,43 @@ async def _probe(port: int) -> float:
     return time.perf_counter() - start
 
 
+def _spawn(tmp: str) -> tuple[subprocess.Popen[str], int]:
+    """`picobot run` limited to FD_LIMIT files, once ready; and its port."""
+    config = Path(tmp, "config.yaml")
+    config.write_text(f"data_dir: {tmp}/data\nhttp:\n  port: 0\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "picobot", "run", "--config", str(config)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_limit_fds,
+    )
+    assert proc.stderr is not None
+    port = 0
+    for line in proc.stderr:
+        if match := re.search(r"http server on http://[^ ]+:(\d+)", line):
+            port = int(match[1])
+        if " ready: " in line:
+            return proc, port
+    raise RuntimeError("the daemon exited before it was ready")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+
 async def measure() -> float:
     """Median seconds for /healthz to answer while HALF_OPEN connections hang."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < HALF_OPEN + 100:  # this process needs a descriptor per connection
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4 * HALF_OPEN), hard))
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp, "config.yaml")
-        config.write_text(f"data_dir: {tmp}/data\nhttp:\n  port: 0\n")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "picobot", "run", "--config", str(config)],
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_limit_fds,
-        )
+        proc, port = await asyncio.to_thread(_spawn, tmp)
         writers: list[asyncio.StreamWriter] = []
         try:
-            assert proc.stderr is not None
-            port = 0
-            for line in proc.stderr:
-                if match := re.search(r"http server on http://[^ ]+:(\d+)", line):
-                    port = int(match[1])
-                if " ready: " in line:
-                    break
             for _ in range(HALF_OPEN):
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(b"GET /healthz HTTP/1.1\r\n")
@@ -74,8 +85,7 @@ async def measure() -> float:
         finally:
             for writer in writers:
                 writer.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            await asyncio.to_thread(_stop, proc)
 
 
 async def main() -> str:
