@@ -27,7 +27,7 @@ async def connect(path: str | Path, schema: str, **kwargs: Any) -> aiosqlite.Con
     """
     try:
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             private_file(Path(path))  # before SQLite creates it world-readable
         db = await aiosqlite.connect(path, **kwargs)
     except (OSError, sqlite3.Error) as exc:
