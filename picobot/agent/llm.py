@@ -21,17 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from picobot.core.errors import PicobotError
+from picobot.core.events import ReasoningDelta as ReasoningDelta  # the same as run events
+from picobot.core.events import TextDelta as TextDelta
 from picobot.core.messages import Message as Message  # re-exported for the providers
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningDelta:
-    text: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,6 +87,13 @@ class AgentLoop:
         self._steered: dict[str, dict[str, InboundMessage]] = {}  # session -> id -> queued msg
         self._workers: set[asyncio.Task[None]] = set()
 
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
     async def run(self) -> None:
         async for msg in self.inbound:
             self.submit(msg)

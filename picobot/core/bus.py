@@ -1,9 +1,8 @@
-"""The bus between channels and the agent: two bounded topics with precise close semantics.
+"""A bounded topic with precise close semantics: the inbound path from the intake to the agent.
 
-Channels publish `InboundMessage`s to `bus.inbound`; the agent reads them and publishes
-`OutboundMessage`s to `bus.outbound`, which the dispatcher reads. A full topic makes publishers
-wait (backpressure). `close()` stops intake at once; readers still drain what was accepted, then
-get `EndOfStream`. Past one machine this interface moves onto Redis Streams.
+A full topic makes publishers wait (backpressure). `close()` stops intake at once; readers still
+drain what was accepted, then get `EndOfStream`. (Outbound messages have their own door,
+`picobot.outbound.door`.)
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Generic, NamedTuple, TypeVar
 
 from picobot.core.errors import BusClosed
-from picobot.core.messages import InboundMessage, OutboundMessage
 
 T = TypeVar("T")
 
@@ -138,15 +136,3 @@ async def _wait(waiters: deque[asyncio.Future[None]], wake_next_if: Callable[[],
         if waiter.done() and not waiter.cancelled() and wake_next_if():
             _wake_one(waiters)
         raise
-
-
-class Bus:
-    """The two topics of the data path."""
-
-    def __init__(self, maxsize: int = DEFAULT_MAXSIZE) -> None:
-        self.inbound: Topic[InboundMessage] = Topic("inbound", maxsize)
-        self.outbound: Topic[OutboundMessage] = Topic("outbound", maxsize)
-
-    def close(self) -> None:
-        self.inbound.close()
-        self.outbound.close()

@@ -131,11 +131,11 @@ class Daemon:
 
     def _attach(self, channel: Channel) -> None:
         if isinstance(channel, WatchesRuns):
-            self.agent_loop.listeners.append(channel.on_run_event)
+            self.agent_loop.add_listener(channel.on_run_event)
 
     def _detach(self, channel: Channel) -> None:
-        if isinstance(channel, WatchesRuns) and channel.on_run_event in self.agent_loop.listeners:
-            self.agent_loop.listeners.remove(channel.on_run_event)
+        if isinstance(channel, WatchesRuns):
+            self.agent_loop.remove_listener(channel.on_run_event)
 
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
         """How this turn's reply reaches the chat; the outbox hears when the turn is over."""
@@ -211,7 +211,7 @@ class Daemon:
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
         await self._recover(unfinished)
         log.info("ready: %s", self.supervisor.summary_line())
-        if self.config.channels.web.enabled and "web" in self.channels:
+        if self.config.channels.web.enabled:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
         else:
             log.info("no web chat enabled; chat in a terminal with `picobot chat`")

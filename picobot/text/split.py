@@ -37,14 +37,14 @@ does not fit beside the reopened opening line, may be cut into a fence-like line
 
 from __future__ import annotations
 
-import functools
 import re
 import sys
-import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from picobot.text.fences import Fence, is_fence_line, scan_fences
+from picobot.text.units import Measure, codepoints, joins, utf16_units
 
 __all__ = [
     "MIN_LIMIT",
@@ -56,9 +56,6 @@ __all__ = [
     "utf16_units",
 ]
 
-Measure = Callable[[str], int]
-"""Length of a string in a platform's unit. Must be additive (a sum of per-character costs,
-each at least 1), like both measures below."""
 
 MIN_LIMIT = 32
 """Smallest accepted limit: a chunk cut inside a code block must still hold the reopened and
@@ -68,7 +65,6 @@ _MIN_FILL = 0.5  # paragraph/line/sentence breaks must leave the chunk at least 
 _MIN_FENCE_BODY = 8  # room for code a fence must leave in a chunk to be splittable
 _MAX_BACKOFF = 32  # how far back a hard cut looks for a grapheme boundary or a clean cut
 
-_FENCE_LINE = re.compile(r"^([ \t]*)(`{3,}|~{3,})([^\n]*)$", re.MULTILINE)
 _WS_RUN = re.compile(r"\s*")
 _INDENT = re.compile(r"[ \t]*")
 _BLANK_AHEAD = re.compile(r"[^\S\n]*(?:\n|\Z)")
@@ -76,17 +72,6 @@ _SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s)|[。！？][」』�
 _LINK = re.compile(r"!?\[[^\[\]\n]*\]\([^()\s]*(?:\s+\"[^\"\n]*\")?\)")
 _BACKTICKS = re.compile(r"`+")
 _RUNS = ("```", "~~~")
-_ZWJ = "\u200d"
-
-
-def codepoints(text: str) -> int:
-    """Length in Unicode code points (Telegram's limit on visible text, Slack)."""
-    return len(text)
-
-
-def utf16_units(text: str) -> int:
-    """Length in UTF-16 code units (JavaScript's ``length``; a safe budget for Discord)."""
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,86 +107,13 @@ def split_pieces(text: str, limit: int, measure: Measure = codepoints) -> list[P
     return _Splitter(text, limit, measure).run()
 
 
-class _Fence(NamedTuple):
-    start: int  # start of the opening line, indentation included
-    body_start: int  # just after the opening line's newline
-    content_end: int  # just after the body's last non-whitespace character (>= body_start)
-    end: int  # end of the closing line, before trailing whitespace; len(text) if unclosed
-    closed: bool
-    reopen: str  # the opening line + "\n", repeated atop a chunk that starts inside
-    close: str  # "\n" + a closing line, added to a chunk that stops inside
-    size: int  # measure of the whole block as a chunk of its own
-    overhead: int  # measure of reopen + close, and of the longest closing line
-
-
-def _scan_fences(text: str, measure: Measure) -> list[_Fence]:
-    """All fenced blocks of ``text`` in order; a block left open runs to the end."""
-    pairs: list[tuple[re.Match[str], re.Match[str] | None]] = []
-    opener: re.Match[str] | None = None
-    for m in _FENCE_LINE.finditer(text):
-        run, rest = m.group(2), m.group(3)
-        if opener is None:
-            if run[0] == "`" and "`" in rest:
-                continue  # CommonMark: a backtick fence's info string has no backticks
-            opener = m
-        elif run[0] == opener.group(2)[0] and len(run) >= len(opener.group(2)) and not rest.strip():
-            pairs.append((opener, m))
-            opener = None
-    if opener is not None:
-        pairs.append((opener, None))
-
-    cost = functools.cache(measure)  # fence lines repeat a lot: measure each once
-    n = len(text)
-    fences = []
-    for opener, closer in pairs:
-        start = opener.start()
-        body_start = min(opener.end() + 1, n)
-        closer_start = closer.start() if closer else n
-        end = closer_start + len(closer.group().rstrip()) if closer else n
-        content_end = body_start + len(text[body_start:closer_start].rstrip())
-        reopen = text[start : opener.end()].rstrip() + "\n"
-        close = "\n" + opener.group(1) + opener.group(2)
-        closer_cost = cost("\n" + text[closer_start:end]) if closer else 0
-        size = measure(text[start:end].rstrip()) + (0 if closer else cost(close))
-        overhead = cost(reopen) + max(cost(close), closer_cost)
-        closed = closer is not None
-        fences.append(
-            _Fence(start, body_start, content_end, end, closed, reopen, close, size, overhead)
-        )
-    return fences
-
-
 class _Zone(NamedTuple):
     """Where the current chunk may end: ``lo <= b <= hi``, ``b > floor`` for a soft break."""
 
     lo: int
     hi: int
     floor: int
-    fence: _Fence | None  # ending here needs this fence's closing line
-
-
-def _joins(text: str, b: int) -> bool:
-    """True if ``text[b-1]`` and ``text[b]`` belong to one grapheme (cheap approximation)."""
-    a, c = text[b - 1], text[b]
-    if (a == "\r" and c == "\n") or a == _ZWJ or c == _ZWJ:
-        return True
-    if "\ud800" <= a <= "\udbff" and "\udc00" <= c <= "\udfff":
-        return True
-    cp = ord(c)
-    if 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:  # skin tones, emoji tags
-        return True
-    if unicodedata.category(c) in ("Mn", "Me", "Mc"):  # combining marks, variation selectors
-        return True
-    if _is_regional(a) and _is_regional(c):  # flags are pairs of regional indicators
-        k = b - 1
-        while k > 0 and _is_regional(text[k - 1]):
-            k -= 1
-        return (b - k) % 2 == 1
-    return False
-
-
-def _is_regional(ch: str) -> bool:
-    return "\U0001f1e6" <= ch <= "\U0001f1ff"
+    fence: Fence | None  # ending here needs this fence's closing line
 
 
 class _Splitter:
@@ -211,7 +123,7 @@ class _Splitter:
         self.text = text
         self.limit = limit
         self.measure = measure
-        fences = _scan_fences(text, measure)
+        fences = scan_fences(text, measure)
         self.fences = [f for f in fences if f.overhead + _MIN_FENCE_BODY <= limit]
         self.starts = [f.start for f in self.fences]
         self.ends = [f.end for f in self.fences]
@@ -281,7 +193,7 @@ class _Splitter:
     def _first_nonspace(self, i: int) -> int:
         return _WS_RUN.match(self.text, i).end()  # type: ignore[union-attr]
 
-    def _fence_at(self, pos: int) -> _Fence | None:
+    def _fence_at(self, pos: int) -> Fence | None:
         """The fence whose body ``pos`` is in (the chunk starts inside a code block)."""
         i = bisect_right(self.starts, pos) - 1
         if i >= 0 and self.fences[i].start < pos < self.fences[i].end:
@@ -324,7 +236,7 @@ class _Splitter:
             zones.append(_Zone(cursor, e0, floor, None))
         return zones
 
-    def _choose(self, pos: int, floor: int, budget: int) -> tuple[int, _Fence | None]:
+    def _choose(self, pos: int, floor: int, budget: int) -> tuple[int, Fence | None]:
         """The end of the chunk starting at ``pos``, and the fence it stops inside, if any."""
         self.pos = pos
         zones = self._zones(pos, floor, budget)
@@ -427,10 +339,10 @@ class _Splitter:
             return crossing[0]  # cut before a code span or link, not through it
         b = z.hi
         for _ in range(_MAX_BACKOFF):
-            if b - 1 <= z.floor or b >= len(text) or not _joins(text, b):
+            if b - 1 <= z.floor or b >= len(text) or not joins(text, b):
                 break
             b -= 1
-        if b < len(text) and _joins(text, b):
+        if b < len(text) and joins(text, b):
             b = z.hi  # a cluster longer than the room: it has to be cut
         # A cut inside a line's indentation would shift the line: cut at the line start.
         line_start = max(z.lo, text.rfind("\n", z.lo, b) + 1)
@@ -445,7 +357,7 @@ class _Splitter:
         for c in (*nearby, first + 2, first + 1):
             if (
                 z.floor < c <= min(z.hi, len(text) - 1)
-                and not _joins(text, c)
+                and not joins(text, c)
                 and self._clean(c, z.fence)
             ):
                 return int(c)
@@ -457,18 +369,18 @@ class _Splitter:
                 return j
         return b  # a run of backticks or tildes longer than a chunk: no cut is clean
 
-    def _clean(self, b: int, fence: _Fence | None) -> bool:
+    def _clean(self, b: int, fence: Fence | None) -> bool:
         """Whether cutting at ``b`` leaves both halves of the line meaning what they meant: a
         chunk starting or ending mid-line must not start its last or first line with a fence."""
         text = self.text
         line_start = max(self.pos, text.rfind("\n", self.pos, b) + 1)
         first: int = _INDENT.match(text, line_start).end()  # type: ignore[union-attr]
         if first < b and text.startswith(_RUNS, first):
-            if _is_fence_line(text[line_start:b].rstrip(), fence):
+            if is_fence_line(text[line_start:b].rstrip(), fence):
                 return False
         rest = self._skip(b)
         if rest > 0 and text[rest - 1] != "\n" and text.startswith(_RUNS, rest):
-            if _is_fence_line(text[rest : self._line_end(rest)], fence):
+            if is_fence_line(text[rest : self._line_end(rest)], fence):
                 return False
         return True
 
@@ -518,18 +430,6 @@ class _Splitter:
             for s, e in spans
             if 4 * (e - s) <= limit or (e - s <= limit and measure(text[s:e]) <= limit)
         ]
-
-
-def _is_fence_line(line: str, fence: _Fence | None) -> bool:
-    """Whether ``line`` opens a fence (outside code) or closes ``fence`` (inside it)."""
-    m = _FENCE_LINE.fullmatch(line.rstrip())
-    if m is None:
-        return False
-    run, rest = m.group(2), m.group(3)
-    if fence is None:
-        return not (run[0] == "`" and "`" in rest)
-    closing = fence.close.lstrip("\n \t")
-    return run[0] == closing[0] and len(run) >= len(closing) and not rest.strip()
 
 
 def _inside(spans: list[tuple[int, int]], b: int) -> tuple[int, int] | None:
