@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean systemd-analyze chromium
+.PHONY: run test lint format bench clean systemd-analyze chromium screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ chromium:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The web chat in light, dark and mobile width, for docs/ and the README.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.webui.screenshots docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -10,7 +10,9 @@ session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
 DEFAULT_INBOUND_RATE = 10  # per session per minute (channels.web.inbound_rate)
 DEFAULT_ADDRESS_RATE = 30  # per client address per minute (channels.web.address_rate)
+PREFIX = "web:"  # the session keys of the web chat (`InboundMessage.session_key`)
 
 
 class WebReply:
@@ -53,12 +56,22 @@ class WebReply:
     def __init__(self, channel: WebChatChannel, inbound: InboundMessage) -> None:
         self.channel = channel
         self.inbound = inbound
+        self._interrupted = False
+        self._started = time.monotonic()
 
     async def feed(self, event: ev.RunEvent) -> None:
-        return None
+        if isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
+            self._interrupted = True
+        elif isinstance(event, ev.TurnFinished | ev.TurnFailed):
+            # Streamed to the page as it was written: one chunk, delivered when the turn ends.
+            ms = (time.monotonic() - self._started) * 1000
+            log.info("delivered %s (1 chunk, %.0f ms)", self.inbound.session_key, ms)
 
     async def finish(self) -> None:
-        self.channel.broker.finish(self.inbound.id)
+        # A turn cut by shutdown runs again after the restart, under the same run id: no
+        # ``done``, so the page keeps waiting for it (and resumes it) instead of giving up.
+        if not self._interrupted:
+            self.channel.broker.finish(self.inbound.id)
         post = self.channel.services.post
         if post is not None:
             try:
@@ -92,6 +105,9 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
             getattr(config, "inbound_rate", DEFAULT_INBOUND_RATE),
             getattr(config, "address_rate", DEFAULT_ADDRESS_RATE),
         )
+        name = services.model or "picobot"
+        self.model = "demo model" if name == "demo" else name  # for the page's header
+        self.boot = new_id()  # changes when the run logs are lost (a restart)
         self._routes: list[web.RouteDef] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -123,13 +139,49 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
             raise
         return msg.id
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The session as the user saw it: ``[{"role", "text"}]``, oldest first."""
+    async def history(self, session: str) -> list[dict[str, Any]]:
+        """The session as the user saw it, oldest first: ``{"role", "text"}``, plus
+        ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
+        "name", "arguments", "text", "error"}``."""
         history = self.services.history
         if history is None:
             return []
-        key = InboundMessage(self.name, session, Sender("web"), "").session_key
-        return [{"role": m["role"], "text": m["content"]} for m in await history(key)]
+        shown: list[dict[str, Any]] = []
+        for m in await history(PREFIX + session):
+            entry = {"role": m["role"], "text": m["content"]}
+            if m["role"] == "tool":
+                entry["text"] = m["content"][:TOOL_RESULT_PREVIEW]
+                entry |= {"name": m["name"], "arguments": _json_object(m["arguments"])}
+                entry["error"] = m["error"]
+            elif m.get("note"):
+                entry["note"] = True
+            shown.append(entry)
+        return shown
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        """The web chat's conversations, most recently active first."""
+        directory = self.services.directory
+        if directory is None:
+            return []
+        return [
+            {
+                "id": s.key[len(PREFIX) :],
+                "title": s.title,
+                "created": s.created,
+                "updated": s.updated,
+            }
+            for s in await directory.sessions(PREFIX)
+        ]
+
+    async def rename_session(self, session: str, title: str) -> bool:
+        """False if there is no such conversation."""
+        directory = self.services.directory
+        return directory is not None and await directory.rename(PREFIX + session, title)
+
+    async def delete_session(self, session: str) -> None:
+        """Stop the conversation's running turn, then forget it (idempotent)."""
+        if self.services.forget is not None:
+            await self.services.forget(PREFIX + session)
 
     # -- run events -----------------------------------------------------------------------------
 
@@ -183,6 +235,13 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
 
             self._routes = routes(self)
         return self._routes
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
 
 
 def _secret(value: Any) -> str | None:

@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", "-c", metavar="PATH", default=None, help=config_help)
+        if name == "chat":
+            cmd.add_argument(
+                "--session",
+                "-s",
+                metavar="NAME",
+                help="the conversation to continue (default: this terminal's own; "
+                "with piped input, a fresh one per run)",
+            )
     return parser
 
 
@@ -132,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from picobot.runtime.logs import setup_logging
 
-    setup_logging(config.log.level, config.log.format, secrets(config))
+    setup_logging(config.log.level, config.log.format, secrets(config), config.log.content)
     if args.command == "chat":
         from picobot.runtime.terminal import chat
 
-        return chat(config)
+        return chat(config, args.session)
 
     import asyncio
 

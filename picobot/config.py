@@ -7,12 +7,13 @@ Secrets are `SecretStr`: they print as ``**********``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -56,6 +57,7 @@ class LogConfig(_Model):
     # text and SQL parameters).
     level: Literal["trace", "debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
+    content: bool = False  # message text in the logs (off: privacy by default)
 
 
 class LLMConfig(_Model):
@@ -245,7 +247,7 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
 def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed YAML document (``None`` means all defaults).
 
-    :raises ConfigError: on the first problem, naming its key path.
+    :raises ConfigError: naming the key path of each problem (up to `MAX_PROBLEMS`).
     """
     if data is None:
         data = {}
@@ -313,32 +315,68 @@ def load_client_config(path: str | Path | None, env: Mapping[str, str] | None = 
     try:
         http_config = HttpConfig.model_validate(http)
     except ValidationError as exc:
-        raise _config_error(exc, "http") from None
+        raise _within("http", _config_error(exc)) from None
     try:
         web_config = WebConfig.model_validate({"token": token})
     except ValidationError as exc:
-        raise _config_error(exc, "channels.web") from None
+        raise _within("channels.web", _config_error(exc)) from None
     # Not validated as a whole: the other sections were not read.
     channels = ChannelsConfig.model_construct(web=web_config)
     return Config.model_construct(http=http_config, channels=channels)
 
 
-def _config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    path = ".".join(str(p) for p in (prefix, *err["loc"]) if p)
-    message = err["msg"]
+def _within(section: str, error: ConfigError) -> ConfigError:
+    return ConfigError(f"{section}.{error.path}", error.problem)
+
+
+MAX_PROBLEMS = 5  # listed in one config error; the rest are counted
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    """One error naming up to `MAX_PROBLEMS` problems: the first gives `path`, the others
+    follow on the same line as ``; key.path: problem``."""
+    errors = exc.errors(include_url=False, include_input=False)
+    problems = [_problem(err) for err in errors[:MAX_PROBLEMS]]
+    path, message = problems[0]
+    message += "".join(f"; {p or '(top level)'}: {m}" for p, m in problems[1:])
+    more = len(errors) - len(problems)
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(path or "(top level)", message)
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc)
+    message = str(err["msg"])
     if err["type"] == "extra_forbidden":
         message = "unknown key"
+        close = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)"
+    elif err["type"] in ("tuple_type", "list_type"):
+        message = "should be a list"  # our tuples are YAML lists
     elif err["type"] == "value_error":
         # Our validators say "key: problem"; lift the key into the path.
         message = message.removeprefix("Value error, ")
         key, sep, rest = message.partition(": ")
         if sep and " " not in key:
             path, message = (f"{path}.{key}" if path and "." not in key else key), rest
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(path or "(top level)", message)
+    return path, message
+
+
+def _keys_at(loc: list[str]) -> list[str]:
+    """The config keys allowed under the dotted path `loc` (for "did you mean")."""
+    model: type[BaseModel] | None = Config
+    for name in loc:
+        field = model.model_fields.get(name) if model is not None else None
+        if field is None:
+            return []
+        candidates = [field.annotation, *get_args(field.annotation)]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return list(model.model_fields) if model is not None else []
 
 
 def summary(config: Config) -> str:

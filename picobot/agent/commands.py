@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger("picobot.agent")
 
 # Telegram sends `/cmd@botname` in groups; the suffix is dropped.
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s+(.*))?$", re.DOTALL)
@@ -69,7 +72,10 @@ class Commandable(Protocol):
 async def run_command(agent: Commandable, session: str, command: Command) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
     if command.name == "stop":
-        return "Stopped." if await agent.stop(session) else "Nothing to stop."
+        stopped = await agent.stop(session)
+        log.info("/stop in %s: %s", session, "stopped" if stopped else "nothing to stop")
+        return "Stopped." if stopped else "Nothing to stop."
+    log.info("/%s in %s", command.name, session)
     if command.name == "new":
         await agent.reset(session)
         return "New conversation started."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from picobot.agent.llm import LLM, ToolCall
+from picobot.agent.llm import LLM, ToolCall, Usage
 from picobot.agent.llm import ReasoningDelta as LLMReasoning
 from picobot.agent.llm import TextDelta as LLMText
 from picobot.agent.steering import Queued, SteeringQueue
@@ -51,6 +51,7 @@ class Conversation:
         self.ctx = ctx
         self.emit = emit
         self._parts: list[str] = []  # every text delta of the turn: the full reply
+        self.tokens = (0, 0)  # (prompt, completion), summed over the turn's model calls
 
     async def run(self, history: list[Message], turn: list[Message], poll_first: bool) -> str:
         system: Message = {"role": "system", "content": self.config.system_prompt}
@@ -103,6 +104,12 @@ class Conversation:
                     self.emit(ev.ReasoningDelta(event.text))
                 elif isinstance(event, ToolCall):
                     calls.append(event)
+                elif isinstance(event, Usage):
+                    prompt, completion = self.tokens
+                    self.tokens = (
+                        prompt + event.prompt_tokens,
+                        completion + event.completion_tokens,
+                    )
         finally:
             await stream.aclose()  # closes the HTTP stream on abort
         return "".join(own), calls

@@ -10,7 +10,8 @@ by class: only `retryable` errors are retried, and the user sees `user_message`,
     ├── ContextTooLong              the conversation no longer fits the model's context
     ├── LLMBadRequest               other 4xx: wrong model name, invalid parameters
     ├── LLMServerError              5xx, 408, 409, an error event mid-stream: retryable
-    └── LLMConnectionError          connect failure or dropped stream: retryable
+    └── LLMConnectionError          the connection dropped mid-answer: retryable
+        ├── LLMUnreachable          no connection at all (wrong `llm.base_url`, server down)
         └── LLMTimeout              (also a TimeoutError) no answer within `llm.timeout`
 """
 
@@ -92,6 +93,12 @@ class LLMServerError(LLMError):
 class LLMConnectionError(LLMError):
     retryable = True
     user_message = "⚠️ Lost the connection to the language model. Please try again."
+
+
+class LLMUnreachable(LLMConnectionError):
+    """Nothing answered at the endpoint; the message names it (for the owner, not users)."""
+
+    user_message = "⚠️ Could not reach the language model. Please try again later."
 
 
 class LLMTimeout(LLMConnectionError, TimeoutError):

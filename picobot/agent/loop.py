@@ -199,6 +199,10 @@ class AgentLoop:
             except Exception:  # a broken subscriber must not break the turn
                 log.exception("run event listener failed")
 
+    def running(self) -> int:
+        """How many sessions have a turn running or waiting (what `drain` waits for)."""
+        return len(self._active)
+
     async def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` s for running turns; cancel the rest. True if all finished."""
         workers = set(self._workers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import importlib
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from picobot.agent.llm import (
     LLMRateLimited,
     LLMServerError,
     LLMTimeout,
+    LLMUnreachable,
     Message,
     ReasoningDelta,
     TextDelta,
@@ -46,6 +48,19 @@ from picobot.config import LLMConfig
 from picobot.core.retry import backoff, retrying
 
 log = logging.getLogger("picobot.llm")
+
+
+def _connect_errors() -> tuple[type[BaseException], ...]:
+    """httpx's ConnectError (no connection was made), from whichever httpx the SDK uses:
+    openai builds on `httpx`, newer releases on its successor `httpx2`."""
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(name).ConnectError)
+    return tuple(found)
+
+
+_CONNECT_ERRORS = _connect_errors()
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -121,7 +136,7 @@ class OpenAILLM:
 
     async def _open(self, params: dict[str, Any]) -> tuple[_Reader, list[LLMEvent]]:
         """Open the stream and read up to the first event the user could see."""
-        with _translate_errors():
+        with _translate_errors(connecting=str(self._client.base_url)):
             stream = await self._client.chat.completions.create(**params)
         reader = _Reader(stream)
         try:
@@ -234,8 +249,9 @@ class _Reader:
 
 
 @contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """Map the SDK's exceptions to `LLMError` subclasses, once, here."""
+def _translate_errors(connecting: str | None = None) -> Iterator[None]:
+    """Map the SDK's exceptions to `LLMError` subclasses, once, here. `connecting`: the URL
+    being connected to (no response yet), so a connection error means it is unreachable."""
     try:
         yield
     except openai.APIStatusError as exc:
@@ -243,7 +259,10 @@ def _translate_errors() -> Iterator[None]:
     except openai.APITimeoutError as exc:
         raise LLMTimeout("the model did not answer in time") from exc
     except openai.APIConnectionError as exc:
-        raise LLMConnectionError(f"connection failed or dropped: {exc.__cause__ or exc}") from exc
+        cause = exc.__cause__ or exc
+        if connecting is not None and isinstance(cause, _CONNECT_ERRORS):
+            raise LLMUnreachable(f"cannot reach {connecting} ({cause})") from exc
+        raise LLMConnectionError(f"the connection dropped: {cause}") from exc
     except openai.APIError as exc:  # an error event inside the stream
         raise LLMServerError(exc.message) from exc
     except openai.OpenAIError as exc:

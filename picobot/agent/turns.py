@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +29,7 @@ from picobot.config import AgentConfig
 from picobot.core import events as ev
 from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, Message, new_id
-from picobot.storage.sessions import SessionStore, trim_history
+from picobot.storage.sessions import SessionStore, trim_history, visible_history
 
 log = logging.getLogger("picobot.agent")
 
@@ -105,7 +106,7 @@ class Agent:
         """
         command = parse_command(text)
         if command is not None:
-            return self._command_events(session, command)
+            return self._command_events(session, command, text)
         return self._run(session, text, (), ToolContext(session, inbound, publish), True)
 
     def run_followup(
@@ -160,6 +161,7 @@ class Agent:
         emit: Emit,
     ) -> None:
         emit(ev.TurnStarted(new_id(), state.key))
+        started = time.monotonic()
         try:
             # The session lock first: a waiting turn must not hold one of the parallel slots.
             async with state.lock, self._parallel:
@@ -172,15 +174,19 @@ class Agent:
                 )
                 reply = await conversation.run(history, messages, poll_first)
                 await self.store.append(state.key, messages, keep=self.config.max_history_messages)
+            log.info(
+                "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
+                *(state.key, time.monotonic() - started, *conversation.tokens),
+            )
         except asyncio.CancelledError:
             emit(ev.TurnAborted(turn.reason))
             raise
         except LLMError as exc:
             log.warning("turn failed in %s: %s", state.key, exc)
-            emit(ev.TurnFailed(exc.user_message))
+            emit(ev.TurnFailed(exc.user_message, str(exc)))
         except StorageError as exc:  # nothing of the turn was saved; the reply is not sent
             log.error("turn in %s not saved: %s", state.key, exc)
-            emit(ev.TurnFailed(STORAGE_FAILURE))
+            emit(ev.TurnFailed(STORAGE_FAILURE, str(exc)))
         except Exception:
             log.exception("turn crashed in %s", state.key)
             emit(ev.TurnFailed(GENERIC_FAILURE))
@@ -227,17 +233,20 @@ class Agent:
     def history_limit(self) -> int:
         return self.config.max_history_messages
 
-    async def history(self, session: str) -> list[dict[str, str]]:
-        """The conversation as the user saw it: user and assistant texts, oldest first."""
-        return [
-            {"role": m["role"], "content": m["content"]}
-            for m in await self.store.load(session)
-            if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-            if m["content"].strip()
-        ]
+    async def history(self, session: str) -> list[Message]:
+        """The conversation as the user saw it, oldest first (see `visible_history`)."""
+        return visible_history(await self.store.transcript(session))
 
-    async def _command_events(self, session: str, command: Command) -> AsyncIterator[ev.RunEvent]:
+    async def _command_events(
+        self, session: str, command: Command, text: str
+    ) -> AsyncIterator[ev.RunEvent]:
         yield ev.TurnStarted(new_id(), session)
         reply = await run_command(self, session, command)
+        if command.name != "stop":  # kept for the user's history (the model never sees it)
+            note = [
+                {"role": "user", "content": text.strip()},
+                {"role": "assistant", "content": reply},
+            ]
+            await self.store.append_note(session, note)
         yield ev.TextDelta(reply)  # like a model reply: the deltas add up to the final text
         yield ev.TurnFinished(reply)

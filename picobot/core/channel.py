@@ -86,7 +86,33 @@ class State(enum.StrEnum):
     FAILED = "failed"
 
 
-History = Callable[[str], Awaitable[list[dict[str, str]]]]  # session key -> conversation
+History = Callable[[str], Awaitable[list[dict[str, Any]]]]  # session key -> conversation
+Forget = Callable[[str], Awaitable[None]]  # session key: stop its turn, delete its history
+
+
+class SessionSummary(Protocol):
+    """One conversation in a list (`picobot.storage.sessions.SessionInfo`)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def created(self) -> float: ...
+    @property
+    def updated(self) -> float: ...
+
+
+class Directory(Protocol):
+    """The stored conversations, for a conversation list (the session store)."""
+
+    async def sessions(self, prefix: str = "", *, limit: int = 200) -> Sequence[SessionSummary]:
+        """Sessions whose key starts with `prefix`, most recently active first."""
+        ...
+
+    async def rename(self, session: str, title: str) -> bool:
+        """False if there is no such session."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +121,9 @@ class Services:
 
     post: Post | None = None  # the outbound door
     history: History | None = None  # a session's conversation, as the user saw it
+    directory: Directory | None = None  # the stored conversations (list, rename)
+    forget: Forget | None = None  # delete a conversation (its running turn stops first)
+    model: str = ""  # the name of the model that answers
 
 
 NO_SERVICES = Services()

@@ -59,6 +59,8 @@ class TurnAborted:
 @dataclass(frozen=True, slots=True)
 class TurnFailed:
     message: str  # safe to show to the user
+    # What went wrong, for the owner (`picobot chat`), never shown to chat users.
+    detail: str = field(default="", compare=False)
 
 
 RunEvent = (

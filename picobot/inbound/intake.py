@@ -166,6 +166,14 @@ class Intake:
             metrics.INBOUND.labels(msg.channel, "replayed").inc()
             return
         metrics.INBOUND.labels(msg.channel, "accepted").inc()
+        log.info(
+            "message %s in %s from %s (%d chars)",
+            msg.id,
+            msg.session_key,
+            msg.sender.id,
+            len(msg.text),
+            extra={"content": msg.text},
+        )
         # Before the agent can see the message, so the placeholder precedes any reply in the lane.
         await self._post(reply_to(msg, policy.placeholder, kind=Kind.ACCEPTED))
         await self._inbound.publish(msg)

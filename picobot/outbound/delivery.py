@@ -9,6 +9,8 @@ Every platform call goes through `Calls`: rate budget, then retries by error cla
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -17,12 +19,14 @@ from picobot.core.channel import Channel
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.outbound.calls import rate_limited, retried
-from picobot.outbound.lanes import Job
+from picobot.outbound.lanes import SPILL_AFTER, Job
 from picobot.outbound.live import LiveUpdates
 from picobot.outbound.placeholders import PlaceholderCalls, Placeholders
 from picobot.outbound.ratelimit import RateLimits
 from picobot.outbound.reply import Replies
 from picobot.storage.outbox import Outbox
+
+log = logging.getLogger("picobot.dispatch")
 
 T = TypeVar("T")
 
@@ -35,6 +39,7 @@ class DispatchSettings:
     typing_ttl: float = 300.0
     placeholder_ttl: float = 600.0
     lane_idle: float = LANE_IDLE_SECONDS
+    spill_after: int = SPILL_AFTER  # jobs a lane holds in memory; more wait in the outbox
 
 
 class Calls:
@@ -103,4 +108,12 @@ class Delivery:
             return await self.live.draft(channel, msg)
         if msg.droppable:
             return await self.live.update(channel, msg)
-        return await self.replies.deliver(channel, job)
+        started = time.monotonic()
+        ids = await self.replies.deliver(channel, job)
+        if ids:  # one line per reply, not per streaming edit
+            n, ms = len(ids), (time.monotonic() - started) * 1000
+            log.info(
+                "delivered %s:%s (%d chunk%s, %.0f ms)",
+                *(msg.channel, msg.chat_id, n, "" if n == 1 else "s", ms),
+            )
+        return ids

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from picobot.core.channel import Channel
@@ -50,7 +50,10 @@ class Outbound:
         self.placeholders = placeholders if placeholders is not None else Placeholders()
         self.outbox = outbox
         self._delivery = Delivery(channels, self.settings, self.placeholders, outbox)
-        self._lanes = Lanes(self._delivery, self.settings.lane_idle)
+        fetch = self._fetch if outbox is not None else None
+        self._lanes = Lanes(
+            self._delivery, self.settings.lane_idle, fetch, self.settings.spill_after
+        )
         self._janitor: asyncio.Task[None] | None = None
 
     async def post(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:
@@ -89,13 +92,21 @@ class Outbound:
             channel = self.channels.get(channel_name)
             if channel is not None:
                 self.placeholders.restore(key, channel, chat_id, thread, message_id)
-        pending = await self.outbox.pending()
-        for item in pending:
-            if item.message.channel not in self.channels:
-                log.warning("outbox: channel %s is not running; kept", item.message.channel)
+        total = 0
+        for name, chat_id, count in await self.outbox.pending_chats():
+            if name not in self.channels:
+                log.warning("outbox: channel %s is not running; kept", name)
                 continue
-            self._lanes.put(Job(item.message, durable=True, progress=dict(item.sent)))
-        return len(pending)
+            self._lanes.put_spilled((name, chat_id), count)  # read back as the lane goes
+            total += count
+        return total
+
+    async def _fetch(self, key: tuple[str, str], exclude: Collection[str]) -> Job | None:
+        assert self.outbox is not None
+        item = await self.outbox.next_pending(*key, exclude)
+        if item is None:
+            return None
+        return Job(item.message, durable=True, progress=dict(item.sent))
 
     # -- the placeholder janitor ------------------------------------------------------------
 
@@ -127,6 +138,7 @@ class Outbound:
         return {
             "lanes": len(self._lanes),
             "queued": self._lanes.queued(),
+            "in_memory": self._lanes.held(),
             "placeholders": len(self.placeholders),
         }
 

@@ -2,6 +2,10 @@
 
 Chats never wait for each other: a lane sleeping out a flood wait (`RateLimited.retry_after`)
 holds only its own chat. Idle lanes end by themselves, so memory follows the active chats.
+
+Memory stays flat while a platform is down: a lane keeps at most `spill_after` jobs in memory.
+Durable replies beyond that stay only in the outbox, where the lane reads them back, oldest
+first, when it gets to them (a `Spilled` entry counts them); so do the replies a restart finds.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from picobot.core import metrics
@@ -17,6 +23,8 @@ from picobot.core.errors import ChannelError
 from picobot.core.messages import OutboundMessage
 
 log = logging.getLogger("picobot.dispatch")
+
+SPILL_AFTER = 16  # jobs a lane keeps in memory; durable replies past that wait on disk
 
 
 @dataclass(slots=True, eq=False)
@@ -29,7 +37,18 @@ class Job:
     progress: dict[int, str] = field(default_factory=dict)
 
 
+@dataclass(slots=True, eq=False)
+class Spilled:
+    """`count` durable replies of this chat that wait in the outbox, next in line."""
+
+    count: int
+
+
+Key = tuple[str, str]  # (channel, chat id)
 Deliver = Callable[[Job], Awaitable[list[str]]]
+# The oldest pending reply of a chat in the outbox, leaving out the ids a lane holds.
+Fetch = Callable[[Key, Collection[str]], Awaitable[Job | None]]
+Settle = Callable[[Job, "list[str] | BaseException"], None]
 
 
 class Lane:
@@ -37,77 +56,174 @@ class Lane:
 
     def __init__(
         self,
-        key: tuple[str, str],
+        key: Key,
         deliver: Deliver,
+        fetch: Fetch | None,
+        settle: Settle,
         on_idle: Callable[[Lane], None],
         idle_after: float,
+        spill_after: int,
     ) -> None:
         self.key = key
         self._deliver = deliver
+        self._fetch = fetch
+        self._settle = settle
         self._on_idle = on_idle
         self._idle_after = idle_after
-        self._queue: asyncio.Queue[tuple[Job, asyncio.Future[list[str]]]] = asyncio.Queue()
+        self._spill_after = spill_after if fetch is not None else 1 << 62
+        self._entries: deque[Job | Spilled] = deque()
+        self._spilled = 0  # replies counted by `Spilled` entries
+        self._current: Job | None = None
+        self._wakeup = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
         self.task = asyncio.create_task(self._run(), name=f"lane {key[0]}:{key[1]}")
 
-    def put(self, job: Job, future: asyncio.Future[list[str]]) -> None:
-        self._queue.put_nowait((job, future))
+    def put(self, job: Job) -> None:
+        if job.durable and (self._spilled or len(self._entries) >= self._spill_after):
+            self.put_spilled(1)
+            return
+        self._entries.append(job)
+        self._wake()
+
+    def put_spilled(self, count: int) -> None:
+        """`count` more of this chat's replies wait in the outbox, after what is queued."""
+        last = self._entries[-1] if self._entries else None
+        if isinstance(last, Spilled):
+            last.count += count
+        else:
+            self._entries.append(Spilled(count))
+        self._spilled += count
+        self._wake()
+
+    @property
+    def held(self) -> int:
+        """Jobs in memory (at most `spill_after`, plus the live updates in between)."""
+        return sum(isinstance(e, Job) for e in self._entries)
 
     def __len__(self) -> int:
-        return self._queue.qsize()
+        return self.held + self._spilled
 
     async def join(self) -> None:
-        await self._queue.join()
+        await self._empty.wait()
+
+    def _wake(self) -> None:
+        self._empty.clear()
+        self._wakeup.set()
 
     async def _run(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(self._idle_after):
-                    job, future = await self._queue.get()
-            except TimeoutError:
-                if self._queue.empty():
-                    self._on_idle(self)
-                    return
+            if not self._entries:
+                self._empty.set()
+                self._wakeup.clear()
+                try:
+                    async with asyncio.timeout(self._idle_after):
+                        await self._wakeup.wait()
+                except TimeoutError:
+                    if not self._entries:
+                        self._on_idle(self)
+                        return
                 continue
+            job = await self._next()
+            if job is None:
+                continue
+            self._current = job
             try:
-                result = await self._deliver(job)
-                if not future.done():  # the submitter may have given up meanwhile
-                    future.set_result(result)
+                self._settle(job, await self._deliver(job))
             except asyncio.CancelledError:
-                future.cancel()
+                self._settle(job, asyncio.CancelledError())
                 raise
             except Exception as exc:
                 if not isinstance(exc, ChannelError):  # a bug, not a platform answer: say so
                     log.exception("delivery to %s:%s crashed", *self.key)
-                if not future.done():
-                    future.set_exception(exc)
+                self._settle(job, exc)
             finally:
-                self._queue.task_done()
+                self._current = None
+
+    async def _next(self) -> Job | None:
+        head = self._entries[0]
+        if isinstance(head, Job):
+            self._entries.popleft()
+            return head
+        assert self._fetch is not None  # nothing spills without an outbox
+        held = [e.msg.id for e in self._entries if isinstance(e, Job)]
+        try:
+            job = await self._fetch(self.key, held)
+        finally:
+            head.count -= 1
+            self._spilled -= 1
+            if not head.count:
+                self._entries.remove(head)
+        return job
 
 
 class Lanes:
     """The lanes of every chat; `put` queues a job on its chat's lane (made on demand)."""
 
-    def __init__(self, deliver: Deliver, idle_after: float) -> None:
+    def __init__(
+        self,
+        deliver: Deliver,
+        idle_after: float,
+        fetch: Fetch | None = None,
+        spill_after: int = SPILL_AFTER,
+    ) -> None:
         self._deliver = deliver
+        self._fetch = fetch
         self._idle_after = idle_after
-        self._lanes: dict[tuple[str, str], Lane] = {}
+        self._spill_after = spill_after
+        self._lanes: dict[Key, Lane] = {}
+        # Who waits for which message: weak, so a dropped future costs no memory.
+        self._waiting: weakref.WeakValueDictionary[str, asyncio.Future[list[str]]]
+        self._waiting = weakref.WeakValueDictionary()
 
     def put(self, job: Job) -> asyncio.Future[list[str]]:
+        """Queue `job`; the future gives its platform message ids (or its error)."""
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
-        key = job.msg.lane_key
+        self._waiting[job.msg.id] = future
+        self._lane(job.msg.lane_key).put(job)
+        return future
+
+    def put_spilled(self, key: Key, count: int) -> None:
+        """`count` pending replies of chat `key` wait in the outbox (after a restart)."""
+        self._lane(key).put_spilled(count)
+
+    def _lane(self, key: Key) -> Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = Lane(key, self._deliver, self._idle, self._idle_after)
+            lane = self._lanes[key] = Lane(
+                key,
+                self._deliver,
+                self._fetch,
+                self._settle,
+                self._idle,
+                self._idle_after,
+                self._spill_after,
+            )
             metrics.LANES.set(len(self._lanes))
-        lane.put(job, future)
-        return future
+        return lane
+
+    def _settle(self, job: Job, result: list[str] | BaseException) -> None:
+        future = self._waiting.pop(job.msg.id, None)
+        if future is None or future.done():  # nobody waits (any more)
+            return
+        if isinstance(result, asyncio.CancelledError):
+            future.cancel()
+        elif isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
     def __len__(self) -> int:
         return len(self._lanes)
 
     def queued(self) -> int:
+        """Messages waiting on every lane, in memory or in the outbox."""
         return sum(len(lane) for lane in self._lanes.values())
+
+    def held(self) -> int:
+        """Messages waiting on every lane in memory (at most `spill_after` a lane)."""
+        return sum(lane.held for lane in self._lanes.values())
 
     def _idle(self, lane: Lane) -> None:
         if self._lanes.get(lane.key) is lane:
@@ -124,7 +240,7 @@ class Lanes:
         return True
 
     async def aclose(self) -> None:
-        """Cancel every lane; undelivered jobs' futures are cancelled."""
+        """Cancel every lane; the futures of undelivered jobs are cancelled."""
         tasks = [lane.task for lane in self._lanes.values()]
         for task in tasks:
             task.cancel()
@@ -132,6 +248,8 @@ class Lanes:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._lanes.clear()
+        for future in list(self._waiting.values()):
+            future.cancel()
 
 
 def _retrieve(future: asyncio.Future[list[str]]) -> None:

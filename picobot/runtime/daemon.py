@@ -126,7 +126,13 @@ class Daemon:
         except ImportError as exc:
             log.error("channel %s is not available: %s", name, exc)
             return None
-        services = Services(post=self.outbound.post, history=self.agent.history)
+        services = Services(
+            post=self.outbound.post,
+            history=self.agent.history,
+            directory=self.agent.store,
+            forget=self.agent.reset,
+            model=self.agent.model_name,
+        )
         return cls(config, self.intake, services)
 
     def _attach(self, channel: Channel) -> None:
@@ -382,7 +388,20 @@ async def run(
         nonlocal signals
         signals += 1
         forcing = signals > 1
-        log.info("received %s%s", signal.Signals(signum).name, ", forcing exit" if forcing else "")
+        name = signal.Signals(signum).name
+        turns = daemon.agent_loop.running()
+        if forcing:
+            log.info("received %s again: forcing exit", name)
+        elif turns:
+            # Otherwise the wait for running turns looks like a hang.
+            log.info(
+                "received %s: finishing %d turn(s) (up to %.0f s); Ctrl-C again to force",
+                name,
+                turns,
+                daemon.config.dispatch.drain_timeout,
+            )
+        else:
+            log.info("received %s: stopping", name)
         if not forcing:
             daemon.stopped.set()
         elif main is not None and signals == 2:
@@ -426,6 +445,12 @@ async def run(
             notifier.stopping()
             # A reload half-way through starting a channel finishes before teardown.
             await asyncio.gather(*reloads, return_exceptions=True)
+    except asyncio.CancelledError:
+        # Forced exit (a second signal) cut the shutdown short: still close the databases,
+        # whose worker threads would otherwise keep the process alive.
+        await daemon.agent.aclose()
+        await daemon.outbox.aclose()
+        raise
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
         watchdog.cancel()

@@ -47,6 +47,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+CONTENT_CHARS = 200  # of a message's text, in a log line (with `log.content: true`)
+
+
+class ContentFilter(logging.Filter):
+    """Appends a record's ``extra={"content": text}`` to its message when `enabled`
+    (`log.content`); message text stays out of the logs otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        content = getattr(record, "content", None)
+        if self.enabled and isinstance(content, str):
+            text = content if len(content) <= CONTENT_CHARS else content[:CONTENT_CHARS] + "…"
+            record.msg, record.args = f"{record.getMessage()}: {json.dumps(text)}", None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -60,8 +79,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str] = ()) -> None:
-    """Configure the root logger once (idempotent: replaces picobot's own handler)."""
+def setup_logging(
+    level: str = "info", fmt: str = "text", secrets: Iterable[str] = (), content: bool = False
+) -> None:
+    """Configure the root logger once (idempotent: replaces picobot's own handler).
+    `content`: message text in the log lines (`log.content`), redacted like the rest."""
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("picobot")
     if fmt == "json":
@@ -73,6 +95,7 @@ def setup_logging(level: str = "info", fmt: str = "text", secrets: Iterable[str]
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    handler.addFilter(ContentFilter(content))  # first: the redaction covers the text too
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "picobot"]:

@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS outbound (
     created  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbound_state ON outbound (state, seq);
+CREATE INDEX IF NOT EXISTS outbound_chat ON outbound (channel, chat_id, state, seq);
 CREATE TABLE IF NOT EXISTS inbound (
     id        TEXT PRIMARY KEY,
     data      TEXT NOT NULL,
@@ -89,13 +90,20 @@ class DeadLetter(NamedTuple):
 
 
 class Outbox:
-    """One SQLite connection shared by the daemon; statements are serialised by a lock."""
+    """One SQLite connection shared by the daemon; statements are serialised by a lock.
+
+    Commits are grouped: a statement returns once a commit covering it has completed, and the
+    statements that ran while one commit was pending share it (one fsync-free WAL commit for
+    many writers, instead of one each).
+    """
 
     def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:
         self.path = Path(path)
         self.on_write = on_write
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._commit: asyncio.Future[None] | None = None  # the next commit, once one is due
+        self._commits: set[asyncio.Task[None]] = set()
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, *, on_write: WriteWatcher | None = None) -> Outbox:
@@ -123,26 +131,71 @@ class Outbox:
     async def _run(
         self, sql: str, args: tuple[Any, ...] = (), *, write: bool = True
     ) -> list[tuple[Any, ...]]:
-        """One statement, committed.
+        """One statement; returns once a commit covering it completed.
 
-        :raises StorageError: if it failed (disk full, I/O error); nothing of it was kept.
+        :raises StorageError: if it or its commit failed (disk full, I/O error): nothing of it
+            was kept, nor of the statements sharing its commit (they fail too).
         """
         if self._db is None:
             raise RuntimeError("the outbox is not open")
         async with self._lock:
             try:
-                cursor = await self._db.execute(sql, args)
-                rows = [tuple(row) for row in await cursor.fetchall()]
-                await self._db.commit()
+                rows = [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
             except sqlite3.Error as exc:
-                if self._db.in_transaction:  # SQLite may have rolled back on its own
-                    await self._db.rollback()
-                if self.on_write is not None:
-                    self.on_write(exc)
-                raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
+                await self._abandon(exc)
+                raise self._failed(exc) from exc
+            commit = self._commit
+            if commit is None:
+                commit = self._commit = asyncio.get_running_loop().create_future()
+                asyncio.get_running_loop().call_soon(self._start_commit, commit)
+        try:
+            await asyncio.shield(commit)  # a cancelled caller must not cancel the others' commit
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
         if write and self.on_write is not None:
             self.on_write(None)
         return rows
+
+    async def _abandon(self, exc: BaseException) -> None:
+        """Under the lock, after a failed statement or commit: roll back (SQLite may have done
+        so already), and fail the statements waiting on the pending commit, whose writes the
+        rollback took too."""
+        assert self._db is not None
+        if self._db.in_transaction:
+            await self._db.rollback()
+        commit, self._commit = self._commit, None
+        if commit is not None and not commit.done():
+            commit.set_exception(exc)
+
+    def _failed(self, exc: BaseException) -> StorageError:
+        if self.on_write is not None:
+            self.on_write(exc)
+        return StorageError(f"{self.path}: {storage_error_text(exc)}")
+
+    def _start_commit(self, commit: asyncio.Future[None]) -> None:
+        # Runs once the statements already waiting for the lock had their turn... mostly:
+        # any statement after this one simply rides the next commit.
+        task = asyncio.get_running_loop().create_task(self._commit_now(commit))
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _commit_now(self, commit: asyncio.Future[None]) -> None:
+        async with self._lock:
+            if self._commit is commit:
+                self._commit = None  # statements from now on wait for the next commit
+            try:
+                assert self._db is not None
+                await self._db.commit()
+            except BaseException as exc:
+                if isinstance(exc, sqlite3.Error):
+                    await self._abandon(exc)
+                if not commit.done():
+                    commit.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                if not commit.done():
+                    commit.set_result(None)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -187,6 +240,31 @@ class Outbox:
             Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
             for data, sent in rows
         ]
+
+    async def pending_chats(self) -> list[tuple[str, str, int]]:
+        """(channel, chat id, count) of every chat with undelivered messages."""
+        rows = await self._run(
+            "SELECT channel, chat_id, COUNT(*) FROM outbound WHERE state = 'pending'"
+            " GROUP BY channel, chat_id ORDER BY MIN(seq)",
+            write=False,
+        )
+        return [(channel, chat_id, count) for channel, chat_id, count in rows]
+
+    async def next_pending(
+        self, channel: str, chat_id: str, exclude: Collection[str] = ()
+    ) -> Pending | None:
+        """The chat's oldest undelivered message whose id is not in `exclude`."""
+        marks = ",".join("?" * len(exclude))
+        rows = await self._run(
+            "SELECT data, sent FROM outbound WHERE channel = ? AND chat_id = ?"
+            f" AND state = 'pending' AND id NOT IN ({marks}) ORDER BY seq LIMIT 1",
+            (channel, chat_id, *exclude),
+            write=False,
+        )
+        if not rows:
+            return None
+        data, sent = rows[0]
+        return Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         rows = await self._run(

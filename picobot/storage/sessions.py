@@ -3,6 +3,13 @@
 A turn's messages are written in one transaction when the turn ends, so an aborted or failed
 turn leaves the history as it was. Each write also prunes the session to its newest
 `keep` messages, cut at a turn boundary (see `trim_history`).
+
+Besides the model's messages, a session keeps *notes* (slash commands and their replies): the
+user sees them in the history, the model never does. Each session has a row in ``sessions``
+(title from its first message, last activity) for conversation lists.
+
+Schema versions (``PRAGMA user_version``): 0 = messages only; 1 = the ``sessions`` table,
+filled from the messages of an existing database when it is first opened.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -35,6 +43,75 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_session ON messages (session, id);
 """
+NOTE = "note"  # the role column of a note (the message keeps its own role in `data`)
+TITLE_CHARS = 80
+SCHEMA_VERSION = 1
+_MIGRATIONS = {
+    1: """
+CREATE TABLE IF NOT EXISTS sessions (
+    session TEXT PRIMARY KEY,
+    title   TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_updated ON sessions (updated);
+INSERT OR IGNORE INTO sessions (session, title, created, updated)
+    SELECT session,
+           (SELECT substr(json_extract(m2.data, '$.content'), 1, 80) FROM messages m2
+             WHERE m2.session = m.session AND m2.role = 'user' ORDER BY m2.id LIMIT 1),
+           min(created), max(created)
+    FROM messages m GROUP BY session;
+""",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One conversation in a list: its key, title (None: no message yet) and timestamps."""
+
+    key: str
+    title: str | None
+    created: float
+    updated: float
+
+
+def title_of(text: str) -> str | None:
+    """A conversation's title: the first line of its first message, shortened."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    if len(line) > TITLE_CHARS:
+        line = line[: TITLE_CHARS - 1].rstrip() + "…"
+    return line or None
+
+
+def visible_history(messages: Sequence[Message]) -> list[Message]:
+    """The conversation as the user saw it, oldest first: user and assistant texts, notes
+    (``"note": True``) and tool calls (``{"role": "tool", "name", "arguments", "content",
+    "error"}``, in the order they ran)."""
+    calls: dict[str, tuple[str, str]] = {}
+    shown: list[Message] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function", {})
+            calls[str(call.get("id"))] = (str(fn.get("name")), str(fn.get("arguments") or ""))
+        if role == "tool":
+            name, arguments = calls.get(str(m.get("tool_call_id")), ("?", ""))
+            text = str(content or "")
+            shown.append(
+                {
+                    "role": "tool",
+                    "name": name,
+                    "arguments": arguments,
+                    "content": text,
+                    "error": text.startswith("Error:"),
+                }
+            )
+        elif role in ("user", "assistant") and isinstance(content, str) and content.strip():
+            entry: Message = {"role": role, "content": content}
+            if m.get("note"):
+                entry["note"] = True
+            shown.append(entry)
+    return shown
 
 
 def trim_start(roles: Sequence[str], limit: int) -> int:
@@ -100,7 +177,13 @@ class SessionStore:
             raise RuntimeError("the session store is closed")
         if self._db is None:
             # isolation_level=None: autocommit; writes use explicit BEGIN IMMEDIATE.
-            self._db = await connect(self.path, _SCHEMA, isolation_level=None)
+            db = await connect(self.path, _SCHEMA, isolation_level=None)
+            try:
+                await _migrate(db)
+            except BaseException:
+                await db.close()
+                raise
+            self._db = db
         return self._db
 
     async def aclose(self) -> None:
@@ -123,19 +206,27 @@ class SessionStore:
         await self.aclose()
 
     async def load(self, session: str) -> list[Message]:
-        """Every stored message of `session`, oldest first."""
+        """Every stored message of `session` for the model (no notes), oldest first."""
+        return await self._select(session, "AND role != 'note'")
+
+    async def transcript(self, session: str) -> list[Message]:
+        """Every stored message of `session`, notes included (``"note": True``), oldest first."""
+        return await self._select(session, "")
+
+    async def _select(self, session: str, where: str) -> list[Message]:
         async with self._lock:
             db = await self._connect()
             async with db.execute(
-                "SELECT data FROM messages WHERE session = ? ORDER BY id", (session,)
+                f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id", (session,)
             ) as cursor:
                 return [json.loads(row[0]) async for row in cursor]
 
     async def count(self, session: str) -> int:
+        """How many messages the model sees in `session`."""
         async with self._lock:
             db = await self._connect()
             async with db.execute(
-                "SELECT count(*) FROM messages WHERE session = ?", (session,)
+                "SELECT count(*) FROM messages WHERE session = ? AND role != 'note'", (session,)
             ) as cursor:
                 row = await cursor.fetchone()
         return int(row[0]) if row else 0
@@ -154,10 +245,26 @@ class SessionStore:
         rows = [
             (session, str(m.get("role")), json.dumps(m, ensure_ascii=False), now) for m in messages
         ]
-        await asyncio.shield(self._write(session, rows, keep))
+        first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
+        title = title_of(first) if isinstance(first, str) else None
+        await asyncio.shield(self._write(session, rows, keep, title, now))
+
+    async def append_note(self, session: str, messages: Sequence[Message]) -> None:
+        """Add messages only the user sees (a command and its reply); the model never does."""
+        now = time.time()
+        rows = [
+            (session, NOTE, json.dumps({**m, "note": True}, ensure_ascii=False), now)
+            for m in messages
+        ]
+        await asyncio.shield(self._write(session, rows, None, None, now))
 
     async def _write(
-        self, session: str, rows: list[tuple[str, str, str, float]], keep: int | None
+        self,
+        session: str,
+        rows: list[tuple[str, str, str, float]],
+        keep: int | None,
+        title: str | None,
+        now: float,
     ) -> None:
         async with self._lock:
             db = await self._connect()
@@ -167,6 +274,13 @@ class SessionStore:
                     await db.executemany(
                         "INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)",
                         rows,
+                    )
+                    await db.execute(
+                        "INSERT INTO sessions (session, title, created, updated)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (session) DO UPDATE SET"
+                        " updated = excluded.updated,"
+                        " title = coalesce(sessions.title, excluded.title)",
+                        (session, title, now, now),
                     )
                     if keep is not None:
                         await self._prune(db, session, keep)
@@ -187,7 +301,8 @@ class SessionStore:
     @staticmethod
     async def _prune(db: aiosqlite.Connection, session: str, keep: int) -> None:
         async with db.execute(
-            "SELECT id, role FROM messages WHERE session = ? ORDER BY id", (session,)
+            "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
+            (session,),
         ) as cursor:
             rows: list[Any] = list(await cursor.fetchall())
         start = trim_start([r[1] for r in rows], keep)
@@ -198,7 +313,51 @@ class SessionStore:
             )
 
     async def clear(self, session: str) -> None:
-        """Forget `session` (the `/new` command)."""
+        """Forget `session`: its messages, notes and title (`/new`, deleting a conversation)."""
         async with self._lock:
             db = await self._connect()
-            await db.execute("DELETE FROM messages WHERE session = ?", (session,))
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute("DELETE FROM messages WHERE session = ?", (session,))
+                await db.execute("DELETE FROM sessions WHERE session = ?", (session,))
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def sessions(self, prefix: str = "", *, limit: int = 200) -> list[SessionInfo]:
+        """Sessions whose key starts with `prefix`, most recently active first."""
+        async with self._lock:
+            db = await self._connect()
+            async with db.execute(
+                "SELECT session, title, created, updated FROM sessions "
+                "WHERE substr(session, 1, ?) = ? ORDER BY updated DESC, session LIMIT ?",
+                (len(prefix), prefix, limit),
+            ) as cursor:
+                return [SessionInfo(*row) async for row in cursor]
+
+    async def rename(self, session: str, title: str) -> bool:
+        """Set the title of `session`; False if there is no such session."""
+        async with self._lock:
+            db = await self._connect()
+            cursor = await db.execute(
+                "UPDATE sessions SET title = ? WHERE session = ?", (title, session)
+            )
+            return cursor.rowcount > 0
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring an older database up to `SCHEMA_VERSION`, one step per transaction."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    version = int(row[0]) if row else 0
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, _MIGRATIONS[target].split(";\n")):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {target}")
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise

@@ -1,10 +1,14 @@
 """The web chat's HTTP surface (public: the names and shapes below are relied upon).
 
-    GET  /                                  the page (no token needed; it sends one)
-    GET  /static/{app.js,style.css}
-    POST /api/messages                      {"text", "session"?} -> 202 {"run_id", "session"}
-    GET  /api/runs/{run_id}/events          text/event-stream; resumes after Last-Event-ID
-    GET  /api/sessions/{session}/messages   [{"role", "text"}]
+    GET    /                                  the page (no token needed; it sends one)
+    GET    /static/{name}                     *.js, style.css, favicon.svg, vendor/...
+    GET    /api/info                          {"model", "boot"} (boot changes on a restart)
+    POST   /api/messages                      {"text", "session"?} -> 202 {"run_id", "session"}
+    GET    /api/runs/{run_id}/events          text/event-stream; resumes after Last-Event-ID
+    GET    /api/sessions                      [{"id", "title", "created", "updated"}], newest first
+    PATCH  /api/sessions/{session}            {"title"} -> {"id", "title"}; 404 if unknown
+    DELETE /api/sessions/{session}            204 (stops its reply, forgets its history)
+    GET    /api/sessions/{session}/messages   [{"role", "text", ...}] (see WebChatChannel.history)
 
 When ``channels.web.token`` is set, every ``/api/*`` call needs ``Authorization: Bearer <token>``
 or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise (checked by the server's
@@ -23,7 +27,8 @@ import contextlib
 import json
 import re
 from importlib import resources
-from typing import Protocol
+from pathlib import PurePosixPath
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -37,10 +42,13 @@ __all__ = ["HEARTBEAT_SECONDS", "encode_event", "routes"]
 HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing an idle stream
 DISCONNECT_POLL_SECONDS = 1.0  # aiohttp has no "client went away" awaitable for a GET
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-STATIC = {
-    "index.html": "text/html",
-    "app.js": "text/javascript",
-    "style.css": "text/css",
+MAX_TITLE = 200
+CONTENT_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain",
 }
 SECURITY_HEADERS = {
     # Scripts and styles only from our own files: model output can never run as code.
@@ -60,9 +68,18 @@ class WebChat(Protocol):
     broker: RunBroker
     max_text: int
 
+    model: str  # the name of the model that answers, for the page's header
+    boot: str  # changes when the run logs are lost (a restart)
+
     async def accept(self, text: str, session: str, address: str = "") -> str: ...
 
-    async def history(self, session: str) -> list[dict[str, str]]: ...
+    async def history(self, session: str) -> list[dict[str, Any]]: ...
+
+    async def sessions(self) -> list[dict[str, Any]]: ...
+
+    async def rename_session(self, session: str, title: str) -> bool: ...
+
+    async def delete_session(self, session: str) -> None: ...
 
 
 def error(status: int, message: str) -> web.Response:
@@ -90,16 +107,19 @@ def encode_event(event: Event) -> bytes:
 
 def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
-    pages = {name: _read_static(name) for name in STATIC}
+    pages = _read_static()  # served from memory: no path is ever built from a request
 
     async def page(request: web.Request) -> web.Response:
         return _static("index.html", pages)
 
     async def static(request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in STATIC or name == "index.html":
+        if name not in pages or name == "index.html":
             raise web.HTTPNotFound()
         return _static(name, pages)
+
+    async def info(request: web.Request) -> web.Response:
+        return web.json_response({"model": channel.model, "boot": channel.boot})
 
     async def post_message(request: web.Request) -> web.Response:
         try:
@@ -151,11 +171,42 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
             return error(400, "bad session id")
         return web.json_response(await channel.history(session))
 
+    async def list_sessions(request: web.Request) -> web.Response:
+        return web.json_response(await channel.sessions())
+
+    async def rename_session(request: web.Request) -> web.Response:
+        session = request.match_info["session"]
+        if not SESSION_ID.fullmatch(session):
+            return error(400, "bad session id")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return error(400, "the body must be JSON")
+        title = body.get("title") if isinstance(body, dict) else None
+        if not isinstance(title, str) or not title.strip():
+            return error(400, "title must be a non-empty string")
+        if len(title) > MAX_TITLE:
+            return error(400, f"title is longer than {MAX_TITLE} characters")
+        if not await channel.rename_session(session, title.strip()):
+            return error(404, "no such conversation")
+        return web.json_response({"id": session, "title": title.strip()})
+
+    async def delete_session(request: web.Request) -> web.Response:
+        session = request.match_info["session"]
+        if not SESSION_ID.fullmatch(session):
+            return error(400, "bad session id")
+        await channel.delete_session(session)
+        return web.Response(status=204)
+
     return [
         web.get("/", page),
-        web.get("/static/{name}", static),
+        web.get("/static/{name:.+}", static),
+        web.get("/api/info", info),
         web.post("/api/messages", post_message),
         web.get("/api/runs/{run_id}/events", run_events),
+        web.get("/api/sessions", list_sessions),
+        web.patch("/api/sessions/{session}", rename_session),
+        web.delete("/api/sessions/{session}", delete_session),
         web.get("/api/sessions/{session}/messages", session_messages),
     ]
 
@@ -212,11 +263,19 @@ async def _wait_for_disconnect(request: web.Request) -> None:
         await asyncio.sleep(DISCONNECT_POLL_SECONDS)
 
 
-def _read_static(name: str) -> bytes:
-    return resources.files("picobot.webui").joinpath("static", name).read_bytes()
+def _read_static() -> dict[str, bytes]:
+    """Every servable file under static/ (and static/vendor/), by its path there."""
+    found: dict[str, bytes] = {}
+    root = resources.files("picobot.webui").joinpath("static")
+    for folder, prefix in ((root, ""), (root.joinpath("vendor"), "vendor/")):
+        for item in folder.iterdir():
+            if item.is_file() and PurePosixPath(item.name).suffix in CONTENT_TYPES:
+                found[prefix + item.name] = item.read_bytes()
+    return found
 
 
 def _static(name: str, pages: dict[str, bytes]) -> web.Response:
-    response = web.Response(body=pages[name], content_type=STATIC[name], charset="utf-8")
+    kind = CONTENT_TYPES[PurePosixPath(name).suffix]
+    response = web.Response(body=pages[name], content_type=kind, charset="utf-8")
     response.headers.update(SECURITY_HEADERS)
     return response

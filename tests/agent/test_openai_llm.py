@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +24,14 @@ from picobot.agent.llm import (
     LLMRateLimited,
     LLMServerError,
     LLMTimeout,
+    LLMUnreachable,
     ReasoningDelta,
     TextDelta,
     ToolCall,
     Usage,
 )
 from picobot.agent.openai_llm import OpenAILLM, _Reader
+from picobot.config import LLMConfig
 from tests.agent.conftest import TIMEOUT, Sleeps, of_type
 from tests.fakes.fake_openai import Drop, Fail, FakeOpenAI, Reply
 from tests.fakes.fake_openai import ToolCall as FakeCall
@@ -142,9 +145,29 @@ def test_every_error_class_is_covered() -> None:
     def subclasses(cls: type) -> set[type]:
         return {s for c in cls.__subclasses__() for s in {c, *subclasses(c)}}
 
-    covered = {expected for _, expected in CASES} | {LLMTimeout}
+    covered = {expected for _, expected in CASES} | {LLMTimeout, LLMUnreachable}
     assert subclasses(LLMError) <= covered
     assert all(getattr(llm_mod, c.__name__) is c for c in subclasses(LLMError))
+
+
+async def test_an_unreachable_endpoint_is_named_and_not_called_a_lost_connection(
+    sleeps: Sleeps,
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = LLMConfig(
+        provider="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-x", max_retries=1
+    )
+    llm = OpenAILLM(config, sleep=sleeps)
+    try:
+        with pytest.raises(LLMUnreachable) as info:
+            await events_of(llm)
+    finally:
+        await llm.aclose()
+    assert f"http://127.0.0.1:{port}/v1" in str(info.value)
+    assert "Lost the connection" not in info.value.user_message
+    assert len(sleeps) == 1  # retried like any connection error
 
 
 async def test_rate_limit_honours_retry_after(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -10,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from picobot.core.errors import StorageError
-from picobot.storage.sessions import DB_NAME, SessionStore, trim_history, trim_start
+from picobot.storage.sessions import (
+    DB_NAME,
+    SCHEMA_VERSION,
+    SessionInfo,
+    SessionStore,
+    trim_history,
+    trim_start,
+    visible_history,
+)
 
 
 def msg(role: str, content: str = "x") -> dict[str, str]:
@@ -100,3 +109,89 @@ async def test_a_full_disk_fails_the_write_cleanly_and_keeps_the_history(tmp_pat
         await store.append("s", [msg("user", "after"), msg("assistant", "ok")])
         assert outcomes[-1] is None
     assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
+
+
+async def test_notes_are_in_the_transcript_but_never_reach_the_model(tmp_path: Path) -> None:
+    async with SessionStore.in_dir(tmp_path) as store:
+        await store.append("a", [msg("user", "hi"), msg("assistant", "hello")])
+        await store.append_note("a", [msg("user", "/status"), msg("assistant", "Model: x")])
+        await store.append("a", [msg("user", "again"), msg("assistant", "yes")], keep=2)
+
+        assert [m["content"] for m in await store.load("a")] == ["again", "yes"]
+        assert await store.count("a") == 2
+        transcript = await store.transcript("a")
+    # The prune cut the notes older than the kept turn too.
+    assert [m["content"] for m in transcript] == ["again", "yes"]
+
+
+async def test_sessions_are_listed_newest_first_with_their_first_message_as_title(
+    tmp_path: Path,
+) -> None:
+    async with SessionStore.in_dir(tmp_path) as store:
+        await store.append_note("web:a", [msg("user", "/help"), msg("assistant", "Commands")])
+        await store.append("web:a", [msg("user", "  \nPlan a trip\nto Rome"), msg("assistant")])
+        await store.append("web:b", [msg("user", "x" * 200), msg("assistant")])
+        await store.append("telegram:1", [msg("user", "elsewhere")])
+        await store.append("web:a", [msg("user", "later"), msg("assistant")])
+
+        listed = await store.sessions("web:")
+        assert [(s.key, s.title) for s in listed] == [
+            ("web:a", "Plan a trip"),
+            ("web:b", "x" * 79 + "…"),
+        ]
+        assert listed[0].updated >= listed[1].updated and listed[0].created <= listed[0].updated
+        assert await store.rename("web:b", "Renamed") is True
+        assert await store.rename("web:nope", "x") is False
+        await store.clear("web:a")
+        assert [(s.key, s.title) for s in await store.sessions("web:")] == [("web:b", "Renamed")]
+        assert await store.transcript("web:a") == []
+
+
+async def test_an_existing_database_is_migrated_and_keeps_its_history(tmp_path: Path) -> None:
+    # A sessions.db as the first release wrote it: the messages table only, user_version 0.
+    path = tmp_path / DB_NAME
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL,"
+            " role TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL);"
+        )
+        for i, (session, role, text) in enumerate(
+            [
+                ("web:old", "user", "first question"),
+                ("web:old", "assistant", "answer"),
+                ("web:old", "user", "second"),
+            ]
+        ):
+            data = json.dumps({"role": role, "content": text})
+            db.execute("INSERT INTO messages VALUES (NULL, ?, ?, ?, ?)", (session, role, data, i))
+
+    async with SessionStore(path) as store:
+        assert [m["content"] for m in await store.load("web:old")] == [
+            "first question",
+            "answer",
+            "second",
+        ]
+        assert await store.sessions("web:") == [SessionInfo("web:old", "first question", 0, 2)]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    async with SessionStore(path) as store:  # opening again does not migrate twice
+        assert len(await store.sessions()) == 1
+
+
+def test_visible_history_shows_texts_notes_and_tool_calls() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "time", "arguments": "{}"}}
+    shown = visible_history(
+        [
+            msg("user", "what time?"),
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+            msg("assistant", "It is noon."),
+            {"role": "user", "content": "/status", "note": True},
+        ]
+    )
+    assert shown == [
+        msg("user", "what time?"),
+        {"role": "tool", "name": "time", "arguments": "{}", "content": "12:00", "error": False},
+        msg("assistant", "It is noon."),
+        {"role": "user", "content": "/status", "note": True},
+    ]

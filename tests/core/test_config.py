@@ -132,3 +132,32 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     top.write_text("- a\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(top)
+
+
+def test_tuple_keys_are_called_lists() -> None:
+    err = error_of({"agent": {"tools": "time"}})
+    assert str(err) == "agent.tools: should be a list"
+
+
+def test_several_problems_are_listed_up_to_five() -> None:
+    err = error_of({"http": {"port": "x"}, "agent": {"tools": 1}, "log": {"level": "loud"}})
+    assert err.path == "log.level"  # in the order of the config reference
+    assert "; http.port: " in str(err) and str(err).endswith("; agent.tools: should be a list")
+    many = error_of(
+        {
+            "llm": {k: "x" for k in ("timeout", "max_retries", "temperature")},
+            "http": {"port": "x"},
+            "agent": {"tools": 1, "max_tool_iterations": "x"},
+            "log": {"level": "x"},
+        }
+    )
+    assert str(many).count("; ") == 4 and str(many).endswith("(and 2 more problems)")
+
+
+def test_unknown_key_close_to_a_known_one_gets_a_suggestion() -> None:
+    err = error_of({"channels": {"telegram": {"tokne": "x"}}})
+    assert str(err) == (
+        "channels.telegram.tokne: unknown key (did you mean channels.telegram.token?)"
+    )
+    assert "did you mean" not in str(error_of({"llm": {"zzzz": 1}}))
+    assert "did you mean log?" in str(error_of({"logg": {}}))

@@ -186,10 +186,10 @@ async def test_a_second_sigterm_forces_exit_and_the_turn_is_recovered(tmp_path: 
             await turn_started(fake, 0)
             assert bot.proc is not None
             bot.proc.send_signal(signal.SIGTERM)
-            await bot.wait_line(r"received SIGTERM$")  # draining: the turn has ~15 s to go
+            await bot.wait_line(r"received SIGTERM: finishing 1 turn")  # ~15 s to go
             code = await bot.stop(signal.SIGTERM, timeout=FORCED_EXIT_BOUND)
             assert code == 130, bot.log_tail()
-            assert any("received SIGTERM, forcing exit" in line for line in bot.lines)
+            assert any("received SIGTERM again: forcing exit" in line for line in bot.lines)
             # It closed what it had open (the backstop that ends a hung process was not needed).
             assert bot.lines[-1].endswith("INFO picobot: stopped"), bot.log_tail()
         # Recorded, not finished: the next start runs it again (a cut turn is not an attempt).

@@ -6,14 +6,16 @@ import io
 import json
 import logging
 import re
+import signal
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from picobot.runtime.logs import REDACTED, add_secrets, setup_logging
-from tests.ops.helpers import Daemon, write_config
+from tests.ops.helpers import TIMEOUT, Daemon, write_config
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawTOKENX"
 API_KEY = "plain-configured-api-key-42"  # no recognisable shape: only the config knows it
@@ -170,3 +172,70 @@ async def test_library_debug_lines_only_at_trace(
     out = stderr.getvalue()
     assert "our own debug line" in out
     assert ("a private message" in out) is shown
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_message_text_is_logged_only_with_log_content(stderr, content: bool) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", stderr)
+        setup_logging("info", "text", [API_KEY], content)
+    text = f"my secret plans (key {API_KEY})"
+    logging.getLogger("picobot.test").info("message in %s", "web:a", extra={"content": text})
+    (line,) = lines(stderr)
+    if content:
+        assert line.endswith(f'message in web:a: "my secret plans (key {REDACTED})"')
+    else:
+        assert line.endswith("message in web:a") and "secret plans" not in line
+
+
+def post(port: int, text: str, session: str = "logs") -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/messages",
+        data=json.dumps({"text": text, "session": session}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+
+
+def test_the_daemon_logs_one_line_per_event_and_no_message_text(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    config.write_text(config.read_text() + yaml.safe_dump({"dispatch": {"drain_timeout": 30}}))
+    daemon = Daemon(config, {"PICOBOT_DEMO_DELAY": "0.02"})
+    try:
+        daemon.wait_for(r"ready: ")
+        post(daemon.port, "/status")
+        daemon.wait_for(r"INFO picobot\.agent: /status in web:logs$")
+        post(daemon.port, "a long and private question")
+        daemon.wait_for(r"INFO picobot\.intake: message \w+ in web:logs from web \(27 chars\)$")
+        # Ctrl-C mid-reply says what it is waiting for.
+        daemon.signal(signal.SIGINT)
+        daemon.wait_for(
+            r"received SIGINT: finishing 1 turn\(s\) \(up to 30 s\); Ctrl-C again to force$"
+        )
+        daemon.wait_for(
+            r"turn finished in web:logs: \d+\.\d s, [1-9]\d* prompt \+ [1-9]\d* completion tokens$"
+        )
+        daemon.wait_for(r"delivered web:logs \(1 chunk, \d+ ms\)$")
+        daemon.wait_for(r"INFO picobot: stopped$")
+        assert daemon.proc.wait(TIMEOUT) == 0
+    finally:
+        assert daemon.stop() == 0
+    assert not any("private question" in line for line in daemon.lines)
+
+
+def test_a_second_ctrl_c_forces_exit_during_a_turn(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    daemon = Daemon(config, {"PICOBOT_DEMO_DELAY": "0.1"})  # a ~15 s reply
+    try:
+        daemon.wait_for(r"ready: ")
+        post(daemon.port, "something long")
+        daemon.wait_for(r"message \w+ in web:logs")
+        daemon.signal(signal.SIGINT)
+        daemon.wait_for(r"finishing 1 turn\(s\)")
+        daemon.signal(signal.SIGINT)
+        daemon.wait_for(r"received SIGINT again: forcing exit$")
+        # The databases are closed even so: their threads do not keep the process alive.
+        assert daemon.proc.wait(TIMEOUT) == 130
+    finally:
+        daemon.stop()

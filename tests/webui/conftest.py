@@ -78,9 +78,14 @@ StartDaemon = Callable[..., AbstractAsyncContextManager[Running]]
 def start_daemon(tmp_path: Path) -> StartDaemon:
     @asynccontextmanager
     async def start(
-        web: dict[str, Any] | None = None, delay: float = 0.0
+        web: dict[str, Any] | None = None, delay: float = 0.0, port: int = 0, **more: Any
     ) -> AsyncIterator[Running]:
-        data = {"http": {"port": 0}, "data_dir": str(tmp_path), "channels": {"web": web or {}}}
+        data = {
+            "http": {"port": port},
+            "data_dir": str(tmp_path),
+            "channels": {"web": web or {}},
+            **more,
+        }
         config = parse_config(data, env={})
         async with Daemon(config, llm=DemoLLM(delay=delay)) as daemon:
             async with aiohttp.ClientSession() as http:

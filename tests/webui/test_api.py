@@ -206,3 +206,77 @@ async def test_shutdown_ends_open_streams(start_daemon: StartDaemon) -> None:
             await web_channel.stop()  # what the daemon's shutdown does
             assert await reader == []
         response.release()
+
+
+async def test_conversations_are_listed_renamed_and_deleted(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        first = await d.post("Plan a trip to Rome")
+        await d.events(first["run_id"])
+        second = await d.post("/help")  # a command only: listed, without a title yet
+        await d.events(second["run_id"])
+        async with d.http.get(d.base + "/api/sessions") as r:
+            assert r.status == 200
+            listed = await r.json()
+        assert [(s["id"], s["title"]) for s in listed] == [
+            (second["session"], None),
+            (first["session"], "Plan a trip to Rome"),
+        ]
+        assert listed[0]["updated"] >= listed[1]["updated"]
+
+        url = f"{d.base}/api/sessions/{first['session']}"
+        async with d.http.patch(url, json={"title": " Rome "}) as r:
+            assert r.status == 200 and await r.json() == {"id": first["session"], "title": "Rome"}
+        for body in ({"title": ""}, {"title": 3}, {"title": "x" * 201}, [1]):
+            async with d.http.patch(url, json=body) as r:
+                assert r.status == 400, body
+        async with d.http.patch(d.base + "/api/sessions/nope", json={"title": "x"}) as r:
+            assert r.status == 404
+        async with d.http.delete(f"{d.base}/api/sessions/{second['session']}") as r:
+            assert r.status == 204
+        async with d.http.delete(d.base + "/api/sessions/..") as r:
+            assert r.status in (400, 404)
+        async with d.http.get(d.base + "/api/sessions") as r:
+            assert [(s["id"], s["title"]) for s in await r.json()] == [(first["session"], "Rome")]
+        async with d.http.get(f"{d.base}/api/sessions/{second['session']}/messages") as r:
+            assert await r.json() == []
+
+
+async def test_history_keeps_tool_calls_and_command_replies(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        first = await d.post("what time is it?")
+        events = await d.events(first["run_id"])
+        assert [e.event for e in events].count("tool_started") == 1
+        status = await d.post("/status", session=first["session"])
+        reply = (await d.events(status["run_id"]))[-2].data["text"]
+        async with d.http.get(f"{d.base}/api/sessions/{first['session']}/messages") as r:
+            history = await r.json()
+    assert [(m["role"], m.get("note", False)) for m in history] == [
+        ("user", False),
+        ("tool", False),
+        ("assistant", False),
+        ("user", True),
+        ("assistant", True),
+    ]
+    tool = history[1]
+    assert tool["name"] == "time" and tool["arguments"] == {} and tool["error"] is False
+    assert tool["text"] in history[2]["text"]  # the demo answered from the tool's result
+    assert history[3]["text"] == "/status" and history[4]["text"] == reply
+
+
+async def test_info_names_the_model_and_static_files_are_served(start_daemon: StartDaemon) -> None:
+    async with start_daemon() as d:
+        async with d.http.get(d.base + "/api/info") as r:
+            info = await r.json()
+        assert info["model"] == "demo model" and info["boot"]
+        for name, kind in (
+            ("vendor/marked.min.js", "text/javascript"),
+            ("vendor/purify.min.js", "text/javascript"),
+            ("vendor/highlight.min.js", "text/javascript"),
+            ("vendor/highlight-github-dark.min.css", "text/css"),
+            ("favicon.svg", "image/svg+xml"),
+        ):
+            async with d.http.get(f"{d.base}/static/{name}") as r:
+                assert r.status == 200 and r.content_type == kind, name
+        for name in ("index.html", "vendor/README.md", "nope.js"):
+            async with d.http.get(f"{d.base}/static/{name}") as r:
+                assert r.status == 404, name

@@ -1,13 +1,17 @@
 """The page in a real browser (Debian's chromium, headless, driven by Playwright) against a
-real daemon on the demo model: type, watch the reply stream in, reload, see the history."""
+real daemon on the demo model: type, watch the reply stream in, reload, see the history;
+Markdown, conversations, a daemon restart, stopping, and no console errors."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
-from playwright.async_api import async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from tests.webui.conftest import StartDaemon
 
@@ -61,7 +65,7 @@ async def test_chat_streams_renders_safely_and_keeps_history(start_daemon: Start
             assert len(partial) >= 2, seen
             assert all(len(a) < len(b) for a, b in itertools.pairwise(partial))
             assert seen[-1] == final and "You said" in final
-            # Markdown formatted, HTML escaped: **browser** is bold, <b> is shown as text.
+            # Markdown rendered, HTML escaped: **browser** is bold, <b> is shown as text.
             assert await done.eval_on_selector("blockquote strong", "e => e.textContent") == (
                 "browser"
             )
@@ -80,3 +84,217 @@ async def test_chat_streams_renders_safely_and_keeps_history(start_daemon: Start
             assert bots == [final]
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+class Console:
+    """Console errors and uncaught exceptions of a page. Failed requests while the daemon is
+    down are expected (Chromium logs each as "Failed to load resource")."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _console(self, msg: ConsoleMessage) -> None:
+        if msg.type in ("error", "warning") and "Failed to load resource" not in msg.text:
+            self.errors.append(msg.text)
+
+
+async def texts(page: Page, selector: str) -> list[str]:
+    return await page.eval_on_selector_all(selector, "es => es.map(e => e.textContent.trim())")
+
+
+async def answered(page: Page, count: int) -> None:
+    await page.wait_for_function(
+        "n => document.querySelectorAll('.msg.assistant[data-done]').length >= n",
+        arg=count,
+        timeout=WAIT_MS,
+    )
+
+
+async def test_markdown_conversations_restart_and_history(start_daemon: StartDaemon) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        console = Console(page)
+        async with start_daemon(delay=0.005) as d:
+            base, port = d.base, d.daemon.port
+            await page.goto(base + "/")
+            await page.wait_for_selector("#model:has-text('demo model')", timeout=WAIT_MS)
+            assert await page.get_attribute("link[rel=icon]", "href") == "/static/favicon.svg"
+            assert await page.get_attribute("label[for=input]", "class") == "visually-hidden"
+
+            # A table is a table, headings are headings, code is highlighted and copyable.
+            await page.fill("#input", "show me markdown")
+            await page.press("#input", "Enter")
+            await answered(page, 1)
+            bubble = page.locator(".msg.assistant").first
+            assert await bubble.locator("table th").count() == 3
+            assert await bubble.locator("table tbody tr").count() == 4
+            assert await bubble.locator("h2").count() == 1
+            assert await bubble.locator("ol > li").count() == 3
+            assert await bubble.locator("pre code.hljs .hljs-keyword").count() >= 1
+            assert await bubble.locator("pre button.copy").count() == 1
+            await page.wait_for_selector("#conversations li", timeout=WAIT_MS)
+            assert await texts(page, "#conversations .open") == ["show me markdown"]
+
+        # The daemon is gone: sending keeps the text in the box and shows "reconnecting…".
+        await page.fill("#input", "are you still there?")
+        await page.press("#input", "Enter")
+        await page.wait_for_selector("body.offline", timeout=WAIT_MS)
+        assert await page.input_value("#input") == "are you still there?"
+        assert "Not sent" in await page.text_content("#status") or ""
+        assert await page.text_content("#connection") == "reconnecting…"
+        assert await texts(page, ".msg.user") == ["show me markdown"]
+
+        # Back on the same port, same data: the page reconnects by itself; the text is sent.
+        async with start_daemon(delay=0.005, port=port) as d:
+            await page.wait_for_selector("body:not(.offline)", timeout=WAIT_MS)
+            assert await page.input_value("#input") == "are you still there?"
+            await page.press("#input", "Enter")
+            await answered(page, 2)
+            assert await page.input_value("#input") == ""
+
+            # A tool call and a command reply: shown now, and after a reload.
+            await page.fill("#input", "what time is it?")
+            await page.press("#input", "Enter")
+            await answered(page, 3)
+            await page.fill("#input", "/help")
+            await page.press("#input", "Enter")
+            await answered(page, 4)
+
+            # Rename the conversation in the list.
+            await page.click("#conversations li .rename")
+            await page.fill("#conversations li input", "Markdown demo")
+            await page.press("#conversations li input", "Enter")
+            await page.wait_for_selector(
+                "#conversations .open:has-text('Markdown demo')", timeout=WAIT_MS
+            )
+
+            await page.reload()
+            await answered(page, 4)
+            await page.wait_for_selector("#conversations li", timeout=WAIT_MS)
+            assert await texts(page, "#conversations .open") == ["Markdown demo"]
+            assert await texts(page, ".msg.user") == [
+                "show me markdown",
+                "are you still there?",
+                "what time is it?",
+                "/help",
+            ]
+            assert await page.locator(".msg.user.command").count() == 1
+            assert await page.locator(".msg.assistant table").count() == 1
+            assert await texts(page, ".tool summary") == ["✓ time"]
+            assert "Commands:" in (await texts(page, ".msg.assistant .body"))[-1]
+
+            # A second conversation, then delete it: the list and the page follow.
+            await page.click("#new-chat")
+            await page.fill("#input", "a second one")
+            await page.press("#input", "Enter")
+            await answered(page, 1)
+            await page.wait_for_selector("#conversations li:nth-child(2)", timeout=WAIT_MS)
+            assert await texts(page, "#conversations .open") == ["a second one", "Markdown demo"]
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await page.click("#conversations li:first-child .delete")
+            await page.wait_for_function(
+                "() => document.querySelectorAll('#conversations li').length === 1",
+                timeout=WAIT_MS,
+            )
+            assert await page.locator(".msg").count() == 0
+            async with d.http.get(d.base + "/api/sessions") as r:
+                assert [s["title"] for s in await r.json()] == ["Markdown demo"]
+    assert console.errors == []
+
+
+async def test_escape_stops_a_reply_with_one_marker(start_daemon: StartDaemon) -> None:
+    async with chromium() as browser, start_daemon(delay=0.05) as d:
+        page = await browser.new_page()
+        console = Console(page)
+        await page.goto(d.base + "/")
+        await page.fill("#input", "something long please")
+        await page.press("#input", "Enter")
+        await page.wait_for_selector("#stop:not([disabled])", timeout=WAIT_MS)
+        await page.keyboard.press("Escape")
+        await answered(page, 1)
+        assert await texts(page, ".msg.assistant .stopped") == ["Stopped"]
+        assert await page.locator(".msg.assistant").count() == 1  # no "Stopped." bubble
+        assert await page.is_disabled("#stop")
+    assert console.errors == []
+
+
+async def test_a_reply_cut_by_a_restart_continues_when_the_daemon_is_back(
+    start_daemon: StartDaemon,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        console = Console(page)
+        # drain_timeout 0: stopping cuts the turn; the next start runs it again.
+        async with start_daemon(delay=0.05, dispatch={"drain_timeout": 0}) as d:
+            port = d.daemon.port
+            await page.goto(d.base + "/")
+            await page.fill("#input", "something long please")
+            await page.press("#input", "Enter")
+            await page.wait_for_selector("#stop:not([disabled])", timeout=WAIT_MS)
+        await page.wait_for_selector(".msg.assistant .stopped", timeout=WAIT_MS)
+        assert await page.is_visible("body.offline") or await page.is_enabled("#stop")
+        async with start_daemon(delay=0.001, port=port):
+            await answered(page, 1)
+            final = (await texts(page, ".msg.assistant .body"))[-1]
+            assert "That was the end of the long reply" in final
+            assert await page.locator(".msg.assistant").count() == 1
+            assert await page.locator(".stopped, .problem").count() == 0
+            assert await page.is_disabled("#stop")
+    assert console.errors == []
+
+
+CONTRAST = """() => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const style = getComputedStyle(document.getElementById('send'));
+  const [a, b] = [lum(style.color), lum(style.backgroundColor)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}"""
+
+PLACEHOLDER_FITS = """() => {
+  const input = document.getElementById('input');
+  const style = getComputedStyle(input);
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = style.font;
+  const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  return ctx.measureText(input.placeholder).width <= room;
+}"""
+
+
+async def test_dark_mobile_page_is_readable_and_keyboard_usable(start_daemon: StartDaemon) -> None:
+    async with chromium() as browser, start_daemon() as d:
+        page = await browser.new_page(color_scheme="dark", viewport={"width": 390, "height": 844})
+        await page.goto(d.base + "/")
+        assert await page.evaluate(CONTRAST) >= 4.5
+        assert await page.evaluate(PLACEHOLDER_FITS)
+        assert await page.is_hidden("#sidebar") and await page.is_visible("#menu")
+        await page.click("#menu")
+        assert await page.is_visible("#sidebar")
+        assert await page.get_attribute("#menu", "aria-expanded") == "true"
+
+        # Keyboard only: type, Tab to Send, press it.
+        await page.focus("#input")
+        await page.keyboard.type("hello by keyboard")
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("() => document.activeElement.id") == "send"
+        await page.keyboard.press("Enter")
+        await answered(page, 1)
+        assert await texts(page, ".msg.user") == ["hello by keyboard"]

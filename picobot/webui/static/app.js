@@ -1,301 +1,271 @@
-// picobot web chat: plain JS, no build step, no third-party code.
-// Talks to POST /api/messages, GET /api/runs/{id}/events (SSE) and
-// GET /api/sessions/{session}/messages. Model output is escaped before it is formatted.
-"use strict";
+// picobot web chat, as ES modules with no build step: this one holds the runs (their event
+// streams, resumed after a lost connection), sending, history and the wiring. Event streams
+// are read with fetch (not EventSource), so a lost run (404) and a lost server (a network
+// error) can be told apart.
+import { KEYS, Offline, api, headers, sleep, sse } from "./api.js";
+import {
+  addAssistant,
+  addNote,
+  addToolCall,
+  addUser,
+  finishToolCall,
+  scrollDown,
+} from "./bubbles.js";
+import { initConversations, loadConversations } from "./conversations.js";
+import { renderInto } from "./markdown.js";
 
-const KEYS = { token: "picobot.token", session: "picobot.session", run: "picobot.run" };
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
 const input = $("input");
 const stopButton = $("stop");
 const statusLine = $("status");
-const running = new Map(); // run id -> EventSource, for runs whose turn has started
-
-// -- token: taken from #token=… or ?token=… once, then kept in localStorage ---------------------
-(function takeToken() {
-  const url = new URL(window.location.href);
-  const fromHash = new URLSearchParams(url.hash.replace(/^#/, "")).get("token");
-  const token = fromHash || url.searchParams.get("token");
-  if (token) {
-    localStorage.setItem(KEYS.token, token);
-    url.hash = "";
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.pathname + url.search);
-  }
-})();
-
-function token() {
-  return localStorage.getItem(KEYS.token) || "";
-}
-
-async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {});
-  if (token()) headers["Authorization"] = "Bearer " + token();
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401) {
-    throw new Error("A token is required: open this page as /#token=YOUR_TOKEN");
-  }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
-  return body;
-}
+const connection = $("connection");
+const runs = new Map(); // run id -> run, for runs that have not ended
+const RESTART_TRIES = 5; // after a restart, how often to look for a replayed run
+let boot = null; // the server's boot id: a new one means the run logs are gone
+let serverBack = null; // one shared "wait until the server answers" promise
 
 function showStatus(text) {
   statusLine.textContent = text || "";
 }
 
-// -- safe Markdown: escape everything, then add a few tags ----------------------------------------
-function escapeHtml(text) {
-  return text
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
-}
-
-function formatInline(text) {
-  // Code spans first, so nothing inside them is formatted.
-  return text
-    .split(/(`[^`\n]+`)/)
-    .map((part, i) => {
-      if (i % 2 === 1) return "<code>" + escapeHtml(part.slice(1, -1)) + "</code>";
-      return escapeHtml(part)
-        .replace(
-          /\[([^\]\n]+)\]\((https?:\/\/[^\s)]+)\)/g,
-          '<a href="$2" target="_blank" rel="noopener noreferrer">$1</a>',
-        )
-        .replace(/\*\*([^*\n]+)\*\*/g, "<strong>$1</strong>")
-        .replace(/(^|[^*\w])\*([^*\s][^*\n]*?)\*(?!\w)/g, "$1<em>$2</em>")
-        .replace(/(^|\W)_([^_\s][^_\n]*?)_(?!\w)/g, "$1<em>$2</em>");
-    })
-    .join("");
-}
-
-function formatBlocks(text) {
-  const out = [];
-  let para = [];
-  let quote = [];
-  let list = [];
-  const flush = () => {
-    if (para.length) out.push("<p>" + para.map(formatInline).join("<br>") + "</p>");
-    if (quote.length) out.push("<blockquote>" + quote.map(formatInline).join("<br>") + "</blockquote>");
-    if (list.length) out.push("<ul>" + list.map((l) => "<li>" + formatInline(l) + "</li>").join("") + "</ul>");
-    para = [];
-    quote = [];
-    list = [];
-  };
-  for (const line of text.split("\n")) {
-    const q = /^\s*>\s?(.*)$/.exec(line);
-    const li = /^\s*[-*+]\s+(.*)$/.exec(line);
-    const h = /^\s*#{1,6}\s+(.*)$/.exec(line);
-    if (!line.trim()) {
-      flush();
-    } else if (q) {
-      if (para.length || list.length) flush();
-      quote.push(q[1]);
-    } else if (li) {
-      if (para.length || quote.length) flush();
-      list.push(li[1]);
-    } else if (h) {
-      flush();
-      out.push("<p><strong>" + formatInline(h[1]) + "</strong></p>");
-    } else {
-      if (quote.length || list.length) flush();
-      para.push(line);
-    }
+// -- connection: "reconnecting…" until /api/info answers again ------------------------------------
+function waitForServer() {
+  if (!serverBack) {
+    document.body.classList.add("offline");
+    connection.textContent = "reconnecting…";
+    serverBack = (async () => {
+      for (let delay = 500; ; delay = Math.min(delay * 2, 4000)) {
+        await sleep(delay);
+        try {
+          const info = await api("/api/info");
+          document.body.classList.remove("offline");
+          connection.textContent = "";
+          serverBack = null;
+          showInfo(info);
+          loadConversations();
+          return info;
+        } catch (err) {
+          if (!(err instanceof Offline)) showStatus(err.message);
+        }
+      }
+    })();
   }
-  flush();
-  return out.join("");
+  return serverBack;
 }
 
-function renderMarkdown(text) {
-  // Fenced code blocks; an unclosed fence (mid-stream) runs to the end of the text.
-  const out = [];
-  let rest = text;
-  for (;;) {
-    const open = rest.indexOf("```");
-    if (open < 0) break;
-    out.push(formatBlocks(rest.slice(0, open)));
-    const after = rest.slice(open + 3);
-    const newline = after.indexOf("\n");
-    const body = newline >= 0 && /^[\w+.-]*$/.test(after.slice(0, newline)) ? after.slice(newline + 1) : after;
-    const close = body.indexOf("```");
-    const code = close >= 0 ? body.slice(0, close) : body;
-    out.push("<pre><code>" + escapeHtml(code.replace(/\n$/, "")) + "</code></pre>");
-    if (close < 0) return out.join("");
-    rest = body.slice(close + 3).replace(/^\n/, "");
-  }
-  out.push(formatBlocks(rest));
-  return out.join("");
-}
-
-// -- the message list -----------------------------------------------------------------------------
-function scrollDown() {
-  messages.scrollTop = messages.scrollHeight;
-}
-
-function addUser(text) {
-  const div = document.createElement("div");
-  div.className = "msg user";
-  div.textContent = text;
-  messages.appendChild(div);
-  scrollDown();
-  return div;
-}
-
-function addNote(text) {
-  const div = document.createElement("div");
-  div.className = "msg note";
-  div.textContent = text;
-  messages.appendChild(div);
-  scrollDown();
-}
-
-function addAssistant(text, runId) {
-  const div = document.createElement("div");
-  div.className = "msg assistant";
-  if (runId) div.dataset.run = runId;
-  const tools = document.createElement("div");
-  tools.className = "tools";
-  const body = document.createElement("div");
-  body.className = "body";
-  div.append(tools, body);
-  const bubble = { div, tools, body, text: text || "", reasoning: null, calls: new Map() };
-  bubble.render = () => {
-    bubble.body.innerHTML = renderMarkdown(bubble.text);
-    scrollDown();
-  };
-  bubble.done = () => {
-    div.dataset.done = "1";
-  };
-  bubble.problem = (message) => {
-    const p = document.createElement("div");
-    p.className = "problem";
-    p.textContent = message;
-    div.appendChild(p);
-    scrollDown();
-  };
-  messages.appendChild(div);
-  bubble.render();
-  return bubble;
+function showInfo(info) {
+  $("model").textContent = info.model;
+  const restarted = boot !== null && info.boot !== boot;
+  boot = info.boot;
+  return restarted;
 }
 
 function updateStop() {
-  stopButton.disabled = running.size === 0;
+  stopButton.disabled = ![...runs.values()].some((r) => r.started);
 }
 
-// -- runs -----------------------------------------------------------------------------------------
-function watch(runId, { resumed = false, known = "" } = {}) {
-  let url = "/api/runs/" + encodeURIComponent(runId) + "/events";
-  if (token()) url += "?token=" + encodeURIComponent(token());
-  const source = new EventSource(url); // reconnects by itself, sending Last-Event-ID
-  let bubble = null;
-  const ensure = () => (bubble = bubble || addAssistant("", runId));
-  const on = (name, handler) =>
-    source.addEventListener(name, (e) => {
-      // "error" is also EventSource's own connection-error event, which carries no data.
-      if (typeof e.data === "string") handler(JSON.parse(e.data || "{}"));
-    });
 
-  on("turn_started", () => {
-    ensure();
-    running.set(runId, source);
-    localStorage.setItem(KEYS.run, runId);
-    updateStop();
-  });
-  on("text_delta", (d) => {
-    ensure().text += d.text;
-    bubble.render();
-  });
-  on("reasoning_delta", (d) => {
-    const b = ensure();
-    if (!b.reasoning) {
-      const details = document.createElement("details");
-      details.innerHTML = "<summary>Thinking</summary>";
-      b.reasoning = document.createElement("div");
-      b.reasoning.className = "reasoning";
-      details.appendChild(b.reasoning);
-      b.tools.before(details);
+// -- runs: one event stream each, resumed after a lost connection --------------------------------
+function watch(runId, { resumed = false, known = "" } = {}) {
+  const run = { id: runId, lastId: 0, bubble: null, started: false, ended: false, resumed, known };
+  runs.set(runId, run);
+  follow(run);
+  return run;
+}
+
+async function follow(run) {
+  let tries = 0;
+  while (!run.ended) {
+    let response;
+    try {
+      response = await fetch("/api/runs/" + encodeURIComponent(run.id) + "/events", {
+        headers: headers({ Accept: "text/event-stream", "Last-Event-ID": String(run.lastId) }),
+      });
+    } catch (err) {
+      await reconnect(run);
+      continue;
     }
-    b.reasoning.textContent += d.text;
-  });
-  on("tool_started", (d) => {
-    const b = ensure();
-    const line = document.createElement("details");
-    line.className = "tool";
-    const summary = document.createElement("summary");
-    summary.textContent = "🔧 " + d.name + " …";
-    line.appendChild(summary);
-    b.tools.appendChild(line);
-    b.calls.set(d.call_id, { line, summary });
-    scrollDown();
-  });
-  on("tool_finished", (d) => {
-    const call = ensure().calls.get(d.call_id);
-    if (!call) return;
-    call.summary.textContent = (d.error ? "✗ " : "✓ ") + d.name;
-    if (d.error) call.line.classList.add("error");
-    const pre = document.createElement("pre");
-    pre.textContent = d.result;
-    call.line.appendChild(pre);
-  });
-  on("steering", () => {});
-  on("notice", (d) => addNote(d.text));
-  on("turn_finished", (d) => {
-    const b = ensure();
-    if (resumed && known && d.text.trim() === known.trim()) {
-      b.div.remove(); // the history already shows this reply
+    if (response.status === 404 && run.restarted && ++tries < RESTART_TRIES) {
+      await sleep(1000); // a restarted daemon replays unfinished turns: give it a moment
+      continue;
+    }
+    if (!response.ok) {
+      const lost = response.status === 404 && (run.lastId > 0 || run.restarted);
+      end(run, lost ? "⚠️ The connection was lost and this reply cannot be resumed." : null);
       return;
     }
-    b.text = d.text;
-    b.render();
-  });
-  on("turn_aborted", (d) => ensure().problem(d.reason === "stopped" ? "(stopped)" : "(" + d.reason + ")"));
-  on("error", (d) => ensure().problem(d.message || "Something went wrong."));
-  on("done", () => {
-    source.close();
-    if (bubble) bubble.done();
-    running.delete(runId);
-    if (localStorage.getItem(KEYS.run) === runId) localStorage.removeItem(KEYS.run);
-    updateStop();
-  });
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      // Refused (unknown or expired run, bad token): nothing more will come.
-      if (bubble) bubble.done();
-      running.delete(runId);
-      if (localStorage.getItem(KEYS.run) === runId) localStorage.removeItem(KEYS.run);
-      updateStop();
+    try {
+      for await (const event of sse(response)) {
+        run.lastId = Number(event.id) || run.lastId;
+        handle(run, event.event, JSON.parse(event.data || "{}"));
+        if (run.ended) return;
+      }
+    } catch (err) {
+      // The connection broke mid-stream: resume below.
     }
-  };
-  return source;
+    await reconnect(run);
+  }
+}
+
+async function reconnect(run) {
+  const before = boot;
+  const info = await waitForServer();
+  if (before !== null && info.boot !== before) {
+    run.restarted = true; // the old run log is gone; a replayed run starts again at 1
+    run.lastId = 0;
+  }
+}
+
+function end(run, problem) {
+  run.ended = true;
+  runs.delete(run.id);
+  if (problem) (run.bubble || (run.bubble = addAssistant("", run.id))).problem(problem);
+  if (run.bubble) run.bubble.done();
+  if (localStorage.getItem(KEYS.run) === run.id) localStorage.removeItem(KEYS.run);
+  updateStop();
+  loadConversations();
+}
+
+function handle(run, name, d) {
+  const ensure = () => (run.bubble = run.bubble || addAssistant("", run.id));
+  switch (name) {
+    case "turn_started":
+      run.started = true;
+      if (run.restarted && run.bubble) run.bubble.reset(); // a replay starts from scratch
+      ensure();
+      localStorage.setItem(KEYS.run, run.id);
+      updateStop();
+      break;
+    case "text_delta":
+      ensure().text += d.text;
+      run.bubble.render();
+      break;
+    case "reasoning_delta": {
+      const b = ensure();
+      if (!b.reasoning) {
+        const details = document.createElement("details");
+        details.innerHTML = "<summary>Thinking</summary>";
+        b.reasoning = document.createElement("div");
+        b.reasoning.className = "reasoning";
+        details.appendChild(b.reasoning);
+        b.tools.before(details);
+      }
+      b.reasoning.textContent += d.text;
+      break;
+    }
+    case "tool_started":
+      addToolCall(ensure(), d.call_id, d.name, d.arguments);
+      break;
+    case "tool_finished": {
+      const call = ensure().calls.get(d.call_id);
+      if (call) finishToolCall(call, d.result, d.error);
+      break;
+    }
+    case "notice":
+      addNote(d.text);
+      break;
+    case "turn_finished": {
+      const b = ensure();
+      if (run.resumed && run.known && d.text.trim() === run.known.trim()) {
+        b.div.remove(); // the history already shows this reply
+        run.bubble = null;
+        break;
+      }
+      b.text = d.text;
+      b.render();
+      break;
+    }
+    case "turn_aborted":
+      if (d.reason === "shutdown") ensure().problem("Interrupted: picobot is restarting; this reply continues when it is back.", "stopped");
+      else ensure().problem(d.reason === "stopped" ? "Stopped" : "Stopped (" + d.reason + ")", "stopped");
+      break;
+    case "error":
+      ensure().problem(d.message || "Something went wrong.");
+      break;
+    case "done":
+      end(run, null);
+      break;
+  }
+}
+
+// -- sending ----------------------------------------------------------------------------------------
+function currentSession() {
+  return localStorage.getItem(KEYS.session) || undefined;
 }
 
 async function post(text) {
-  const session = localStorage.getItem(KEYS.session) || undefined;
   const result = await api("/api/messages", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text, session }),
+    body: JSON.stringify({ text, session: currentSession() }),
   });
   localStorage.setItem(KEYS.session, result.session);
-  watch(result.run_id);
+  return result;
 }
 
 async function send(text) {
   if (!text.trim()) return;
+  if (text.trim() === "/stop") return stop(); // one "Stopped" marker, on the reply it stopped
   showStatus("");
-  addUser(text);
+  const bubble = addUser(text);
+  setDraft("");
   try {
-    await post(text);
+    const result = await post(text);
+    watch(result.run_id);
+    loadConversations();
   } catch (err) {
-    showStatus(err.message);
+    // Not sent: the text goes back into the box, nothing is lost.
+    bubble.remove();
+    setDraft(input.value ? text + "\n" + input.value : text);
+    if (err instanceof Offline) {
+      showStatus("Not sent: picobot is unreachable. Your message is back in the box.");
+      waitForServer().then(() => showStatus("Reconnected: press Enter to send your message."));
+    } else {
+      showStatus(err.message);
+    }
   }
 }
 
+function stop() {
+  showStatus("");
+  if (![...runs.values()].some((r) => r.started)) return;
+  post("/stop").catch((err) => showStatus(err.message)); // its own reply is not shown
+}
+
+function setDraft(text) {
+  input.value = text;
+  localStorage.setItem(KEYS.draft, text);
+}
+
+function forgetRuns() {
+  for (const run of runs.values()) run.ended = true;
+  runs.clear();
+  localStorage.removeItem(KEYS.run);
+  updateStop();
+}
+
+function newChat() {
+  forgetRuns();
+  localStorage.removeItem(KEYS.session);
+  messages.replaceChildren();
+  showStatus("");
+  loadConversations();
+  input.focus();
+}
+
+function openConversation(id) {
+  forgetRuns();
+  localStorage.setItem(KEYS.session, id);
+  messages.replaceChildren();
+  document.body.classList.remove("show-sidebar");
+  $("menu").setAttribute("aria-expanded", "false");
+  loadHistory().then(loadConversations);
+  input.focus();
+}
+
 async function loadHistory() {
-  const session = localStorage.getItem(KEYS.session);
+  const session = currentSession();
   if (!session) return;
   let past = [];
   try {
@@ -304,10 +274,24 @@ async function loadHistory() {
     showStatus(err.message);
     return;
   }
+  let pending = null; // tool calls wait for the reply they belong to
   for (const m of past) {
-    if (m.role === "user") addUser(m.text);
-    else addAssistant(m.text).done();
+    if (m.role === "user") {
+      addUser(m.text, { note: m.note });
+      pending = null;
+    } else if (m.role === "tool") {
+      pending = pending || addAssistant("");
+      finishToolCall(addToolCall(pending, "", m.name, m.arguments), m.text, m.error);
+    } else {
+      const bubble = pending || addAssistant("");
+      bubble.text = m.text;
+      renderInto(bubble.body, m.text);
+      bubble.done();
+      pending = null;
+    }
   }
+  if (pending) pending.done();
+  scrollDown();
   const runId = localStorage.getItem(KEYS.run);
   if (runId) {
     // A reply was streaming when the page was left: pick it up from the run's log.
@@ -317,11 +301,16 @@ async function loadHistory() {
 }
 
 // -- wiring ---------------------------------------------------------------------------------------
+initConversations({
+  current: currentSession,
+  open: openConversation,
+  deleted: newChat,
+  problem: showStatus,
+});
+
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
-  const text = input.value;
-  input.value = "";
-  send(text);
+  send(input.value);
 });
 
 input.addEventListener("keydown", (e) => {
@@ -331,20 +320,30 @@ input.addEventListener("keydown", (e) => {
   }
 });
 
-stopButton.addEventListener("click", () => {
-  showStatus("");
-  post("/stop").catch((err) => showStatus(err.message));
+input.addEventListener("input", () => localStorage.setItem(KEYS.draft, input.value));
+
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape" && !stopButton.disabled) {
+    e.preventDefault();
+    stop();
+  }
 });
 
-$("new-chat").addEventListener("click", () => {
-  for (const source of running.values()) source.close();
-  running.clear();
-  updateStop();
-  localStorage.removeItem(KEYS.session);
-  localStorage.removeItem(KEYS.run);
-  messages.replaceChildren();
-  showStatus("");
-  input.focus();
+stopButton.addEventListener("click", stop);
+$("new-chat").addEventListener("click", newChat);
+$("menu").addEventListener("click", () => {
+  const open = document.body.classList.toggle("show-sidebar");
+  $("menu").setAttribute("aria-expanded", String(open));
 });
 
-loadHistory();
+(async function start() {
+  input.value = localStorage.getItem(KEYS.draft) || "";
+  try {
+    showInfo(await api("/api/info"));
+  } catch (err) {
+    if (err instanceof Offline) waitForServer();
+    else showStatus(err.message);
+  }
+  loadConversations();
+  loadHistory();
+})();

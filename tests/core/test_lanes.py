@@ -1,0 +1,73 @@
+"""Lanes hold only their head messages in memory; the rest wait in the outbox, in order."""
+
+import asyncio
+from pathlib import Path
+
+from picobot.core.messages import Kind, OutboundMessage
+from picobot.outbound.door import DispatchSettings, Outbound
+from picobot.storage.outbox import Outbox
+from tests.fakes.memory_channel import MemoryChannel
+
+SPILL = 4
+
+
+def sent_texts(channel: MemoryChannel, chat: str) -> list[str]:
+    return [text for op, c, text in channel.calls if op == "send" and c == chat]
+
+
+async def test_a_backed_up_lane_keeps_only_its_head_in_memory(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    channel.hold["c"] = asyncio.Event()  # the platform does not answer this chat yet
+    texts = [f"reply {i}" for i in range(50)]
+    async with Outbox.in_dir(tmp_path) as box:
+        outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=SPILL), outbox=box)
+        futures = [await outbound.post(OutboundMessage("memory", "c", t)) for t in texts]
+        await outbound.post(OutboundMessage("memory", "other", "not held up"))
+        await channel.wait_for(lambda: sent_texts(channel, "other") == ["not held up"])
+        stats = outbound.statistics()
+        assert stats["queued"] == 49  # and one in flight, waiting for the platform
+        assert stats["in_memory"] <= SPILL
+        held_up = [p for p in await box.pending() if p.message.chat_id == "c"]
+        assert len(held_up) == 50  # all of them on disk
+        channel.hold["c"].set()
+        await channel.wait_for(lambda: len(sent_texts(channel, "c")) == 50)
+        assert sent_texts(channel, "c") == texts  # in order, each once
+        assert [len(await f) for f in futures] == [1] * 50  # waiters still hear back
+        assert await box.pending() == []
+        await outbound.aclose()
+
+
+async def test_messages_that_are_not_durable_keep_their_place(tmp_path: Path) -> None:
+    channel = MemoryChannel()
+    channel.hold["c"] = asyncio.Event()
+    async with Outbox.in_dir(tmp_path) as box:
+        outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=2), outbox=box)
+        for i in range(6):
+            await outbound.post(OutboundMessage("memory", "c", f"a{i}"))
+        # A live update (not durable) between two runs of durable replies, then more replies.
+        await outbound.post(OutboundMessage("memory", "c", "live", plain=True))
+        for i in range(3):
+            await outbound.post(OutboundMessage("memory", "c", f"b{i}"))
+        await outbound.post(OutboundMessage("memory", "c", "", kind=Kind.DONE))
+        channel.hold["c"].set()
+        await channel.wait_for(lambda: len(sent_texts(channel, "c")) == 10)
+        assert sent_texts(channel, "c") == [*(f"a{i}" for i in range(6)), "live"] + [
+            f"b{i}" for i in range(3)
+        ]
+        await outbound.aclose()
+
+
+async def test_a_restart_reads_pending_replies_back_as_the_lane_goes(tmp_path: Path) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        for i in range(30):
+            await box.add(OutboundMessage("memory", f"chat{i % 3}", f"pending {i}"))
+    channel = MemoryChannel()
+    async with Outbox.in_dir(tmp_path) as box:
+        outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=SPILL), outbox=box)
+        assert await outbound.resume() == 30
+        assert outbound.statistics()["in_memory"] == 0  # nothing loaded up front
+        assert await outbound.drain(10)
+        for chat in range(3):
+            expected = [f"pending {i}" for i in range(30) if i % 3 == chat]
+            assert sent_texts(channel, f"chat{chat}") == expected
+        await outbound.aclose()
