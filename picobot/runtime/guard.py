@@ -2,9 +2,9 @@
 
 - ``Host`` must be a name this server is meant to answer to (loopback names, the bound address,
   ``http.allowed_hosts``): a page on another site cannot reach us through DNS rebinding.
-- A state-changing ``/api/*`` call must be ``application/json`` and, when the browser says
-  where it comes from (``Origin``), come from this server's own origin: a form or a
-  ``text/plain`` fetch from another site is refused (CSRF).
+- A state-changing ``/api/*`` call must, when the browser says where it comes from
+  (``Origin``), come from this server's own origin, and a POST must be ``application/json``:
+  a form or a ``text/plain`` fetch from another site is refused (CSRF).
 - With ``channels.web.token`` set, every ``/api/*`` call (the web chat's and ``/api/status``)
   needs it, whatever channels are enabled. Without one the server is on loopback (the config
   refuses anything else).
@@ -120,7 +120,9 @@ def _refusal(access: Access, request: web.Request) -> web.Response | None:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             return error(403, "cross-origin request refused")
-        if request.content_type != "application/json":
+        # Only a POST can come from another site without a CORS preflight (which we never
+        # grant), and only as a form or text/plain: JSON it must be.
+        if request.method == "POST" and request.content_type != "application/json":
             return error(415, "Content-Type must be application/json")
     if api and not access.token_ok(request):
         return error(401, "a valid token is required")
