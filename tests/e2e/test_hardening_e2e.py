@@ -136,7 +136,7 @@ async def test_a_deleted_data_dir_makes_the_daemon_not_ready_and_says_so_once(
 async def test_a_full_disk_answers_503_is_not_ready_and_half_writes_no_turn(
     tmp_path: Path,
 ) -> None:
-    async with running(web_config(tmp_path), "0.2") as bot, aiohttp.ClientSession() as http:
+    async with running(web_config(tmp_path), "0.05") as bot, aiohttp.ClientSession() as http:
         base = await web_daemon(bot)
         assert bot.proc is not None
         code, accepted = await post(http, base, "hello")
