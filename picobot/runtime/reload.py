@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from picobot.config import Config, secrets
+from picobot.config import ChannelConfig, Config, secrets
 from picobot.core.errors import ConfigError
 from picobot.inbound.intake import Intake, policies
 from picobot.runtime.logs import add_secrets
@@ -60,7 +60,9 @@ async def apply(
         before, after = getattr(old.channels, name), getattr(new.channels, name)
         if before == after:
             continue
-        if before.enabled == after.enabled and _same_but_policy(before, after):
+        # The web chat applies its own rates (`channels.web.inbound_rate`): it is restarted.
+        policy_only = isinstance(before, ChannelConfig) and _same_but_policy(before, after)
+        if before.enabled == after.enabled and policy_only:
             applied.append(f"{name}: intake policy updated")
             continue
         await supervisor.replace(name, after)

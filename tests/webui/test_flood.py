@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from picobot.config import parse_config
 from tests.webui.conftest import StartDaemon
 
 
@@ -29,3 +32,14 @@ async def test_new_sessions_from_one_address_are_limited_too(start_daemon: Start
         async with d.http.post(d.base + "/api/messages", json=body) as r:
             assert r.status == 429
             assert "from this address" in (await r.json())["error"]
+
+
+async def test_a_reload_applies_new_web_rates(start_daemon: StartDaemon, tmp_path: Path) -> None:
+    async with start_daemon() as d:
+        data = {"http": {"port": 0}, "data_dir": str(tmp_path), "channels": {"web": {}}}
+        data["channels"]["web"] = {"inbound_rate": 2}
+        await d.daemon.reload(parse_config(data, env={}))
+        for _ in range(2):
+            await d.post("hi", session="s")
+        async with d.http.post(d.base + "/api/messages", json={"text": "x", "session": "s"}) as r:
+            assert r.status == 429
