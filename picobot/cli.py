@@ -112,6 +112,15 @@ def _format_status(data: dict[str, Any]) -> str:
     )
     for letter in outbox.get("dead_letters", []):
         lines.append(f"  dead: {letter['channel']}:{letter['chat_id']}: {letter['error']}")
+    servers = data.get("mcp") or {}
+    lines.append("mcp servers:" if servers else "mcp servers: none")
+    for name, server in servers.items():
+        tools = len(server.get("tools") or [])
+        error = f" ({server['error']})" if server.get("error") else ""
+        lines.append(f"  {name}: {server.get('state')}, {tools} tools{error}")
+    schedule = data.get("schedule")
+    if schedule is not None:
+        lines.append(f"schedule: {schedule.get('entries', 0)} entries")
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -34,6 +35,12 @@ DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
 DEFAULT_ADDRESS_RATE = 30  # web chat messages per client address per minute
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
+# Every tool name `agent.tools` may list; `picobot check` and `run` refuse any other.
+KNOWN_TOOLS = ("time", "message", "schedule", "fetch")
+DEFAULT_MCP_TIMEOUT = 30.0
+DEFAULT_SCHEDULE_GRACE = 3600.0
+DEFAULT_MAX_PER_CHAT = 50
+_MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
 # An empty value (e.g. from ``${TOKEN:-}``) means "not set".
@@ -76,7 +83,68 @@ class AgentConfig(_Model):
     max_history_messages: int = Field(40, ge=2)
     max_parallel_turns: int = Field(4, ge=1)
     steering_mode: Literal["one-at-a-time", "all"] = "one-at-a-time"
-    tools: tuple[str, ...] = ("time", "message")
+    tools: tuple[str, ...] = ("time", "message", "schedule")
+    timezone: str | None = None  # IANA name for cron schedules; None: the host's
+
+    @model_validator(mode="after")
+    def _check(self) -> AgentConfig:
+        for name in self.tools:
+            if name not in KNOWN_TOOLS:
+                known = ", ".join(KNOWN_TOOLS)
+                raise ValueError(f"tools: unknown tool {name!r} (available: {known})")
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"timezone: unknown timezone {self.timezone!r}; use an IANA name like"
+                    " Europe/Paris"
+                ) from None
+        return self
+
+
+class McpServerConfig(_Model):
+    """One MCP server: a child process (`command`) or a streamable-HTTP endpoint (`url`)."""
+
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = {}
+    url: str | None = None
+    headers: dict[str, SecretStr] = {}
+    tools: tuple[str, ...] | None = None  # allow-list of the server's tool names; None: all
+    timeout: float = Field(DEFAULT_MCP_TIMEOUT, gt=0)  # seconds per tool call
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("command: set exactly one of command (stdio) or url (HTTP)")
+        if self.command is not None and not (self.command and self.command[0]):
+            raise ValueError("command: must name a program")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url: must start with http:// or https://")
+        return self
+
+
+class McpConfig(_Model):
+    servers: dict[str, McpServerConfig] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> McpConfig:
+        for name in self.servers:
+            if not _MCP_NAME.match(name):
+                raise ValueError(
+                    f"servers: invalid server name {name!r} (letters, digits, _ and -; 1-32)"
+                )
+        return self
+
+
+class ScheduleConfig(_Model):
+    grace: float = Field(DEFAULT_SCHEDULE_GRACE, ge=0)  # seconds late an entry may still fire
+    max_per_chat: int = Field(DEFAULT_MAX_PER_CHAT, ge=1)
+
+
+class FetchConfig(_Model):
+    allow_private: bool = False  # loopback, private and link-local addresses (SSRF guard)
 
 
 class DispatchConfig(_Model):
@@ -196,6 +264,9 @@ class Config(_Model):
     agent: AgentConfig = AgentConfig()
     dispatch: DispatchConfig = DispatchConfig()
     channels: ChannelsConfig = ChannelsConfig()
+    mcp: McpConfig = McpConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    fetch: FetchConfig = FetchConfig()
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -385,7 +456,9 @@ def summary(config: Config) -> str:
     model = "demo (offline)" if config.llm.provider == "demo" else config.llm.model
     return (
         f"channels: {', '.join(enabled) or 'none'}; llm: {model}; "
-        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}"
+        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}; "
+        f"tools: {', '.join(config.agent.tools) or 'none'}"
+        + (f"; mcp: {', '.join(config.mcp.servers)}" if config.mcp.servers else "")
     )
 
 
@@ -398,4 +471,10 @@ def secrets(config: BaseModel) -> list[str]:
             found.append(value.get_secret_value())
         elif isinstance(value, BaseModel):
             found += secrets(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, SecretStr):
+                    found.append(item.get_secret_value())
+                elif isinstance(item, BaseModel):
+                    found += secrets(item)
     return found

@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from picobot.core.messages import InboundMessage
 
 log = logging.getLogger("picobot.agent")
 
@@ -20,13 +23,17 @@ COMMANDS = {
     "reset": "new",
     "stop": "stop",
     "status": "status",
+    "reminders": "reminders",
+    "cancel": "cancel",
 }
 
 HELP = (
     "Commands:\n"
     "/new — start a new conversation (also /reset)\n"
     "/stop — stop the current answer and drop waiting messages\n"
-    "/status — model, conversation length, waiting messages\n"
+    "/status — model, tools, conversation length, waiting messages\n"
+    "/reminders — this chat's reminders and scheduled messages\n"
+    "/cancel ID — cancel one of them\n"
     "/help — this list\n\n"
     "Messages sent while I am answering are added to the current answer."
 )
@@ -34,7 +41,7 @@ HELP = (
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    name: str  # canonical: "help", "new", "stop" or "status"
+    name: str  # canonical: a value of COMMANDS
     args: str = ""
 
 
@@ -49,8 +56,21 @@ def parse_command(text: str) -> Command | None:
     return Command(name, (match.group(2) or "").strip())
 
 
+class Reminders(Protocol):
+    """What `/reminders` and `/cancel ID` need (the scheduler); `chat` is "channel:chat_id"."""
+
+    async def reminders_text(self, chat: str) -> str: ...
+
+    async def cancel_text(self, chat: str, arg: str) -> str: ...
+
+
 class Commandable(Protocol):
     """What the commands need of the agent."""
+
+    @property
+    def reminders(self) -> Reminders | None: ...
+
+    def tool_names(self) -> list[str]: ...
 
     @property
     def model_name(self) -> str: ...
@@ -69,8 +89,18 @@ class Commandable(Protocol):
     def is_running(self, session: str) -> bool: ...
 
 
-async def run_command(agent: Commandable, session: str, command: Command) -> str:
+async def run_command(
+    agent: Commandable, session: str, command: Command, inbound: InboundMessage | None = None
+) -> str:
     """Run a slash command in `session`; returns the reply for the user."""
+    if command.name in ("reminders", "cancel"):
+        reminders = agent.reminders
+        if reminders is None:
+            return "Reminders are not available here."
+        chat = f"{inbound.channel}:{inbound.chat_id}" if inbound is not None else session
+        if command.name == "reminders":
+            return await reminders.reminders_text(chat)
+        return await reminders.cancel_text(chat, command.args)
     if command.name == "stop":
         stopped = await agent.stop(session)
         log.info("/stop in %s: %s", session, "stopped" if stopped else "nothing to stop")
@@ -83,6 +113,7 @@ async def run_command(agent: Commandable, session: str, command: Command) -> str
         count = await agent.count(session)
         return (
             f"Model: {agent.model_name}\n"
+            f"Tools: {', '.join(agent.tool_names()) or 'none'}\n"
             f"Conversation: {count} messages (keeps the last {agent.history_limit})\n"
             f"Waiting messages: {agent.queued(session)}\n"
             f"State: {'answering' if agent.is_running(session) else 'idle'}"

@@ -25,6 +25,25 @@ SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 Emit = Callable[[ev.RunEvent], None]
 
 
+IMAGE_DROPPED = "[an image from a tool; not kept in the history]"
+
+
+def for_history(messages: list[Message]) -> list[Message]:
+    """`messages` as the session store keeps them: tool images (megabytes of base64 each)
+    are seen by the model in their turn only, then replaced by a note."""
+    kept: list[Message] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [
+                {"type": "text", "text": IMAGE_DROPPED} if p.get("type") == "image_url" else p
+                for p in content
+            ]
+            message = {**message, "content": parts}
+        kept.append(message)
+    return kept
+
+
 def inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
     """Steering messages join the turn as user messages."""
     for item in items:
@@ -123,13 +142,17 @@ class Conversation:
         return text
 
     async def _run_tools(self, calls: list[ToolCall], turn: list[Message]) -> None:
-        """One after another; queued steering skips the rest."""
+        """One after another; queued steering skips the rest.
+
+        Images from tool results follow the tool messages as one user message: Chat
+        Completions tool messages carry text only."""
+        images: list[str] = []
         for i, call in enumerate(calls):
             if i and self.steering:
                 turn += [
                     {"role": "tool", "tool_call_id": c.id, "content": SKIPPED} for c in calls[i:]
                 ]
-                return
+                break
             try:
                 args = parse_arguments(call.arguments)
             except ToolError:
@@ -137,4 +160,9 @@ class Conversation:
             self.emit(ev.ToolStarted(call.id, call.name, args))
             result = await self.tools.call(call.name, call.arguments, self.ctx)
             turn.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+            images += result.images
             self.emit(ev.ToolFinished(call.id, call.name, result.content, result.error))
+        if images:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": "Images from the tools:"}]
+            parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+            turn.append({"role": "user", "content": parts})

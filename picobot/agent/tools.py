@@ -36,7 +36,19 @@ class ToolContext:
     publish: Publish | None = None
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[str]]
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a call returns to the model. `images` (data: or https: URLs) go to the model as
+    `image_url` parts of a user message after the tool messages (those carry text only)."""
+
+    content: str
+    error: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+
+
+# A handler returns text, or a `ToolResult` to mark an error or attach images.
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable["str | ToolResult"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +70,6 @@ class Tool:
                 "parameters": dict(self.parameters),
             },
         }
-
-
-@dataclass(frozen=True, slots=True)
-class ToolResult:
-    content: str
-    error: bool = False
-    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_arguments(text: str) -> dict[str, Any]:
@@ -98,6 +103,10 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is already registered")
         self._tools[tool.name] = tool
+
+    def unregister(self, name: str) -> None:
+        """Remove a tool (e.g. an MCP server's, when the server goes away); no error if absent."""
+        self._tools.pop(name, None)
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -138,15 +147,17 @@ class ToolRegistry:
             missing = [r for r in tool.parameters.get("required", ()) if r not in args]
             if missing:
                 raise ToolError(f"missing required argument(s): {', '.join(missing)}")
-            content = await tool.handler(args, ctx)
+            output = await tool.handler(args, ctx)
         except ToolError as exc:
             return ToolResult(f"Error: {exc}", error=True)
         except Exception as exc:  # a buggy tool must not end the turn
             log.warning("tool %s failed: %r", name, exc, exc_info=True)
             return ToolResult(f"Error: {type(exc).__name__}: {exc}", error=True)
+        result = output if isinstance(output, ToolResult) else ToolResult(output)
+        content = result.content
         if len(content) > MAX_RESULT_CHARS:
             content = content[:MAX_RESULT_CHARS] + "\n[result truncated]"
-        return ToolResult(content, arguments=args)
+        return ToolResult(content, result.error, args, result.images)
 
 
 # -- built-in tools ------------------------------------------------------------------------
@@ -206,8 +217,13 @@ def message_tool() -> Tool:
 
 
 def builtin_tools() -> ToolRegistry:
-    """Every built-in tool; `select()` the enabled ones."""
-    return ToolRegistry([time_tool(), message_tool()])
+    """Every built-in tool, without a daemon (`schedule` refuses then); `select()` the
+    enabled ones. The daemon builds its own with a scheduler (see `agent.abilities`)."""
+    # Imported here: these modules import this one.
+    from picobot.agent.fetch import fetch_tool
+    from picobot.agent.schedule.tool import schedule_tool
+
+    return ToolRegistry([time_tool(), message_tool(), schedule_tool(None), fetch_tool()])
 
 
 def default_tools(enabled: Iterable[str]) -> ToolRegistry:

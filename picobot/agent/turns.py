@@ -11,7 +11,6 @@ aborted or failed turn leaves the history exactly as it was when the turn began.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -19,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from picobot.agent.commands import Command, parse_command, run_command
-from picobot.agent.conversation import Conversation, Emit, inject
+from picobot.agent.commands import Command, Reminders, parse_command, run_command
+from picobot.agent.conversation import Conversation, Emit, for_history, inject
 from picobot.agent.llm import LLM, LLMError
 from picobot.agent.registry import Session, SessionRegistry, Turn
 from picobot.agent.steering import Queued
@@ -29,6 +28,7 @@ from picobot.config import AgentConfig
 from picobot.core import events as ev
 from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, Message, new_id
+from picobot.core.tasks import cancel_and_wait
 from picobot.storage.sessions import SessionStore, trim_history, visible_history
 
 log = logging.getLogger("picobot.agent")
@@ -53,8 +53,12 @@ class Agent:
         data_dir: str | Path | None = None,
         store: SessionStore | None = None,
         tools: ToolRegistry | None = None,
+        reminders: Reminders | None = None,
     ) -> None:
-        """:raises ConfigError: if `config.tools` names an unknown tool."""
+        """:raises ConfigError: if `config.tools` names an unknown tool.
+
+        `reminders` (the scheduler) answers `/reminders` and `/cancel ID`."""
+        self._reminders = reminders
         self.llm = llm
         self.config = config or AgentConfig()
         if store is None:
@@ -106,7 +110,7 @@ class Agent:
         """
         command = parse_command(text)
         if command is not None:
-            return self._command_events(session, command, text)
+            return self._command_events(session, command, text, inbound)
         return self._run(session, text, (), ToolContext(session, inbound, publish), True)
 
     def run_followup(
@@ -146,9 +150,7 @@ class Agent:
                     return
         finally:
             if not task.done():
-                task.cancel()  # the caller went away: abort
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await cancel_and_wait(task)  # the caller went away: abort
 
     async def _turn(
         self,
@@ -173,7 +175,9 @@ class Agent:
                     self.llm, self.tools, self.config, state.steering, ctx, emit
                 )
                 reply = await conversation.run(history, messages, poll_first)
-                await self.store.append(state.key, messages, keep=self.config.max_history_messages)
+                await self.store.append(
+                    state.key, for_history(messages), keep=self.config.max_history_messages
+                )
             log.info(
                 "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
                 *(state.key, time.monotonic() - started, *conversation.tokens),
@@ -237,11 +241,19 @@ class Agent:
         """The conversation as the user saw it, oldest first (see `visible_history`)."""
         return visible_history(await self.store.transcript(session))
 
+    @property
+    def reminders(self) -> Reminders | None:
+        return self._reminders
+
+    def tool_names(self) -> list[str]:
+        """The tools offered now (MCP servers' tools come and go)."""
+        return self.tools.names()
+
     async def _command_events(
-        self, session: str, command: Command, text: str
+        self, session: str, command: Command, text: str, inbound: InboundMessage | None
     ) -> AsyncIterator[ev.RunEvent]:
         yield ev.TurnStarted(new_id(), session)
-        reply = await run_command(self, session, command)
+        reply = await run_command(self, session, command, inbound)
         if command.name != "stop":  # kept for the user's history (the model never sees it)
             note = [
                 {"role": "user", "content": text.strip()},

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from picobot.core.channel import Channel
 from picobot.core.messages import Kind, OutboundMessage
+from picobot.core.tasks import cancel_and_wait
 from picobot.outbound.delivery import Delivery, DispatchSettings
 from picobot.outbound.lanes import Job, Lanes
 from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, Placeholders
@@ -151,8 +152,6 @@ class Outbound:
     async def aclose(self) -> None:
         """Cancel lanes, the janitor and typing indicators; undelivered futures are cancelled."""
         if self._janitor is not None:
-            self._janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+            await cancel_and_wait(self._janitor)
         await self._lanes.aclose()
         await self.placeholders.aclose()

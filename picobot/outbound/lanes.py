@@ -11,7 +11,6 @@ first, when it gets to them (a `Spilled` entry counts them); so do the replies a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections import deque
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from picobot.core import metrics
 from picobot.core.errors import ChannelError
 from picobot.core.messages import OutboundMessage
+from picobot.core.tasks import cancel_and_wait
 
 log = logging.getLogger("picobot.dispatch")
 
@@ -242,11 +242,7 @@ class Lanes:
     async def aclose(self) -> None:
         """Cancel every lane; the futures of undelivered jobs are cancelled."""
         tasks = [lane.task for lane in self._lanes.values()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         self._lanes.clear()
         for future in list(self._waiting.values()):
             future.cancel()

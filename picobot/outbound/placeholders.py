@@ -8,7 +8,6 @@ placeholder's message id), the first reply chunk `take()`s the placeholder to ed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from picobot.core.channel import Channel
 from picobot.core.errors import ChannelError
 from picobot.core.messages import OutboundMessage
+from picobot.core.tasks import cancel_and_wait
 from picobot.text.render import render
 
 if TYPE_CHECKING:
@@ -118,9 +118,7 @@ class Placeholders:
         for entry in self._entries.values():
             entry.stop_typing()
         self._entries.clear()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
 
 
 async def _keep_typing(channel: Channel, chat_id: str, thread: str | None) -> None:

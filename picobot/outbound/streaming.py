@@ -24,6 +24,7 @@ from picobot.core import events as ev
 from picobot.core.channel import Capabilities
 from picobot.core.errors import ChannelError
 from picobot.core.messages import Deliver, InboundMessage, Kind, OutboundMessage, reply_to
+from picobot.core.tasks import cancel_and_wait
 from picobot.text.chunks import measure_for, render_chunks
 from picobot.text.render import Rendered
 from picobot.text.split import split_pieces
@@ -106,18 +107,18 @@ class StreamingReply:
             if self.tool_progress:
                 self._progress.append(_tool_line(event))
         elif isinstance(event, ev.TurnFinished):
-            await self._end(self._body.text)
+            await self._end()
         elif isinstance(event, ev.TurnFailed):
-            await self._end(self._with_note(event.message))
+            await self._end(note=event.message)
         elif isinstance(event, ev.TurnAborted) and event.reason == ev.SHUTDOWN:
             self._shutdown = True
-            await self._end("")  # send nothing: the turn runs again after the restart
+            await self._end(send=False)  # the turn runs again after the restart
         elif isinstance(event, ev.TurnAborted):
-            await self._end(self._with_note(STOPPED_NOTE))
+            await self._end(note=STOPPED_NOTE)
 
     async def finish(self) -> None:
         if not self._ended:  # the turn ended without a verdict (cancelled): keep what was shown
-            await self._end(self._body.text)
+            await self._end()
         if not self._shutdown:  # at shutdown the placeholder stays for the rerun to edit
             with contextlib.suppress(ChannelError):
                 await self.submit(reply_to(self.inbound, "", kind=Kind.DONE))
@@ -189,17 +190,18 @@ class StreamingReply:
         self._body.text = last.reopen + self._body.text[last.start :]
         self._shown, self._shown_as = "", None
 
-    async def _end(self, final: str) -> None:
-        """Stop the timer and show exactly `final`, rendered, once."""
+    async def _end(self, *, note: str | None = None, send: bool = True) -> None:
+        """Stop the timer and show the whole reply (with `note`), rendered, once."""
         if self._ended:
             return
         self._ended = True
         if self._loop is not None:
             async with self._flushing:  # let a flush in flight land, so its message id is known
                 self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        if not final.strip():
+            await cancel_and_wait(self._loop)
+        # Only now: a freeze in flight moved part of the text into messages of its own.
+        final = self._with_note(note) if note is not None else self._body.text
+        if not send or not final.strip():
             return
         edit_of = None if self._fallback else self._message_id
         if edit_of is not None and _unchanged(final, self.caps, self._shown_as):

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 import channels as channel_registry
+from picobot.agent.abilities import Abilities, agent_answer
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
@@ -32,6 +33,7 @@ from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, Wr
 from picobot.core.errors import ConfigError
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
+from picobot.core.tasks import cancel_and_wait
 from picobot.inbound.intake import Intake, policies
 from picobot.outbound.door import DispatchSettings, Outbound
 from picobot.outbound.streaming import PieceReply, StreamingReply
@@ -57,6 +59,7 @@ from picobot.storage.sessions import SessionStore
 log = logging.getLogger("picobot")
 
 STORAGE_CHECK_SECONDS = 2.0  # how often data_dir is checked (deleted? writable again?)
+FORCE_CLOSE_SECONDS = 2.0  # each resource a forced exit closes gets this long
 
 
 def make_llm(config: Config) -> LLM:
@@ -105,8 +108,19 @@ class Daemon:
         self.intake = Intake(
             self.inbound, self.outbound.post, policies(config), seen=self.outbox.seen
         )
-        store = SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote)
-        self.agent = Agent(llm or make_llm(config), config.agent, store=store)
+        # Tools, reminders and MCP servers; they reach the chats only through these callables.
+        self.abilities = Abilities(
+            config,
+            deliver=self.outbound.post,
+            run_turn=lambda session, text: agent_answer(self.agent, session, text),
+        )
+        self.agent = Agent(
+            llm or make_llm(config),
+            config.agent,
+            store=SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote),
+            tools=self.abilities.tools,
+            reminders=self.abilities.scheduler,
+        )
         self.agent_loop = AgentLoop(
             self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
@@ -190,6 +204,9 @@ class Daemon:
         stack.push_async_callback(self.agent.aclose)
         await self.outbox.open()
         stack.push_async_callback(self.outbox.aclose)
+        await self.abilities.open()
+        stack.push_async_callback(self.abilities.aclose)  # MCP servers (children) stop here
+        self.abilities.start_mcp()  # in the background: a slow or broken server blocks nothing
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             self.supervisor.create(name, getattr(self.config.channels, name))
@@ -216,6 +233,7 @@ class Daemon:
         unfinished = await self.outbox.unfinished()
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
         await self._recover(unfinished)
+        self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
         log.info("ready: %s", self.supervisor.summary_line())
         if self.config.channels.web.enabled:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
@@ -244,6 +262,7 @@ class Daemon:
             expected=lambda: self.config.channels.enabled(),
             access=Access.of(self.config),  # fixed for this run: a reload cannot widen it
             storage=self.data_dir.problem,
+            detail=lambda: {"mcp": self.abilities.mcp.status()},
         )
         limit = self.connection_limit
         limit.fit(raise_fd_limit())
@@ -293,6 +312,7 @@ class Daemon:
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
             },
+            **await self.abilities.status(),  # "mcp": {NAME: {state, tools, error}}, "schedule"
         }
 
     def summary_line(self) -> str:
@@ -304,9 +324,10 @@ class Daemon:
     async def reload(self, new: Config) -> list[str]:
         """Apply `new` without a restart where possible (see `picobot.runtime.reload.apply`)."""
         async with self._reload_lock:
-            applied, self.config = await reload.apply(
-                self.config, new, self.supervisor, self.intake
-            )
+            old = self.config
+            applied, self.config = await reload.apply(old, new, self.supervisor, self.intake)
+            if old.mcp != new.mcp:  # MCP servers whose config changed are restarted
+                applied += await self.abilities.reload(new)
             return applied
 
     async def reload_file(self, path: str | Path) -> bool:
@@ -323,32 +344,32 @@ class Daemon:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    async def shutdown(self) -> None:
-        """Stop intake, finish turns and deliveries within `dispatch.drain_timeout`, close.
-        Cancelled mid-drain (a forced stop), it still closes: the databases, the server."""
-        try:
-            await self._drain()
-        finally:
-            await self._close()
+    async def force_close(self) -> None:
+        """A forced exit: no draining; child processes end, databases close (what they hold
+        stays recoverable: every write was committed when it returned)."""
+        for close in (self.abilities.aclose, self.agent.store.aclose, self.outbox.aclose):
+            try:
+                async with asyncio.timeout(FORCE_CLOSE_SECONDS):
+                    await close()
+            except Exception as exc:  # keep closing the rest
+                log.warning("forced exit: %s", exc)
 
-    async def _drain(self) -> None:
+    async def shutdown(self) -> None:
+        """Stop intake, finish turns and deliveries within `dispatch.drain_timeout`, close."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.dispatch.drain_timeout
         # Stop intake: channels stop fetching, new inbound messages are refused from now on.
         await self.supervisor.stop_intake()
         self.inbound.close()
+        await self.abilities.stop_scheduler()  # nothing new fires; a cut entry fires next run
         # Let running turns finish, within the drain timeout.
         await self.agent_loop.drain(self.config.dispatch.drain_timeout)
         # Deliver what the turns produced, with what is left of the timeout.
         if not await self.outbound.drain(max(0.0, deadline - loop.time())):
             log.warning("drain timeout: some outbound messages were not delivered")
-
-    async def _close(self) -> None:
         # Cancel what is left: the agent loop, then lanes (turns waiting on them end now).
         if self._agent_task is not None:
-            self._agent_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._agent_task
+            await cancel_and_wait(self._agent_task)
         await self.outbound.aclose()
         await self.agent_loop.drain(0)
         # Close channels, the HTTP server, the stores and the model client, in reverse.
@@ -405,8 +426,8 @@ async def run(
         if not forcing:
             daemon.stopped.set()
         elif main is not None and signals == 2:
-            exit_soon()  # should closing hang: the process goes anyway
-            main.cancel()  # skips the drain; shutdown still closes what holds data
+            exit_soon()  # should closing hang (a thread, a child): the process goes anyway
+            main.cancel()
 
     async def reload_config(path: str | Path) -> None:
         notifier.reloading()
@@ -446,10 +467,9 @@ async def run(
             # A reload half-way through starting a channel finishes before teardown.
             await asyncio.gather(*reloads, return_exceptions=True)
     except asyncio.CancelledError:
-        # Forced exit (a second signal) cut the shutdown short: still close the databases,
-        # whose worker threads would otherwise keep the process alive.
-        await daemon.agent.aclose()
-        await daemon.outbox.aclose()
+        # Forced exit (a second signal) cut the shutdown short: still end the MCP servers and
+        # close the databases, whose worker threads would otherwise keep the process alive.
+        await daemon.force_close()
         raise
     finally:
         loop.remove_signal_handler(signal.SIGHUP)

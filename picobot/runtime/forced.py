@@ -1,8 +1,8 @@
 """The backstop of a forced stop (a second SIGTERM/SIGINT).
 
-The daemon cancels its main task, which still closes the databases and the HTTP server on the
-way out; if anything hangs (a channel's stop, a worker thread), `exit_soon` ends the process
-anyway. What SQLite committed stays: WAL with synchronous=NORMAL survives a process exit, and
+The daemon cancels its main task, which still closes the databases and ends child processes
+on the way out (`Daemon.force_close`); if anything hangs all the same (a worker thread, the
+default executor), `exit_soon` ends the process anyway. What SQLite committed stays: WAL with synchronous=NORMAL survives a process exit, and
 a message whose turn did not finish is run again at the next start.
 """
 

@@ -24,14 +24,16 @@ def make_app(
     expected: Callable[[], Iterable[str]] = tuple,
     access: Access | None = None,
     storage: Callable[[], str | None] = lambda: None,
+    detail: Callable[[], Mapping[str, object]] = dict,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
     `expected()` names every enabled channel, so one that could not even be created (its
     library missing) still shows in /readyz as failing. A channel that `GuardsHttp` may
-    refuse any request by returning a response; it is asked on every request. `access` is checked
-    before anything (Host, CSRF, the token; see `picobot.runtime.guard`). `storage()` names
-    a problem with data_dir (e.g. deleted, disk full) that makes /readyz fail.
+    refuse any request by returning a response; it is asked on every request. `access` is
+    checked before anything (Host, CSRF, the token; see `picobot.runtime.guard`). `storage()`
+    names a problem with data_dir (deleted, disk full) that makes /readyz fail. `detail()`
+    adds keys to the /readyz body (the MCP servers' states) without deciding readiness.
     """
 
     @web.middleware
@@ -52,7 +54,12 @@ def make_app(
         states = {name: "unavailable" for name in expected() if name not in channels}
         states |= {name: ch.state.value for name, ch in channels.items()}
         failing = sorted(name for name in states if states[name] != "connected")
-        body: dict[str, object] = {"ready": not failing, "channels": states, "failing": failing}
+        body: dict[str, object] = {
+            "ready": not failing,
+            "channels": states,
+            "failing": failing,
+            **detail(),
+        }
         if (problem := storage()) is not None:
             failing.append("storage")
             body |= {"ready": False, "storage": problem}

@@ -22,7 +22,7 @@ log = logging.getLogger("picobot")
 
 POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
 # Sections a reload does not apply (they shape objects built once at startup).
-RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch")
+RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch", "schedule", "fetch")
 
 
 def check(old: Config, new: Config) -> None:

@@ -8,7 +8,6 @@ startup or shutdown; a replaced channel's retry task is cancelled before its suc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -19,6 +18,7 @@ from aiohttp import web
 from picobot.core.channel import Channel, ServesHttp, State
 from picobot.core.errors import TransientError
 from picobot.core.retry import backoff, retrying
+from picobot.core.tasks import cancel_and_wait
 
 log = logging.getLogger("picobot")
 
@@ -87,9 +87,7 @@ class ChannelSupervisor:
         """Stop `name` and forget it (its retry task first, so it cannot come back)."""
         retry = self._retries.pop(name, None)
         if retry is not None:
-            retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retry
+            await cancel_and_wait(retry)
         channel = self._channels.pop(name, None)
         if channel is None:
             return

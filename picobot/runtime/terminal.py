@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
 
+from picobot.agent.abilities import build_tools
 from picobot.agent.loop import Agent
 from picobot.config import Config
 from picobot.core import events as ev
@@ -57,7 +58,9 @@ async def _chat(config: Config, session: str | None) -> int:
 
     interactive = sys.stdin.isatty()
     key = session_key(session, interactive)
-    agent = Agent(make_llm(config), config.agent, data_dir=config.data_dir)
+    # Reminders need the daemon: here the `schedule` tool refuses, saying so.
+    tools = build_tools(config)
+    agent = Agent(make_llm(config), config.agent, data_dir=config.data_dir, tools=tools)
     try:
         await agent.open()
 

@@ -84,7 +84,11 @@ async def test_tool_call_round_trip(fake: FakeOpenAI, agent: Agent) -> None:
     assert second["messages"][2]["tool_calls"][0]["function"]["name"] == "time"
     assert second["messages"][3]["tool_call_id"] == started[0].call_id
     assert "+09:00" in second["messages"][3]["content"]
-    assert {t["function"]["name"] for t in fake.requests[0]["tools"]} == {"time", "message"}
+    assert {t["function"]["name"] for t in fake.requests[0]["tools"]} == {
+        "time",
+        "message",
+        "schedule",
+    }
     # Text before and after the tool call both survive, separated, in deltas and final text.
     assert events[-1] == ev.TurnFinished("Let me look.\n\nIt is late in Tokyo.")
     assert text_of(events) == "Let me look.\n\nIt is late in Tokyo."

@@ -59,6 +59,17 @@ def test_check_bad_config_exits_2_naming_the_key_without_secrets(tmp_path: Path)
     assert "TOPSECRET" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_and_run_refuse_an_unknown_tool_alike(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data_dir: {tmp_path}\nagent:\n  tools: [time, telepathy]\n")
+    result = picobot(command, "--config", str(path))
+    assert result.returncode == 2
+    assert "agent.tools: unknown tool 'telepathy' (available: time, message, schedule, fetch)" in (
+        result.stderr
+    )
+
+
 def test_chat_answers_piped_lines_and_exits_at_end_of_input() -> None:
     result = picobot("chat", stdin="hello there\nsecond line\n", env={"PICOBOT_CONFIG": ""})
     assert result.returncode == 0, result.stderr

@@ -192,3 +192,24 @@ async def test_shutdown_abort_sends_nothing_and_keeps_the_placeholder() -> None:
     assert channel.visible("c") == ["Thinking…"]
     assert dispatcher.placeholders.get(inbound.id) is not None
     await dispatcher.aclose()
+
+
+async def test_the_end_of_a_turn_during_a_freeze_duplicates_nothing() -> None:
+    """The turn ends while a freeze (past the limit) is still being delivered: the final reply
+    is taken after it lands, so the frozen text is not sent a second time."""
+    dispatcher, channel, inbound = setup()  # limit: 100 characters
+    reply = writer(dispatcher, inbound)
+    text = "Intro line.\n\n```\n" + "".join(f"line {i}\n" for i in range(25)) + "```\n\nDone."
+    channel.hold["c"] = asyncio.Event()  # the platform is slow to answer the freeze
+    await reply.feed(ev.TextDelta(text[:150]))
+    await asyncio.wait_for(channel.gated.wait(), 5)  # the freeze is in flight
+    await reply.feed(ev.TextDelta(text[150:]))
+    ending = asyncio.create_task(reply.feed(ev.TurnFinished(text)))
+    channel.hold["c"].set()
+    await ending
+    await reply.finish()
+    joined = "\n".join(channel.visible("c"))
+    for i in range(25):
+        assert joined.count(f"line {i}\n") == 1
+    assert joined.endswith("Done.")
+    await dispatcher.aclose()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.ops.helpers import TG_TOKEN, Daemon, NotifySocket, telegram, write_config
 
@@ -96,3 +98,19 @@ def test_yaml_syntax_error_is_refused(running) -> None:
     assert "is not valid YAML" in daemon.wait_for(r"reload rejected").string
     notify.expect("READY=1")
     assert daemon.proc.poll() is None
+
+
+def test_sighup_restarts_an_mcp_server_whose_config_changed(running) -> None:
+    daemon, config, _ = running
+    server = str(Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py")
+    data = yaml.safe_load(config.read_text())
+    data["mcp"] = {"servers": {"files": {"command": [sys.executable, server]}}}
+    config.write_text(yaml.safe_dump(data))
+    daemon.signal(signal.SIGHUP)
+    assert "mcp files: restarted" in daemon.wait_for(r"reloaded ").string
+    daemon.wait_for(r"mcp server files: connected, 8 tools")
+    data["mcp"]["servers"]["files"]["tools"] = ["echo"]
+    config.write_text(yaml.safe_dump(data))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(r"mcp server files: connected, 1 tools")
+    assert api_status(daemon.port)["mcp"]["files"]["tools"] == ["files__echo"]
