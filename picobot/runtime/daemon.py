@@ -346,8 +346,14 @@ class Daemon:
 
     async def force_close(self) -> None:
         """A forced exit: no draining; child processes end, databases close (what they hold
-        stays recoverable: every write was committed when it returned)."""
-        for close in (self.abilities.aclose, self.agent.store.aclose, self.outbox.aclose):
+        stays recoverable: every write was committed when it returned). Running turns are cut
+        first, so they record that they were interrupted while the outbox is still open."""
+        for close in (
+            lambda: self.agent_loop.drain(0),
+            self.abilities.aclose,
+            self.agent.store.aclose,
+            self.outbox.aclose,
+        ):
             try:
                 async with asyncio.timeout(FORCE_CLOSE_SECONDS):
                     await close()
@@ -469,6 +475,10 @@ async def run(
     except asyncio.CancelledError:
         # Forced exit (a second signal) cut the shutdown short: still end the MCP servers and
         # close the databases, whose worker threads would otherwise keep the process alive.
+        if main is not None:
+            # Handled here: the closing must not look cancelled itself (`cancel_and_wait`
+            # re-raises while the caller is being cancelled, which cut force_close short).
+            main.uncancel()
         await daemon.force_close()
         raise
     finally:

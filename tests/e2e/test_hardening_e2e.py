@@ -191,7 +191,9 @@ async def test_a_second_sigterm_forces_exit_and_the_turn_is_recovered(tmp_path: 
             assert code == 130, bot.log_tail()
             assert any("received SIGTERM again: forcing exit" in line for line in bot.lines)
             # It closed what it had open (the backstop that ends a hung process was not needed).
-            assert not any("after a forced stop: exiting now" in line for line in bot.lines)
+            assert not any("after a forced stop: exiting now" in line for line in bot.lines), (
+                bot.log_tail()
+            )
         # Recorded, not finished: the next start runs it again (a cut turn is not an attempt).
         ((state, attempts),) = inbound_rows(tmp_path / "data")
         assert state == "received" and attempts <= 1
