@@ -2,8 +2,9 @@
 
 The daemon cancels its main task, which still closes the databases and ends child processes
 on the way out (`Daemon.force_close`); if anything hangs all the same (a worker thread, the
-default executor), `exit_soon` ends the process anyway. What SQLite committed stays: WAL with synchronous=NORMAL survives a process exit, and
-a message whose turn did not finish is run again at the next start.
+default executor), `exit_soon` ends the process anyway. What SQLite committed stays: WAL
+with synchronous=NORMAL survives a process exit, and a message whose turn did not finish is
+run again at the next start.
 """
 
 from __future__ import annotations
