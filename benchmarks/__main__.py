@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks import footprint, idle_connections, outbox, pipeline, streaming
+from benchmarks import footprint, idle_connections, media, outbox, pipeline, streaming
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -29,6 +29,7 @@ def main() -> None:
     sections = [asyncio.run(pipeline.main()), asyncio.run(streaming.main()), footprint.main()]
     sections.append(asyncio.run(outbox.main()))
     sections.append(asyncio.run(idle_connections.main()))
+    sections.append(asyncio.run(media.main()))
     today = datetime.date.today().isoformat()
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(

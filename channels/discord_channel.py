@@ -23,16 +23,19 @@ import functools
 import logging
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from channels.downloads import kind_of, stream_url
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
+    FileTransfer,
     InboundSink,
     Rate,
     RateBudget,
@@ -51,7 +54,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.core.messages import InboundMessage, Sender
+from picobot.core.messages import Attachment, InboundMessage, Sender
 
 with warnings.catch_warnings():
     # discord.py imports the deprecated `audioop` (voice support, unused here).
@@ -69,6 +72,8 @@ CAPABILITIES = Capabilities(
     can_type=True,
     typing_interval=8.0,  # the indicator lasts ~10 s
     flush_interval=1.2,
+    max_upload=10 * 1024 * 1024,  # 10 MiB on an unboosted server (boosts allow more)
+    max_caption=2000,  # the message content sent with the file
     rate=RateBudget(
         overall=Rate(50.0, burst=50),  # Discord's global 50 requests/s
         per_chat=Rate(1.0, burst=3),  # message_create bucket: 5 per 5 s per channel
@@ -89,7 +94,7 @@ NO_CONTENT_INTENT = (
 )
 
 
-class DiscordChannel(Channel):
+class DiscordChannel(Channel, FileTransfer):
     """The Discord adapter. Timings are class attributes so tests can shorten them."""
 
     name = "discord"
@@ -117,6 +122,7 @@ class DiscordChannel(Channel):
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()  # set by the first READY, or when _run gives up
+        self._files: aiohttp.ClientSession | None = None  # CDN downloads
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -145,6 +151,9 @@ class DiscordChannel(Channel):
         """Close the client and end the background task. Safe after a failed start."""
         client, task = self._client, self._task
         self._task = None
+        files, self._files = self._files, None
+        if files is not None:
+            await files.close()
         if client is not None:
             await client.close()
         if task is not None:
@@ -260,8 +269,9 @@ class DiscordChannel(Channel):
             or (isinstance(resolved, discord.Message) and resolved.author.id == me.id)
         )
         text = re.sub("|".join(mentions), "", message.content).strip()
-        if not text:
-            return None  # nothing to answer (attachments only, or a bare mention)
+        files = tuple(_attachment(a) for a in message.attachments)
+        if not text and not files:
+            return None  # nothing to answer (a bare mention)
         return InboundMessage(
             channel=self.name,
             chat_id=str(channel.id),
@@ -273,6 +283,7 @@ class DiscordChannel(Channel):
             is_group=guild is not None,
             mentioned=mentioned,
             metadata={"guild_id": str(guild.id)} if guild is not None else {},
+            attachments=files,
         )
 
     # -- outbound ---------------------------------------------------------------------------
@@ -318,10 +329,62 @@ class DiscordChannel(Channel):
         with _translate_errors():
             await target.delete()
 
+    async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """The attachment from Discord's CDN (a signed URL: no token is sent)."""
+        if self._files is None:
+            self._files = aiohttp.ClientSession()
+        async for chunk in stream_url(self._files, attachment.source or "", "discord"):
+            yield chunk
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        target = self._messageable(thread or chat_id)
+        reference = None
+        if reply_to is not None:
+            reference = discord.MessageReference(
+                message_id=_snowflake(reply_to, BadRequest),
+                channel_id=target.id,
+                fail_if_not_exists=False,
+            )
+        upload = discord.File(str(path), filename=attachment.name or f"{attachment.kind}.bin")
+        content = caption.text if caption else None
+        try:
+            with _translate_errors():
+                if reference is None:  # discord.py's stubs take no None here
+                    sent = await target.send(content, file=upload, allowed_mentions=NO_MENTIONS)
+                else:
+                    sent = await target.send(
+                        content, file=upload, allowed_mentions=NO_MENTIONS, reference=reference
+                    )
+        finally:
+            upload.close()
+        return str(sent.id)
+
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
         target = self._messageable(thread or chat_id)
         with _translate_errors():
             await target.typing()  # awaited (not entered): one request, no refresh task
+
+
+def _attachment(item: discord.Attachment) -> Attachment:
+    mime = (item.content_type or "").partition(";")[0]
+    return Attachment(
+        kind_of(mime, voice=item.is_voice_message()),
+        name=item.filename,
+        mime=mime,
+        size=item.size,
+        source=item.url,
+        width=item.width,
+        height=item.height,
+    )
 
 
 class _Client(discord.Client):

@@ -22,7 +22,8 @@ import contextlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,11 +35,13 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.downloads import kind_of, stream_url
 from picobot.config import SlackConfig
 from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
+    FileTransfer,
     InboundSink,
     Rate,
     RateBudget,
@@ -56,7 +59,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
-from picobot.core.messages import InboundMessage, Sender
+from picobot.core.messages import Attachment, InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
 
@@ -71,6 +74,8 @@ CAPABILITIES = Capabilities(
     can_type=True,  # assistant.threads.setStatus, only with a thread_ts
     typing_interval=10.0,  # the status lasts up to 2 min; posting in the thread clears it
     flush_interval=1.0,
+    max_upload=1_000_000_000,  # Slack takes files up to 1 GB
+    max_caption=4000,  # files.completeUploadExternal's initial_comment
     rate=RateBudget(
         # chat.postMessage: 1/s per channel. Slack measures arrivals, and a request that travels
         # faster than the one before it (a reused connection) arrives early: keep a margin.
@@ -163,6 +168,23 @@ def _translate_errors() -> Iterator[None]:
         raise BadRequest(f"slack: {exc}") from exc
 
 
+def _is_file(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("id"), str)
+
+
+def _attachment(file: dict[str, Any]) -> Attachment:
+    """A Slack file object as a reference (its id: files.info gives a current URL)."""
+    mime = str(file.get("mimetype") or "")
+    size = file.get("size")
+    return Attachment(
+        kind_of(mime, voice=file.get("subtype") == "slack_audio"),  # a clip recorded in Slack
+        name=str(file.get("name") or ""),
+        mime=mime,
+        size=size if isinstance(size, int) else None,
+        source=file["id"],
+    )
+
+
 def _remember(lru: OrderedDict[str, str], key: str, value: str = "") -> None:
     """Add `key` to a bounded LRU mapping, forgetting the oldest key past `LRU_SIZE`."""
     lru[key] = value
@@ -171,8 +193,12 @@ def _remember(lru: OrderedDict[str, str], key: str, value: str = "") -> None:
         lru.popitem(last=False)
 
 
-class SlackChannel(Channel, ServesHttp):
-    """Slack via slack-bolt. See the module docstring for the ack and dedupe rules."""
+class SlackChannel(Channel, ServesHttp, FileTransfer):
+    """Slack via slack-bolt. See the module docstring for the ack and dedupe rules.
+
+    Files: downloads need the ``files:read`` scope (files.info, then ``url_private_download``
+    with the bot token); uploads need ``files:write`` (`files_upload_v2`).
+    """
 
     name = "slack"
     capabilities = CAPABILITIES
@@ -338,8 +364,12 @@ class SlackChannel(Channel, ServesHttp):
         assert self._mention is not None  # set in start(), before any event arrives
         mentioned = kind == "app_mention" or bool(self._mention.search(text))
         text = re.sub(r"[ \t]{2,}", " ", self._mention.sub("", text)).strip()
-        if not text:
-            return None  # a bare mention, or a file without a comment
+        files = event.get("files")
+        attachments = tuple(
+            _attachment(f) for f in (files if isinstance(files, list) else []) if _is_file(f)
+        )
+        if not text and not attachments:
+            return None  # a bare mention
         is_dm = event.get("channel_type") == "im"
         return InboundMessage(
             channel=self.name,
@@ -354,6 +384,7 @@ class SlackChannel(Channel, ServesHttp):
             is_group=not is_dm,
             mentioned=mentioned,
             metadata={"event_id": body.get("event_id"), "team": body.get("team_id")},
+            attachments=attachments,
         )
 
     # -- outbound ---------------------------------------------------------------------------
@@ -387,6 +418,54 @@ class SlackChannel(Channel, ServesHttp):
             _remember(self._thread_of, ts, thread_ts)
             self._statuses.discard((chat_id, thread_ts))  # Slack clears it when the app replies
         return ts
+
+    async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """files.info for a current URL, then ``url_private_download`` with the bot token.
+
+        :raises Forbidden: the bot may not read the file (not shared with it, no files:read).
+        """
+        with _translate_errors():
+            try:
+                info = await self._web().files_info(file=attachment.source or "")
+            except SlackApiError as exc:
+                if _error_code(exc) in ("file_not_found", "file_deleted"):
+                    raise Forbidden(f"slack files.info: {_error_code(exc)}") from exc
+                raise
+        file = info.get("file") or {}
+        url = file.get("url_private_download") or file.get("url_private")
+        if not url or self._session is None:
+            raise BadRequest("slack: the file has no download URL")
+        headers = {"Authorization": f"Bearer {_secret(self.config.bot_token)}"}
+        html = str(file.get("mimetype", "")).startswith("text/html")
+        async for chunk in stream_url(
+            self._session, url, "slack", headers=headers, expect_html=html
+        ):
+            yield chunk
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        """files.getUploadURLExternal + upload + files.completeUploadExternal (slack_sdk's
+        `files_upload_v2`); the file's id, as Slack gives no message ts for it."""
+        name = attachment.name or f"{attachment.kind}"
+        with _translate_errors():
+            response = await self._web().files_upload_v2(
+                channel=chat_id,
+                file=str(path),
+                filename=name,
+                title=name,
+                initial_comment=caption.text if caption else None,
+                thread_ts=thread or reply_to,
+            )
+        file = response.get("file") or {}
+        return str(file.get("id", ""))
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
         """chat.update (identical text is fine on Slack).

@@ -12,19 +12,23 @@ retried for ever, with a backoff growing to 30 s, and reported as `State.DISCONN
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
+import aiohttp
 from aiohttp import web
-from telegram import Bot, BotCommand, LinkPreviewOptions, ReplyParameters, Update
+from telegram import Bot, BotCommand, InputFile, LinkPreviewOptions, ReplyParameters, Update
 from telegram import error as tg
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
+from channels.downloads import stream_url
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
 from picobot.config import TelegramConfig
@@ -32,6 +36,7 @@ from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
+    FileTransfer,
     InboundSink,
     Rate,
     RateBudget,
@@ -51,6 +56,7 @@ from picobot.core.errors import (
     MessageTooLong,
     RateLimited,
 )
+from picobot.core.messages import Attachment, AttachmentKind
 
 log = logging.getLogger("picobot.telegram")
 
@@ -99,10 +105,17 @@ CAPABILITIES = Capabilities(
     native_streaming=True,  # sendMessageDraft, in private chats
     flush_interval=1.0,
     rate=RATE_BUDGET,
+    max_upload=50_000_000,  # sendDocument/sendVoice/sendAudio
+    max_image_upload=None,  # sendPhoto takes 10 MB; larger images go as documents
+    max_caption=1024,
 )
+PHOTO_LIMIT = 10_000_000
+# sendPhoto refuses very long or wide images (width + height over 10 000, ratio over 20):
+# they go as a document instead.
+PHOTO_REFUSED = ("PHOTO_INVALID_DIMENSIONS", "IMAGE_PROCESS_FAILED")
 
 
-class TelegramChannel(Channel, ServesHttp):
+class TelegramChannel(Channel, ServesHttp, FileTransfer):
     """The bot on Telegram: private chats, groups (when addressed) and forum topics.
 
     Resource handling: `start()` opens the PTB `Bot` and starts polling, or sets the webhook
@@ -124,6 +137,9 @@ class TelegramChannel(Channel, ServesHttp):
         self._poller: TelegramPoller | None = None
         self._identity: BotIdentity | None = None
         self._intake_open = False
+        self._files: aiohttp.ClientSession | None = None  # file downloads
+        # Photos come in several sizes: the largest within the core's limit is taken.
+        self._max_file_bytes = services.files.max_bytes if services.files else None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -166,6 +182,7 @@ class TelegramChannel(Channel, ServesHttp):
         return Bot(
             token,
             base_url=self.config.base_url,
+            base_file_url=self.config.base_file_url,
             request=HTTPXRequest(connection_pool_size=CONNECTION_POOL_SIZE),
             get_updates_request=HTTPXRequest(read_timeout=POLL_READ_MARGIN),
         )
@@ -196,6 +213,9 @@ class TelegramChannel(Channel, ServesHttp):
         bot, self._bot_or_none = self._bot_or_none, None
         if bot is not None:
             await bot.shutdown()  # closes both connection pools (also after a failed getMe)
+        files, self._files = self._files, None
+        if files is not None:
+            await files.close()
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -206,7 +226,7 @@ class TelegramChannel(Channel, ServesHttp):
         """
         try:
             assert self._identity is not None
-            message = to_inbound(update, self._identity)
+            message = to_inbound(update, self._identity, self._max_file_bytes)
             if message is not None:
                 await self.sink(message)
         except BusClosed:
@@ -268,6 +288,60 @@ class TelegramChannel(Channel, ServesHttp):
                 reply_parameters=reply,
                 link_preview_options=NO_PREVIEW,
             )
+        return str(sent.message_id)
+
+    async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """getFile, then stream ``<base_file_url><token>/<file_path>`` (never logged: the URL
+        holds the token)."""
+        with _translate_errors():
+            file = await self._bot.get_file(attachment.source or "")
+        if not file.file_path:
+            raise BadRequest("telegram: the file has no download path")
+        if self._files is None:
+            self._files = aiohttp.ClientSession()
+        async for chunk in stream_url(self._files, file.file_path, "telegram"):
+            yield chunk
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        data = await asyncio.to_thread(path.read_bytes)
+        upload = InputFile(data, filename=attachment.name or None)
+        common: dict[str, Any] = {
+            "chat_id": _chat(chat_id),
+            "caption": caption.text if caption else None,
+            "parse_mode": caption.parse_mode if caption else None,
+            "message_thread_id": _thread(thread),
+            "reply_parameters": (
+                ReplyParameters(int(reply_to), allow_sending_without_reply=True)
+                if reply_to
+                else None
+            ),
+        }
+        bot, kind = self._bot, attachment.kind
+        if kind is AttachmentKind.IMAGE and len(data) <= PHOTO_LIMIT:
+            try:
+                with _translate_errors():
+                    sent = await bot.send_photo(photo=upload, **common)
+                return str(sent.message_id)
+            except BadRequest as exc:
+                if not any(code in str(exc).upper() for code in PHOTO_REFUSED):
+                    raise
+                log.info("telegram: not taken as a photo (%s); sending it as a file", exc)
+        with _translate_errors():
+            if kind is AttachmentKind.VOICE and attachment.mime == "audio/ogg":
+                sent = await bot.send_voice(voice=upload, **common)
+            elif kind in (AttachmentKind.VOICE, AttachmentKind.AUDIO):
+                sent = await bot.send_audio(audio=upload, **common)
+            else:
+                sent = await bot.send_document(document=upload, **common)
         return str(sent.message_id)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:

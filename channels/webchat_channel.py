@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from picobot.core import events as ev
@@ -22,6 +23,8 @@ from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
+    FileStore,
+    FileTransfer,
     InboundSink,
     Rendered,
     ServesHttp,
@@ -30,7 +33,8 @@ from picobot.core.channel import (
     WatchesRuns,
     WritesReplies,
 )
-from picobot.core.messages import InboundMessage, Kind, Sender, new_id, reply_to
+from picobot.core.errors import BadRequest
+from picobot.core.messages import Attachment, InboundMessage, Kind, Sender, new_id, reply_to
 from picobot.webui.broker import RunBroker, RunsFull
 from picobot.webui.limits import WebLimits
 
@@ -80,14 +84,20 @@ class WebReply:
                 pass
 
 
-class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, FileTransfer):
     """The web chat: it writes its own replies (run events over SSE) and serves the page and
     the API on the shared server; its token is checked by the server's guard for every
     ``/api/*`` call (`picobot.runtime.guard`). Without `services` (tests), runs still work
-    through `broker` directly."""
+    through `broker` directly.
+
+    Files: uploads are stored by the HTTP handler on arrival (`accept` gets them stored);
+    files for the chat (`send_file`) reach the page as ``attachment`` events linking to
+    ``GET /api/media/{id}``.
+    """
 
     name = "web"
-    capabilities = Capabilities(max_length=1_000_000, format="markdown")
+    # Files reach the page as links to the store: no upload, so no limit of its own.
+    capabilities = Capabilities(max_length=1_000_000, format="markdown", max_upload=2**63)
 
     def __init__(
         self,
@@ -110,6 +120,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
         self.boot = new_id()  # changes when the run logs are lost (a restart)
         self._routes: list[web.RouteDef] | None = None
 
+    @property
+    def media(self) -> FileStore | None:
+        return self.services.files
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -121,7 +135,13 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
 
     # -- inbound ------------------------------------------------------------------------------
 
-    async def accept(self, text: str, session: str, address: str = "") -> str:
+    async def accept(
+        self,
+        text: str,
+        session: str,
+        attachments: tuple[Attachment, ...] = (),
+        address: str = "",
+    ) -> str:
         """Hand one message from the page (from client `address`) to the core; its run id.
 
         :raises picobot.webui.limits.TooManyMessages: over the session's or address's rate.
@@ -130,7 +150,13 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
         :raises picobot.core.errors.StorageError: if it could not be recorded (disk full).
         """
         await self.limits.take(session, address)
-        msg = InboundMessage(channel=self.name, chat_id=session, sender=Sender("web"), text=text)
+        msg = InboundMessage(
+            channel=self.name,
+            chat_id=session,
+            sender=Sender("web"),
+            text=text,
+            attachments=attachments,
+        )
         self.broker.open(msg.id, session)  # before the sink: events may start at once
         try:
             await self.sink(msg)
@@ -140,8 +166,8 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
         return msg.id
 
     async def history(self, session: str) -> list[dict[str, Any]]:
-        """The session as the user saw it, oldest first: ``{"role", "text"}``, plus
-        ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
+        """The session as the user saw it, oldest first: ``{"role", "text", "attachments"?}``,
+        plus ``"note": true`` on commands and their replies, and tool calls as ``{"role": "tool",
         "name", "arguments", "text", "error"}``."""
         history = self.services.history
         if history is None:
@@ -155,6 +181,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
                 entry["error"] = m["error"]
             elif m.get("note"):
                 entry["note"] = True
+            if m.get("attachments"):
+                entry["attachments"] = [
+                    self.describe(Attachment.from_json(a)) for a in m["attachments"]
+                ]
             shown.append(entry)
         return shown
 
@@ -182,6 +212,19 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
         """Stop the conversation's running turn, then forget it (idempotent)."""
         if self.services.forget is not None:
             await self.services.forget(PREFIX + session)
+
+    @staticmethod
+    def describe(attachment: Attachment) -> dict[str, Any]:
+        """An attachment as the page sees it: a link into ``/api/media`` and what it is."""
+        return {
+            "url": f"/api/media/{attachment.id}",
+            "name": attachment.name,
+            "kind": str(attachment.kind),
+            "mime": attachment.mime,
+            "size": attachment.size,
+            "width": attachment.width,
+            "height": attachment.height,
+        }
 
     # -- run events -----------------------------------------------------------------------------
 
@@ -226,6 +269,24 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp):
 
     async def delete(self, chat_id: str, message_id: str) -> None:
         return None
+
+    def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        raise BadRequest("web chat uploads are stored on arrival; there is nothing to download")
+
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        data = self.describe(attachment) | {"caption": caption.text if caption else ""}
+        for run_id in list(self.broker.runs_of(chat_id)):
+            self.broker.publish(run_id, "attachment", data)
+        return new_id()
 
     # -- HTTP ---------------------------------------------------------------------------------
 

@@ -106,6 +106,12 @@ def _format_status(data: dict[str, Any]) -> str:
     )
     for name, topic in data.get("bus", {}).items():
         lines.append(f"bus {name}: {topic.get('size', 0)} queued")
+    media = data.get("media") or {}
+    if media:
+        lines.append(
+            f"media: {media.get('received', 0)} received, {media.get('sent', 0)} sent; "
+            f"{media.get('files', 0)} files stored ({media.get('bytes', 0) / 1e6:.1f} MB)"
+        )
     outbox = data.get("outbox") or {}
     lines.append(
         f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('dead', 0)} dead letters"

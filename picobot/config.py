@@ -41,6 +41,8 @@ DEFAULT_MCP_TIMEOUT = 30.0
 DEFAULT_SCHEDULE_GRACE = 3600.0
 DEFAULT_MAX_PER_CHAT = 50
 _MCP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+DEFAULT_MEDIA_MAX_BYTES = 20_000_000  # MB = 10⁶ bytes
+DEFAULT_MEDIA_TTL = 7 * 24 * 3600.0
 
 
 # An empty value (e.g. from ``${TOKEN:-}``) means "not set".
@@ -194,6 +196,7 @@ class TelegramWebhookConfig(_Model):
 class TelegramConfig(ChannelConfig):
     token: Secret = None
     base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str = "https://api.telegram.org/file/bot"  # getFile downloads; token appended
     webhook: TelegramWebhookConfig | None = None
 
     @model_validator(mode="after")
@@ -246,6 +249,38 @@ class WebConfig(_Model):
     address_rate: int = Field(DEFAULT_ADDRESS_RATE, ge=1)  # per client address per minute
 
 
+class MediaConfig(_Model):
+    max_bytes: int = Field(DEFAULT_MEDIA_MAX_BYTES, ge=1)  # per file, in and out
+    ttl: float = Field(DEFAULT_MEDIA_TTL, gt=0)  # seconds a stored file is kept
+    vision: bool = True  # images go to the model as image_url parts
+    max_inline_chars: int = Field(20_000, ge=0)  # text of documents given to the model
+    voice_replies: bool = False  # answer a voice note with a voice note (needs tts)
+
+
+class STTConfig(_Model):
+    """Speech to text: an OpenAI-compatible POST /audio/transcriptions."""
+
+    model: str = "whisper-1"
+    base_url: str | None = None  # default: llm.base_url
+    api_key: Secret = None  # default: llm.api_key
+    enabled: bool | None = None  # default: on when llm.provider is openai
+
+
+class TTSConfig(_Model):
+    """Text to speech for voice replies: an OpenAI-compatible POST /audio/speech."""
+
+    model: str = "gpt-4o-mini-tts"
+    voice: str = "alloy"
+
+
+class ImagesConfig(_Model):
+    """The `generate_image` tool: an OpenAI-compatible POST /images/generations."""
+
+    enabled: bool = False
+    model: str = "gpt-image-1"
+    size: str = Field("1024x1024", pattern=r"^(auto|\d+x\d+)$")
+
+
 class ChannelsConfig(_Model):
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
@@ -267,6 +302,14 @@ class Config(_Model):
     mcp: McpConfig = McpConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     fetch: FetchConfig = FetchConfig()
+    media: MediaConfig = MediaConfig()
+    stt: STTConfig = STTConfig()
+    tts: TTSConfig = TTSConfig()
+    images: ImagesConfig = ImagesConfig()
+
+    @property
+    def stt_enabled(self) -> bool:
+        return self.stt.enabled if self.stt.enabled is not None else self.llm.provider == "openai"
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -6,7 +6,8 @@ a tool call list is cut short when steering arrives, the rest answered with a no
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from picobot.agent.llm import LLM, ToolCall, Usage
@@ -16,13 +17,16 @@ from picobot.agent.steering import Queued, SteeringQueue
 from picobot.agent.tools import ToolContext, ToolError, ToolRegistry, parse_arguments
 from picobot.config import AgentConfig
 from picobot.core import events as ev
-from picobot.core.messages import Message
+from picobot.core.messages import Attachment, InboundMessage, Message, reply_to
 
 SKIPPED = "Skipped due to queued user message."
 LIMIT_NOTICE = "⚠️ I stopped after too many tool steps without reaching an answer."
 SEPARATOR = "\n\n"  # between the texts of successive model calls in one reply
 
 Emit = Callable[[ev.RunEvent], None]
+ForModel = Callable[[Sequence[Message]], Awaitable[list[Message]]]
+Prepare = Callable[[InboundMessage], Awaitable[Message]]  # a message with files -> user message
+StoreImages = Callable[[Sequence[str]], Awaitable[tuple[Attachment, ...]]]  # data: URLs -> files
 
 
 IMAGE_DROPPED = "[an image from a tool; not kept in the history]"
@@ -44,10 +48,15 @@ def for_history(messages: list[Message]) -> list[Message]:
     return kept
 
 
-def inject(items: Sequence[Queued], turn: list[Message], emit: Emit) -> None:
-    """Steering messages join the turn as user messages."""
+async def inject(
+    items: Sequence[Queued], turn: list[Message], emit: Emit, prepare: Prepare | None = None
+) -> None:
+    """Steering messages join the turn as user messages (their files read by `prepare`)."""
     for item in items:
-        turn.append({"role": "user", "content": item.text})
+        if prepare is not None and item.inbound is not None and item.inbound.attachments:
+            turn.append(await prepare(item.inbound))
+        else:
+            turn.append({"role": "user", "content": item.text})
         emit(ev.SteeringInjected(item.text, item.message_id))
 
 
@@ -62,8 +71,18 @@ class Conversation:
         steering: SteeringQueue,
         ctx: ToolContext,
         emit: Emit,
+        *,
+        for_model: ForModel | None = None,
+        store_images: StoreImages | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
+        """`for_model` turns the history into what the API takes (stored image references
+        become ``image_url`` parts) before each model call; `prepare` reads the files of a
+        message that arrives mid-turn."""
         self.llm = llm
+        self.for_model = for_model
+        self.store_images = store_images
+        self.prepare = prepare
         self.tools = tools
         self.config = config
         self.steering = steering
@@ -78,7 +97,7 @@ class Conversation:
         iteration = 0
         while True:
             if iteration or poll_first:
-                inject(self.steering.take(), turn, self.emit)
+                await inject(self.steering.take(), turn, self.emit, self.prepare)
             limit_hit = iteration >= self.config.max_tool_iterations
             tools = None if limit_hit else schemas  # the last call: no tools
             text, calls = await self._complete([system, *history, *turn], tools)
@@ -109,6 +128,8 @@ class Conversation:
         """One model call: streams text out as it comes; returns its text and tool calls."""
         own: list[str] = []
         calls: list[ToolCall] = []
+        if self.for_model is not None:
+            messages = await self.for_model(messages)
         stream = self.llm.stream(messages, tools)
         try:
             async for event in stream:
@@ -159,10 +180,27 @@ class Conversation:
                 args = {}
             self.emit(ev.ToolStarted(call.id, call.name, args))
             result = await self.tools.call(call.name, call.arguments, self.ctx)
-            turn.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+            content = result.content
+            if result.attachments:
+                content += await self._send_files(result.attachments)
+            turn.append({"role": "tool", "tool_call_id": call.id, "content": content})
             images += result.images
-            self.emit(ev.ToolFinished(call.id, call.name, result.content, result.error))
+            self.emit(ev.ToolFinished(call.id, call.name, content, result.error))
         if images:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": "Images from the tools:"}]
+            note = "Images from the tools:"
+            if self.store_images is not None and (files := await self.store_images(images)):
+                note = "Images from the tools (also sent to the chat):" + (
+                    await self._send_files(files)
+                )
+            parts: list[dict[str, Any]] = [{"type": "text", "text": note}]
             parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
             turn.append({"role": "user", "content": parts})
+
+    async def _send_files(self, files: tuple[Attachment, ...]) -> str:
+        """Send a tool's files to the chat; a note for the model about what happened."""
+        inbound, publish = self.ctx.inbound, self.ctx.publish
+        if inbound is None or publish is None:
+            return "\n[the files could not be sent: there is no chat here]"
+        await publish(replace(reply_to(inbound, ""), attachments=files))
+        names = ", ".join(a.name or str(a.kind) for a in files)
+        return f"\n[sent to the chat: {names}]"

@@ -7,6 +7,9 @@ realistic pace:
     demo / markdown / code  a heading, a numbered list, a table and a fenced code block
     long                    a reply longer than every platform's limit (it gets split)
     anything else           what it heard, what it can show, how to connect a real model
+
+A message with files is answered with what arrived: each file's kind, type and size (and an
+image's pixel size), as the agent described them to the model.
 """
 
 from __future__ import annotations
@@ -111,7 +114,11 @@ def answer(messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None) 
             "A real model does the same: it asks for a tool, picobot runs it and hands the "
             "result back, and the model answers from it."
         )
-    said = next((str(m.get("content")) for m in reversed(messages) if m["role"] == "user"), "")
+    content = next((m.get("content") for m in reversed(messages) if m["role"] == "user"), "")
+    said, pictures = _read(content)
+    received = [line[1:-1] for line in said.splitlines() if _RECEIVED.match(line)]
+    if received:
+        return _received(received, pictures, said)
     if _TIME.search(said):
         if "time" not in _tool_names(tools):
             return (
@@ -128,6 +135,44 @@ def answer(messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None) 
     return f"{DEMO_LABEL} You said:\n\n{_quote(said)}\n\n{CAN_SHOW} {HOW_TO}"
 
 
+# How the agent describes attachments: "[image: cat.png (image, image/png, 2 kB, 64×48 px)]".
+_RECEIVED = re.compile(r"^\[(image|file|voice note|audio file|attachment)\b.*\]$")
+
+
+def _read(content: Any) -> tuple[str, int]:
+    """The text of a user message's content, and how many images it holds."""
+    if isinstance(content, list):
+        text = "\n".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        return text, sum(1 for p in content if p.get("type") == "image_url")
+    return str(content or ""), 0
+
+
+def _received(received: list[str], pictures: int, said: str) -> str:
+    """What arrived with the message (kind, type, size, pixel size), how much text was read
+    from files, then what was said (a caption or a voice note's transcript)."""
+    listed = "\n".join(f"- {item}" for item in received)
+    reply = f"{DEMO_LABEL} You sent:\n\n{listed}\n\n"
+    if pictures:
+        reply += f"({pictures} image{'s' if pictures > 1 else ''} shown to me as pixels)\n\n"
+    rest: list[str] = []
+    read, files, fenced = 0, 0, False
+    for line in said.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            files += fenced
+        elif fenced:
+            read += bool(line.strip())  # a file's text, not the user's words
+        elif not _RECEIVED.match(line):
+            rest.append(line)
+    if read:
+        what = "a file" if files == 1 else f"{files} files"
+        reply += f"(I was given the text of {what} too: {read} line{'s' * (read > 1)}.)\n\n"
+    if "".join(rest).strip():
+        quoted = _quote("\n".join(rest))
+        reply += f"You said:\n\n{quoted}\n\n"
+    return f"{reply}{CAN_SHOW} {HOW_TO}"
+
+
 class DemoLLM:
     name = "demo"
 
@@ -138,7 +183,7 @@ class DemoLLM:
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
     ) -> AsyncGenerator[LLMEvent, None]:
         step = answer(messages, tools)
-        prompt = sum(len(str(m.get("content") or "").split()) for m in messages)
+        prompt = sum(len(_read(m.get("content"))[0].split()) for m in messages)
         if isinstance(step, ToolCall):
             if self.delay:
                 await asyncio.sleep(self.delay)  # pacing, not synchronisation

@@ -104,7 +104,7 @@ class AgentLoop:
         if parse_command(msg.text) is not None:
             self._spawn(self.handle(msg), f"command {key}")
         elif key in self._active:
-            if self.agent.steer(key, msg.text, message_id=msg.id):
+            if self.agent.steer(key, msg.text, message_id=msg.id, inbound=msg):
                 self._steered.setdefault(key, {})[msg.id] = msg
             else:
                 self._spawn(self._reply(msg, ev.TurnFailed(STEERING_FULL)), f"full {key}")

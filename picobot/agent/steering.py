@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from picobot.core.messages import InboundMessage
+
 DEFAULT_MAXSIZE = 10
 SteeringMode = Literal["one-at-a-time", "all"]
 
@@ -23,6 +25,7 @@ SteeringMode = Literal["one-at-a-time", "all"]
 class Queued:
     text: str
     message_id: str | None = None  # the InboundMessage.id, so its placeholder can be cleaned up
+    inbound: InboundMessage | None = None  # the message itself, when it has files to read
 
 
 class SteeringQueue:

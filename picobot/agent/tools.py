@@ -2,6 +2,8 @@
 
 A tool never kills a turn: unknown names, invalid JSON arguments, missing required arguments
 and exceptions raised by the tool all come back to the model as an error result it can read.
+A tool may also return files (a `ToolOutput` with stored attachments: a generated image, an
+MCP tool's image or document); the turn sends them to the chat.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from picobot.core.errors import ConfigError
-from picobot.core.messages import InboundMessage, Post, reply_to
+from picobot.core.messages import Attachment, InboundMessage, Post, reply_to
 
 log = logging.getLogger("picobot.tools")
 
@@ -39,15 +41,17 @@ class ToolContext:
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     """What a call returns to the model. `images` (data: or https: URLs) go to the model as
-    `image_url` parts of a user message after the tool messages (those carry text only)."""
+    `image_url` parts of a user message after the tool messages (those carry text only);
+    `attachments` (stored files) are sent to the chat."""
 
     content: str
     error: bool = False
     arguments: dict[str, Any] = field(default_factory=dict)
     images: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
 
 
-# A handler returns text, or a `ToolResult` to mark an error or attach images.
+# A handler returns text, or a `ToolResult` to mark an error or attach images or files.
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable["str | ToolResult"]]
 
 
@@ -157,7 +161,7 @@ class ToolRegistry:
         content = result.content
         if len(content) > MAX_RESULT_CHARS:
             content = content[:MAX_RESULT_CHARS] + "\n[result truncated]"
-        return ToolResult(content, result.error, args, result.images)
+        return ToolResult(content, result.error, args, result.images, result.attachments)
 
 
 # -- built-in tools ------------------------------------------------------------------------

@@ -11,6 +11,7 @@ aborted or failed turn leaves the history exactly as it was when the turn began.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +22,7 @@ from typing import Self
 from picobot.agent.commands import Command, Reminders, parse_command, run_command
 from picobot.agent.conversation import Conversation, Emit, for_history, inject
 from picobot.agent.llm import LLM, LLMError
+from picobot.agent.media import AgentMedia
 from picobot.agent.registry import Session, SessionRegistry, Turn
 from picobot.agent.steering import Queued
 from picobot.agent.tools import Publish, ToolContext, ToolRegistry, default_tools
@@ -54,12 +56,16 @@ class Agent:
         store: SessionStore | None = None,
         tools: ToolRegistry | None = None,
         reminders: Reminders | None = None,
+        media: AgentMedia | None = None,
     ) -> None:
         """:raises ConfigError: if `config.tools` names an unknown tool.
 
-        `reminders` (the scheduler) answers `/reminders` and `/cancel ID`."""
+        `reminders` (the scheduler) answers `/reminders` and `/cancel ID`; `media` makes the
+        turns read a message's files (images, voice notes, documents).
+        """
         self._reminders = reminders
         self.llm = llm
+        self.media = media
         self.config = config or AgentConfig()
         if store is None:
             store = SessionStore.in_dir(data_dir) if data_dir is not None else SessionStore()
@@ -169,15 +175,32 @@ class Agent:
             async with state.lock, self._parallel:
                 stored = await self.store.load(state.key)
                 history = trim_history(stored, self.config.max_history_messages)
-                messages: list[Message] = [{"role": "user", "content": text}]
-                inject(extra, messages, emit)
+                user: Message = {"role": "user", "content": text}
+                inbound, media = ctx.inbound, self.media
+                prepare = None
+                if media is not None:
+                    prepare = functools.partial(media.prepare, publish=ctx.publish)
+                    if inbound is not None and inbound.attachments:
+                        user = await prepare(inbound)
+                messages: list[Message] = [user]
+                await inject(extra, messages, emit, prepare)
                 conversation = Conversation(
-                    self.llm, self.tools, self.config, state.steering, ctx, emit
+                    self.llm,
+                    self.tools,
+                    self.config,
+                    state.steering,
+                    ctx,
+                    emit,
+                    for_model=media.for_model if media is not None else None,
+                    store_images=media.store_images if media is not None else None,
+                    prepare=prepare,
                 )
                 reply = await conversation.run(history, messages, poll_first)
                 await self.store.append(
                     state.key, for_history(messages), keep=self.config.max_history_messages
                 )
+                if user.get("voice") and media and inbound and ctx.publish:
+                    await media.voice_reply(inbound, reply, ctx.publish)
             log.info(
                 "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
                 *(state.key, time.monotonic() - started, *conversation.tokens),
@@ -202,9 +225,20 @@ class Agent:
     def is_running(self, session: str) -> bool:
         return self.sessions.is_running(session)
 
-    def steer(self, session: str, text: str, *, message_id: str | None = None) -> bool:
-        """Queue `text` for the session's running turn; False when the queue is full."""
-        return self.sessions.steer(session, Queued(text, message_id))
+    def steer(
+        self,
+        session: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        inbound: InboundMessage | None = None,
+    ) -> bool:
+        """Queue `text` for the session's running turn; False when the queue is full.
+
+        `inbound` is kept when it has files, so the turn can read them when it takes it.
+        """
+        keep = inbound if inbound is not None and inbound.attachments else None
+        return self.sessions.steer(session, Queued(text, message_id, keep))
 
     def queued(self, session: str) -> int:
         return self.sessions.queued(session)

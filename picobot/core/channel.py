@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from picobot.core.events import RunEvent
-from picobot.core.messages import InboundMessage, Post
+from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Post
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -76,6 +77,17 @@ class Capabilities:
     native_streaming: bool = False
     flush_interval: float = 1.0  # default streaming flush interval
     rate: RateBudget = UNLIMITED
+    # Files (channels that are `FileTransfer`s): the largest upload, in bytes; images may
+    # have a lower limit; `max_caption` is the text that can go with a file (0: none, the
+    # text is sent after it).
+    max_upload: int = 0
+    max_image_upload: int | None = None
+    max_caption: int = 0
+
+    def upload_limit(self, attachment: Attachment) -> int:
+        if attachment.kind is AttachmentKind.IMAGE and self.max_image_upload is not None:
+            return min(self.max_image_upload, self.max_upload)
+        return self.max_upload
 
 
 class State(enum.StrEnum):
@@ -88,6 +100,26 @@ class State(enum.StrEnum):
 
 History = Callable[[str], Awaitable[list[dict[str, Any]]]]  # session key -> conversation
 Forget = Callable[[str], Awaitable[None]]  # session key: stop its turn, delete its history
+
+
+class FileStore(Protocol):
+    """The media store, as channels see it: `max_bytes` is the core's limit per file (a
+    platform offering several sizes of a photo gets the largest within it); the web chat
+    stores uploads on arrival (`put`) and serves them by id (`path`)."""
+
+    max_bytes: int
+
+    async def put(
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        name: str | None = None,
+        kind: AttachmentKind | None = None,
+        size: int | None = None,
+        max_bytes: int | None = None,
+    ) -> Attachment: ...
+
+    def path(self, media_id: str) -> Path: ...
 
 
 class SessionSummary(Protocol):
@@ -121,6 +153,7 @@ class Services:
 
     post: Post | None = None  # the outbound door
     history: History | None = None  # a session's conversation, as the user saw it
+    files: FileStore | None = None  # the media store
     directory: Directory | None = None  # the stored conversations (list, rename)
     forget: Forget | None = None  # delete a conversation (its running turn stops first)
     model: str = ""  # the name of the model that answers
@@ -249,3 +282,35 @@ class GuardsHttp(ABC):
     @abstractmethod
     def http_guard(self, request: web.Request) -> web.StreamResponse | None:
         """A response to refuse the request, or None to let it through."""
+
+
+class FileTransfer(ABC):
+    """A channel that carries files.
+
+    `download` streams an inbound attachment's bytes (from its `source`); the core decides how
+    much to take (it closes the stream at the size limit). `send_file` uploads one stored file,
+    already checked against `capabilities.upload_limit`.
+    """
+
+    @abstractmethod
+    def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
+        """The bytes of `attachment`, in chunks.
+
+        :raises picobot.core.errors.ChannelError: the platform refused or lost the download.
+        """
+
+    @abstractmethod
+    async def send_file(
+        self,
+        chat_id: str,
+        path: Path,
+        attachment: Attachment,
+        *,
+        caption: Rendered | None = None,
+        reply_to: str | None = None,
+        thread: str | None = None,
+    ) -> str:
+        """Upload the file at `path`, with `caption`; the platform's message (or file) id.
+
+        :raises picobot.core.errors.ChannelError: translated from the SDK's exception.
+        """

@@ -30,6 +30,53 @@ class Sender:
     display_name: str | None = None
 
 
+class AttachmentKind(StrEnum):
+    IMAGE = "image"
+    VOICE = "voice"  # a voice note: transcribed, and answered by voice when asked to
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a message: a reference, never the bytes.
+
+    From a platform it starts with `source` (the platform's handle: a Telegram file_id, a CDN
+    URL) and what the platform says about it (`size`, `mime`, both hints); the core fetches it
+    into the media store, which sets `id` (the content's SHA-256) and the sniffed `mime`.
+    Outbound attachments are always stored; the message's text goes with them as a caption
+    where it fits.
+    """
+
+    kind: AttachmentKind = AttachmentKind.FILE
+    name: str = ""
+    mime: str = ""
+    size: int | None = None
+    id: str | None = None
+    source: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.id is not None
+
+    def to_json(self) -> dict[str, object]:
+        return {k: v for k, v in _fields(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Attachment:
+        """The inverse of `to_json`; keys it does not know (a newer version's) are ignored."""
+        fields = {k: v for k, v in data.items() if k in cls.__slots__}
+        fields["kind"] = AttachmentKind(str(fields.get("kind", "file")))
+        return cls(**fields)  # type: ignore[arg-type]
+
+
+def _fields(attachment: Attachment) -> dict[str, object]:
+    return {name: getattr(attachment, name) for name in Attachment.__slots__}
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """A user's message, translated from a platform event by a channel.
@@ -50,6 +97,7 @@ class InboundMessage:
     is_group: bool = False
     mentioned: bool = False
     metadata: Mapping[str, object] = field(default_factory=_empty)
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def session_key(self) -> str:
@@ -94,6 +142,7 @@ class OutboundMessage:
     droppable: bool = False
     draft_id: int | None = None
     metadata: Mapping[str, object] = field(default_factory=_empty)
+    attachments: tuple[Attachment, ...] = ()  # stored files, sent with the platform's upload
 
     @property
     def lane_key(self) -> tuple[str, str]:

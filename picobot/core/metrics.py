@@ -12,3 +12,6 @@ EDITS = Counter("picobot_stream_edits", "Message edits (streaming and placeholde
 LANES = Gauge("picobot_lanes", "Active per-chat delivery lanes")
 QUEUE_DEPTH = Gauge("picobot_queue_depth", "Messages waiting on the bus", ["topic"])
 TURN_SECONDS = Histogram("picobot_turn_seconds", "Agent turn latency", ["channel"])
+MEDIA = Counter("picobot_media_files", "Files received and sent", ["channel", "direction"])
+MEDIA_STORED_BYTES = Counter("picobot_media_stored_bytes", "Bytes written to the media store")
+MEDIA_REJECTED = Counter("picobot_media_rejected", "Files refused, by reason", ["reason"])

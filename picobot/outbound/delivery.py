@@ -18,6 +18,7 @@ from typing import TypeVar
 from picobot.core.channel import Channel
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
+from picobot.media.store import MediaStore
 from picobot.outbound.calls import rate_limited, retried
 from picobot.outbound.lanes import SPILL_AFTER, Job
 from picobot.outbound.live import LiveUpdates
@@ -79,12 +80,13 @@ class Delivery:
         settings: DispatchSettings,
         placeholders: Placeholders,
         outbox: Outbox | None,
+        media: MediaStore | None = None,
     ) -> None:
         self.channels = channels
         calls = Calls(settings.retry)
         self.placeholders = PlaceholderCalls(placeholders, calls, outbox)
         self.live = LiveUpdates(calls)
-        self.replies = Replies(calls, self.placeholders, outbox, settings.retry)
+        self.replies = Replies(calls, self.placeholders, outbox, settings.retry, media)
 
     @property
     def migrated(self) -> Mapping[tuple[str, str], str]:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from picobot.core.channel import Channel
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.tasks import cancel_and_wait
+from picobot.media.store import MediaStore
 from picobot.outbound.delivery import Delivery, DispatchSettings
 from picobot.outbound.lanes import Job, Lanes
 from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, Placeholders
@@ -45,12 +46,13 @@ class Outbound:
         settings: DispatchSettings | None = None,
         placeholders: Placeholders | None = None,
         outbox: Outbox | None = None,
+        media: MediaStore | None = None,
     ) -> None:
         self.channels = channels
         self.settings = settings or DispatchSettings()
         self.placeholders = placeholders if placeholders is not None else Placeholders()
         self.outbox = outbox
-        self._delivery = Delivery(channels, self.settings, self.placeholders, outbox)
+        self._delivery = Delivery(channels, self.settings, self.placeholders, outbox, media)
         fetch = self._fetch if outbox is not None else None
         self._lanes = Lanes(
             self._delivery, self.settings.lane_idle, fetch, self.settings.spill_after

@@ -1,4 +1,5 @@
-"""Delivering a reply: its chunks in order, the first one editing the "Thinking…" placeholder.
+"""Delivering a reply: its chunks in order, the first one editing the "Thinking…" placeholder,
+then its files (each upload recorded like a chunk, under the indexes -1, -2, ...).
 
 Durable replies (held by the outbox) record each delivered chunk, so a retry or a restart
 resumes at the next one. While a platform is down they wait, in order, holding only their own
@@ -12,11 +13,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from picobot.core import metrics
-from picobot.core.channel import Channel
+from picobot.core.channel import Channel, FileTransfer, Rendered
 from picobot.core.errors import ChannelError, ChatMigrated, PermanentError, TransientError
-from picobot.core.messages import OutboundMessage
+from picobot.core.messages import Attachment, OutboundMessage
 from picobot.core.retry import RetryPolicy
+from picobot.media.store import MediaStore
 from picobot.outbound.calls import plain_fallback
+from picobot.outbound.files import split_caption, upload_or_note
 from picobot.outbound.lanes import Job
 from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, PlaceholderCalls
 from picobot.storage.outbox import Outbox
@@ -35,7 +38,9 @@ class Replies:
         placeholders: PlaceholderCalls,
         outbox: Outbox | None,
         retry: RetryPolicy,
+        media: MediaStore | None = None,
     ) -> None:
+        self._media = media
         self._calls = calls
         self._placeholders = placeholders
         self._outbox = outbox
@@ -88,7 +93,8 @@ class Replies:
     async def _chunks(self, channel: Channel, job: Job, msg: OutboundMessage) -> list[str]:
         caps = channel.capabilities
         chunks = render_chunks(msg.text, caps, plain=msg.plain)
-        if not chunks:
+        caption, chunks = split_caption(msg, caps, chunks)
+        if not chunks and not msg.attachments:
             return []
         progress = job.progress
         placeholder = None
@@ -118,6 +124,15 @@ class Replies:
                 ids.append(progress.setdefault(index, sent))
                 if job.durable and self._outbox is not None:
                     await self._outbox.chunk_sent(msg.id, index, sent)
+            for number, attachment in enumerate(msg.attachments):
+                key = -(number + 1)
+                if key not in progress:
+                    first = caption if number == 0 else None
+                    progress[key] = await self._send_file(channel, msg, attachment, first)
+                    metrics.MEDIA.labels(msg.channel, "out").inc()
+                    if job.durable and self._outbox is not None:
+                        await self._outbox.chunk_sent(msg.id, key, progress[key])
+                ids.append(progress[key])
         except ChannelError as exc:
             if placeholder is not None and placeholder not in ids:
                 if job.durable and isinstance(exc, TransientError):
@@ -152,3 +167,35 @@ class Replies:
             ),
         )
         metrics.EDITS.labels(msg.channel).inc()
+
+    async def _send_file(
+        self, channel: Channel, msg: OutboundMessage, attachment: Attachment, caption: Chunk | None
+    ) -> str:
+        """Upload one file (with the caption), or send the note that takes its place."""
+        plan = upload_or_note(channel, self._media, attachment)
+        if isinstance(plan, str):
+            log.info("%s:%s: a %s was not sent", msg.channel, msg.chat_id, attachment.kind)
+            note = f"{plan}\n\n{caption.markdown}" if caption is not None else plan
+            # One chunk: a caption fits in any platform's message limit.
+            return await self._send(
+                channel, msg, render_chunks(note, channel.capabilities)[0], False
+            )
+        assert isinstance(channel, FileTransfer)  # upload_or_note checked it
+
+        async def upload(rendered: Rendered | None) -> str:
+            return await self._calls(
+                channel,
+                msg,
+                lambda: channel.send_file(
+                    msg.chat_id,
+                    plan,
+                    attachment,
+                    caption=rendered,
+                    reply_to=msg.reply_to,
+                    thread=msg.thread,
+                ),
+            )
+
+        if caption is None:
+            return await upload(None)
+        return await plain_fallback(caption, upload)

@@ -42,6 +42,7 @@ from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.forced import exit_soon
 from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
+from picobot.runtime.media import MediaRuntime
 from picobot.runtime.sdnotify import Notifier
 from picobot.runtime.server import (
     HEADER_TIMEOUT,
@@ -87,6 +88,7 @@ class Daemon:
         self.inbound: Topic[InboundMessage] = Topic("inbound")
         self.data_dir = DataDir(config.data_dir)  # locked at startup; its health for /readyz
         self.outbox = Outbox.in_dir(config.data_dir, on_write=self.data_dir.wrote)
+        self.media = MediaRuntime(config)
         self.supervisor = ChannelSupervisor(
             self._make_channel,
             on_start=self._attach,
@@ -104,7 +106,9 @@ class Daemon:
                 placeholder_ttl=d.placeholder_ttl,
             ),
             outbox=self.outbox,
+            media=self.media.store,
         )
+        self.media.bind(self.channels)
         self.intake = Intake(
             self.inbound, self.outbound.post, policies(config), seen=self.outbox.seen
         )
@@ -120,7 +124,9 @@ class Daemon:
             store=SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote),
             tools=self.abilities.tools,
             reminders=self.abilities.scheduler,
+            media=self.media.agent,
         )
+        self.media.add_tools(self.agent.tools)
         self.agent_loop = AgentLoop(
             self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
@@ -146,6 +152,7 @@ class Daemon:
             directory=self.agent.store,
             forget=self.agent.reset,
             model=self.agent.model_name,
+            files=self.media.store,
         )
         return cls(config, self.intake, services)
 
@@ -200,6 +207,7 @@ class Daemon:
         self.data_dir.claim()  # a second daemon on the same data_dir stops here
         stack.callback(self.data_dir.release)  # the last thing closed
         stack.push_async_callback(self.agent.llm.aclose)
+        stack.push_async_callback(self.media.aclose)  # its HTTP client exists already
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
         stack.push_async_callback(self.agent.aclose)
         await self.outbox.open()
@@ -207,6 +215,7 @@ class Daemon:
         await self.abilities.open()
         stack.push_async_callback(self.abilities.aclose)  # MCP servers (children) stop here
         self.abilities.start_mcp()  # in the background: a slow or broken server blocks nothing
+        self.media.start()
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             self.supervisor.create(name, getattr(self.config.channels, name))
@@ -232,6 +241,8 @@ class Daemon:
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
         await self.supervisor.start_all()  # one that fails is reported (and in /readyz)
+        # Reminders recorded but not yet advanced when the last run died: not fired again.
+        await self.abilities.scheduler.reconcile(self.outbox.holds)
         await self._recover(unfinished)
         self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
         log.info("ready: %s", self.supervisor.summary_line())
@@ -308,6 +319,7 @@ class Daemon:
             "bus": {"inbound": self.inbound.statistics()._asdict()},
             "dispatch": lanes,
             "intake": self.intake.summary(),  # counts, not ids: others may reach /api/status
+            "media": self.media.statistics(),
             "outbox": {
                 **await self.outbox.counts(),
                 "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],

@@ -3,8 +3,9 @@
 - ``Host`` must be a name this server is meant to answer to (loopback names, the bound address,
   ``http.allowed_hosts``): a page on another site cannot reach us through DNS rebinding.
 - A state-changing ``/api/*`` call must, when the browser says where it comes from
-  (``Origin``), come from this server's own origin, and a POST must be ``application/json``:
-  a form or a ``text/plain`` fetch from another site is refused (CSRF).
+  (``Origin``), come from this server's own origin, and a POST must be ``application/json``
+  or carry ``X-Picobot`` (the page's uploads): a form or a ``text/plain`` fetch from another
+  site is refused (CSRF).
 - With ``channels.web.token`` set, every ``/api/*`` call (the web chat's and ``/api/status``)
   needs it, whatever channels are enabled. Without one the server is on loopback (the config
   refuses anything else).
@@ -33,6 +34,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CLIENT_HEADER = "X-Picobot"  # sent by the page; a custom header forces a CORS preflight
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,13 @@ def _refusal(access: Access, request: web.Request) -> web.Response | None:
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             return error(403, "cross-origin request refused")
         # Only a POST can come from another site without a CORS preflight (which we never
-        # grant), and only as a form or text/plain: JSON it must be.
-        if request.method == "POST" and request.content_type != "application/json":
+        # grant), and only as a form or text/plain: JSON it must be, or carry our own header
+        # (which no cross-site form can send; the page's file uploads do).
+        if (
+            request.method == "POST"
+            and request.content_type != "application/json"
+            and CLIENT_HEADER not in request.headers
+        ):
             return error(415, "Content-Type must be application/json")
     if api and not access.token_ok(request):
         return error(401, "a valid token is required")

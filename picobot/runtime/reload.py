@@ -22,7 +22,20 @@ log = logging.getLogger("picobot")
 
 POLICY_KEYS = frozenset({"allow_from", "group_policy", "inbound_rate", "placeholder"})
 # Sections a reload does not apply (they shape objects built once at startup).
-RESTART_SECTIONS = ("data_dir", "log", "http", "llm", "agent", "dispatch", "schedule", "fetch")
+RESTART_SECTIONS = (
+    "data_dir",
+    "log",
+    "http",
+    "llm",
+    "agent",
+    "dispatch",
+    "schedule",
+    "fetch",
+    "media",
+    "stt",
+    "tts",
+    "images",
+)
 
 
 def check(old: Config, new: Config) -> None:

@@ -30,7 +30,14 @@ import aiosqlite
 
 from picobot.core.errors import StorageError
 from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted, TurnStarted
-from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender, reply_to
+from picobot.core.messages import (
+    Attachment,
+    InboundMessage,
+    Kind,
+    OutboundMessage,
+    Sender,
+    reply_to,
+)
 from picobot.storage.datadir import storage_error_text
 from picobot.storage.sqlite import connect
 
@@ -241,6 +248,10 @@ class Outbox:
             for data, sent in rows
         ]
 
+    async def holds(self, msg_id: str) -> bool:
+        """Whether `msg_id` was recorded and is not delivered yet (pending or a dead letter)."""
+        return bool(await self._run("SELECT 1 FROM outbound WHERE id = ?", (msg_id,)))
+
     async def pending_chats(self) -> list[tuple[str, str, int]]:
         """(channel, chat id, count) of every chat with undelivered messages."""
         rows = await self._run(
@@ -365,6 +376,7 @@ def _dump(msg: InboundMessage | OutboundMessage) -> str:
     # Not dataclasses.asdict: it deep-copies, and the metadata mapping proxy cannot be copied.
     data = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
     data["metadata"] = dict(msg.metadata)
+    data["attachments"] = [a.to_json() for a in msg.attachments]
     if isinstance(msg, InboundMessage):
         data["sender"] = dataclasses.asdict(msg.sender)
     return json.dumps(data, ensure_ascii=False)
@@ -373,13 +385,19 @@ def _dump(msg: InboundMessage | OutboundMessage) -> str:
 def _load_out(text: str) -> OutboundMessage:
     data = json.loads(text)
     data["kind"] = Kind(data["kind"])
+    data["attachments"] = _attachments(data)
     return OutboundMessage(**data)
 
 
 def _load_in(text: str) -> InboundMessage:
     data = json.loads(text)
     data["sender"] = Sender(**data["sender"])
+    data["attachments"] = _attachments(data)
     return InboundMessage(**data)
+
+
+def _attachments(data: dict[str, Any]) -> tuple[Attachment, ...]:
+    return tuple(Attachment.from_json(a) for a in data.get("attachments", ()))
 
 
 class FinishedInOutbox:

@@ -84,9 +84,9 @@ def title_of(text: str) -> str | None:
 
 
 def visible_history(messages: Sequence[Message]) -> list[Message]:
-    """The conversation as the user saw it, oldest first: user and assistant texts, notes
-    (``"note": True``) and tool calls (``{"role": "tool", "name", "arguments", "content",
-    "error"}``, in the order they ran)."""
+    """The conversation as the user saw it, oldest first: user and assistant texts (with the
+    ``attachments`` references of the images sent), notes (``"note": True``) and tool calls
+    (``{"role": "tool", "name", "arguments", "content", "error"}``, in the order they ran)."""
     calls: dict[str, tuple[str, str]] = {}
     shown: list[Message] = []
     for m in messages:
@@ -106,10 +106,14 @@ def visible_history(messages: Sequence[Message]) -> list[Message]:
                     "error": text.startswith("Error:"),
                 }
             )
-        elif role in ("user", "assistant") and isinstance(content, str) and content.strip():
+        elif role in ("user", "assistant") and isinstance(content, str):
+            if not content.strip() and not m.get("attachments"):
+                continue
             entry: Message = {"role": role, "content": content}
             if m.get("note"):
                 entry["note"] = True
+            if m.get("attachments"):  # references to the media store (the images sent)
+                entry["attachments"] = m["attachments"]
             shown.append(entry)
     return shown
 

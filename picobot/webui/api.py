@@ -4,6 +4,9 @@
     GET    /static/{name}                     *.js, style.css, favicon.svg, vendor/...
     GET    /api/info                          {"model", "boot"} (boot changes on a restart)
     POST   /api/messages                      {"text", "session"?} -> 202 {"run_id", "session"}
+                                              or multipart/form-data: fields text, session and
+                                              files -> 202 {..., "attachments", "rejected"}
+    GET    /api/media/{id}                    a stored file (uploads, generated images)
     GET    /api/runs/{run_id}/events          text/event-stream; resumes after Last-Event-ID
     GET    /api/sessions                      [{"id", "title", "created", "updated"}], newest first
     PATCH  /api/sessions/{session}            {"title"} -> {"id", "title"}; 404 if unknown
@@ -32,10 +35,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from picobot.core.channel import FileStore
 from picobot.core.errors import BusClosed, StorageError
-from picobot.core.messages import new_id
+from picobot.core.messages import Attachment, new_id
 from picobot.webui.broker import Event, Overflowed, RunBroker, RunsFull, Subscription, UnknownRun
 from picobot.webui.limits import TooManyMessages
+from picobot.webui.uploads import FormError, media_response, read_form
 
 __all__ = ["HEARTBEAT_SECONDS", "encode_event", "routes"]
 
@@ -54,7 +59,8 @@ SECURITY_HEADERS = {
     # Scripts and styles only from our own files: model output can never run as code.
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "img-src 'self' data: blob:; media-src 'self' blob:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",  # the token may be in the page's URL once
@@ -67,13 +73,23 @@ class WebChat(Protocol):
 
     broker: RunBroker
     max_text: int
-
     model: str  # the name of the model that answers, for the page's header
     boot: str  # changes when the run logs are lost (a restart)
 
-    async def accept(self, text: str, session: str, address: str = "") -> str: ...
+    @property
+    def media(self) -> FileStore | None: ...
+
+    async def accept(
+        self,
+        text: str,
+        session: str,
+        attachments: tuple[Attachment, ...] = (),
+        address: str = "",
+    ) -> str: ...
 
     async def history(self, session: str) -> list[dict[str, Any]]: ...
+
+    def describe(self, attachment: Attachment) -> dict[str, Any]: ...
 
     async def sessions(self) -> list[dict[str, Any]]: ...
 
@@ -105,6 +121,26 @@ def encode_event(event: Event) -> bytes:
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
 
 
+async def _accept(
+    channel: WebChat,
+    request: web.Request,
+    text: str,
+    session: str,
+    attachments: tuple[Attachment, ...] = (),
+) -> str | web.Response:
+    """The run id of the accepted message, or the answer that refuses it."""
+    try:
+        return await channel.accept(text, session, attachments, address=request.remote or "")
+    except TooManyMessages as exc:
+        return _retry_later(429, exc.reason)
+    except RunsFull:
+        return _retry_later(429, "too many replies in progress; try again shortly")
+    except BusClosed:
+        return error(503, "shutting down; try again shortly")
+    except StorageError:  # logged once by the daemon's storage watch
+        return _retry_later(503, "cannot store messages now (disk full?); try again later")
+
+
 def routes(channel: WebChat) -> list[web.RouteDef]:
     """The web chat's routes, bound to `channel` (its broker, sink, history and limits)."""
     pages = _read_static()  # served from memory: no path is ever built from a request
@@ -122,6 +158,8 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
         return web.json_response({"model": channel.model, "boot": channel.boot})
 
     async def post_message(request: web.Request) -> web.Response:
+        if request.content_type == "multipart/form-data":
+            return await post_form(request)
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -141,17 +179,39 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
             session = new_id()
         elif not isinstance(session, str) or not SESSION_ID.fullmatch(session):
             return error(400, "session must be 1-64 letters, digits, '-' or '_'")
-        try:
-            run_id = await channel.accept(text, session, request.remote or "")
-        except TooManyMessages as exc:
-            return _retry_later(429, exc.reason)
-        except RunsFull:
-            return _retry_later(429, "too many replies in progress; try again shortly")
-        except BusClosed:
-            return error(503, "shutting down; try again shortly")
-        except StorageError:  # logged once by the daemon's storage watch
-            return _retry_later(503, "cannot store messages now (disk full?); try again later")
+        run_id = await _accept(channel, request, text, session)
+        if isinstance(run_id, web.Response):
+            return run_id
         return web.json_response({"run_id": run_id, "session": session}, status=202)
+
+    async def post_form(request: web.Request) -> web.Response:
+        if channel.media is None:
+            return error(503, "file uploads are not available")
+        try:
+            form = await read_form(request, channel.media, channel.max_text)
+        except FormError as exc:
+            return error(400, str(exc))
+        session = form.session or new_id()
+        if not SESSION_ID.fullmatch(session):
+            return error(400, "session must be 1-64 letters, digits, '-' or '_'")
+        if not form.text.strip() and not form.attachments:
+            reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in form.rejected)
+            return error(400, reasons or "send a text or a file")
+        run_id = await _accept(channel, request, form.text, session, tuple(form.attachments))
+        if isinstance(run_id, web.Response):
+            return run_id
+        body = {
+            "run_id": run_id,
+            "session": session,
+            "attachments": [channel.describe(a) for a in form.attachments],
+            "rejected": form.rejected,
+        }
+        return web.json_response(body, status=202)
+
+    async def get_media(request: web.Request) -> web.StreamResponse:
+        if channel.media is None:
+            return error(404, "no such file")
+        return media_response(channel.media, request.match_info["media_id"])
 
     async def run_events(request: web.Request) -> web.StreamResponse:
         raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
@@ -208,6 +268,7 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
         web.patch("/api/sessions/{session}", rename_session),
         web.delete("/api/sessions/{session}", delete_session),
         web.get("/api/sessions/{session}/messages", session_messages),
+        web.get("/api/media/{media_id}", get_media),
     ]
 
 

@@ -254,3 +254,23 @@ async def test_the_loop_fires_due_entries_and_stops_cleanly(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await scheduler.entries(HERE.chat) == []
+
+
+async def test_a_firing_the_outbox_already_holds_is_not_fired_again(
+    scheduler: Scheduler, sent: Outbox, clock: Clock
+) -> None:
+    """Killed between recording a firing in the outbox and advancing the entry: at the next
+    start the entry is advanced, and the outbox alone delivers the reminder."""
+    entry = await scheduler.create(HERE, "stretch", in_seconds=60)
+    other = await scheduler.create(THERE, "drink", in_seconds=60)
+    clock.now += 61
+    recorded = {f"schedule-{entry.id}-{int(entry.due)}"}
+
+    async def holds(msg_id: str) -> bool:
+        return msg_id in recorded
+
+    assert await scheduler.reconcile(holds) == 1
+    await scheduler.fire_due()
+    assert [m.text for m in sent] == ["⏰ drink"]  # only the one the outbox did not hold
+    assert await scheduler.entries(HERE.chat) == []
+    assert await scheduler.entries(THERE.chat) == [] and other.id != entry.id

@@ -1,4 +1,6 @@
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +134,44 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     top.write_text("- a\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(top)
+
+
+def test_media_keys_and_their_defaults() -> None:
+    config = parse_config({}, env={})
+    assert (config.media.max_bytes, config.media.ttl, config.media.vision) == (
+        20_000_000,
+        7 * 24 * 3600,
+        True,
+    )
+    assert (config.media.max_inline_chars, config.media.voice_replies) == (20_000, False)
+    assert (config.stt.model, config.tts.model, config.tts.voice) == (
+        "whisper-1",
+        "gpt-4o-mini-tts",
+        "alloy",
+    )
+    assert (config.images.enabled, config.images.model, config.images.size) == (
+        False,
+        "gpt-image-1",
+        "1024x1024",
+    )
+    assert config.channels.telegram.base_file_url == "https://api.telegram.org/file/bot"
+    assert not config.stt_enabled  # the demo model: nothing to transcribe with
+    openai = {"provider": "openai", "api_key": "k"}
+    assert parse_config({"llm": openai}, env={}).stt_enabled
+    assert not parse_config({"llm": openai, "stt": {"enabled": False}}, env={}).stt_enabled
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"media": {"max_bytes": 0}}, "media.max_bytes"),
+        ({"images": {"size": "huge"}}, "images.size"),
+        ({"tts": {"speed": 2}}, "tts.speed: unknown key"),
+    ],
+)
+def test_bad_media_keys_are_named(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data, env={})
 
 
 def test_tuple_keys_are_called_lists() -> None:

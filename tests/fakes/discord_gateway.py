@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,8 +266,11 @@ class GatewayMixin:
         guild_id: int | None = None,
         mentions_bot: bool = False,
         reference_message_id: int | None = None,
+        files: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """A user posts in `channel_id`; dispatches MESSAGE_CREATE and returns its payload.
+
+        `files` are attachment objects (`self.files.attachment(...)` puts them on the CDN).
 
         A guild channel's guild is implied; an unknown channel with no `guild_id` becomes a DM
         with the author. `mentions_bot` prefixes `<@bot_id>` and fills `mentions`.
@@ -297,6 +301,8 @@ class GatewayMixin:
         msg.history.append(msg.content)
         self.messages.setdefault(channel_id, {})[msg.message_id] = msg
         payload = self._message_payload(msg)
+        if files:
+            payload["attachments"] = list(files)
         visible = self._deliverable(payload)
         if visible is not None:
             await self.dispatch("MESSAGE_CREATE", visible)

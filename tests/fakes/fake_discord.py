@@ -42,6 +42,7 @@ from typing import Any, Self
 import yarl
 from aiohttp import web
 
+from tests.fakes.discord_files import DiscordFiles, Upload
 from tests.fakes.discord_gateway import (
     DEFAULT_USER_ID,
     FakeChannel,
@@ -181,12 +182,14 @@ class FakeDiscord(GatewayMixin):
         self._snowflakes = Snowflakes()
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.files = DiscordFiles()  # the CDN and the bot's uploads
         self._init_gateway()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # 413s are the fake's to give
+        app.router.add_routes(self.files.routes())
         app.router.add_get("/gateway", self._gateway_handler)
         app.router.add_get("/resume-gateway", self._gateway_handler)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest_handler)
@@ -197,7 +200,7 @@ class FakeDiscord(GatewayMixin):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
-        self.http_url = f"http://127.0.0.1:{port}"
+        self.http_url = self.files.base = f"http://127.0.0.1:{port}"
         self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
         self.resume_gateway_url = f"ws://127.0.0.1:{port}/resume-gateway"
         return self
@@ -312,6 +315,8 @@ class FakeDiscord(GatewayMixin):
             status, data = _error(404, 10003, "Unknown Channel")
         elif cid is not None and cid in self.forbidden:
             status, data = _error(403, 50013, "Missing Permissions")
+        elif sum(len(d) for _, d in files) > self.files.upload_limit:
+            status, data = _error(413, 40005, "Request entity too large")
         else:
             handler = getattr(self, f"_route_{route}")
             status, data = await handler(params, body, files)
@@ -430,7 +435,7 @@ class FakeDiscord(GatewayMixin):
         return 200, self._message_payload(msg)
 
     async def _route_message_create(
-        self, params: dict[str, int], body: Json, files: list[str]
+        self, params: dict[str, int], body: Json, files: list[tuple[str, bytes]]
     ) -> tuple[int, Any]:
         body = body or {}
         cid = params["cid"]
@@ -451,8 +456,10 @@ class FakeDiscord(GatewayMixin):
         msg.history.append(content)
         msg.allowed_mentions = body.get("allowed_mentions")
         msg.message_reference = reference
-        msg.embeds, msg.attachments = list(body.get("embeds") or []), files
+        msg.embeds, msg.attachments = list(body.get("embeds") or []), [n for n, _ in files]
         self.messages.setdefault(cid, {})[msg.message_id] = msg
+        for name, data in files:
+            self.files.uploads.append(Upload(cid, msg.message_id, name, data, content))
         payload = self._message_payload(msg)
         await self._echo("MESSAGE_CREATE", payload)
         return 200, payload
@@ -501,13 +508,13 @@ def _hang_up(request: web.Request) -> web.Response:
     return web.Response()  # never written: the transport is gone
 
 
-async def _read_body(request: web.Request) -> tuple[Any, list[str]]:
-    """JSON body, or discord.py's multipart upload (`payload_json` + files)."""
+async def _read_body(request: web.Request) -> tuple[Any, list[tuple[str, bytes]]]:
+    """JSON body, or discord.py's multipart upload (`payload_json` + files: name, bytes)."""
     if not request.can_read_body:
         return None, []
     if request.content_type == "multipart/form-data":
         form = await request.post()
-        files = [f.filename for f in form.values() if isinstance(f, web.FileField)]
+        files = [(f.filename, f.file.read()) for f in form.values() if isinstance(f, web.FileField)]
         raw = form.get("payload_json")
         return (json.loads(raw) if isinstance(raw, str) else None), files
     text = await request.text()

@@ -27,6 +27,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.openai_media import MediaEndpoints
+
 __all__ = [
     "Drop",
     "Fail",
@@ -155,6 +157,8 @@ class FakeOpenAI:
         self._handlers: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._base_url: str | None = None
+        # /audio/transcriptions, /audio/speech, /images/generations (see openai_media).
+        self.media = MediaEndpoints(self._authorized, self._bump)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -163,6 +167,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model}", self._model)
+        app.router.add_routes(self.media.routes())
         # handler_cancellation: a client disconnect cancels the handler at once, even while
         # it waits on a gate or a delay, so `cancelled` is exact without writing first.
         runner = web.AppRunner(

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.slack_files import FileError, SlackFiles
+
 # Re-exported (`X as X`) so tests import everything from here.
 from tests.fakes.slack_socket import APP_ID as APP_ID
 from tests.fakes.slack_socket import BOT_ID as BOT_ID
@@ -156,18 +158,21 @@ class FakeSlack(SocketModeMixin):
         self._post_buckets: dict[str, _Bucket] = {}
         self._update_bucket: _Bucket | None = None
         self._runner: web.AppRunner | None = None
+        self.files = SlackFiles(bot_token)  # files.info, url_private, the two-step upload
         self._init_socket()
 
     # ---- lifecycle ----
 
     async def __aenter__(self) -> FakeSlack:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_routes(self.files.routes())
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/socket", self._ws_handler)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = self._runner.addresses[0][1]
+        self.files.base = f"http://127.0.0.1:{self.port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -302,7 +307,7 @@ class FakeSlack(SocketModeMixin):
                 body = {"ok": False, "error": "ratelimited"}
                 return 429, body, {"Retry-After": str(retry_after)}
             return 200, {"ok": True, **handler(params)}, {}
-        except _SlackError as exc:
+        except (_SlackError, FileError) as exc:
             return 200, {"ok": False, "error": exc.code}, {}
 
     def _check_token(self, method: str, token: str | None) -> None:
@@ -349,6 +354,7 @@ class FakeSlack(SocketModeMixin):
             "chat.appendStream": self._append_stream,
             "chat.stopStream": self._stop_stream,
             "users.info": self._users_info,
+            **self.files.handlers(),
         }
 
     def _channel(self, params: dict[str, Any], key: str = "channel") -> str:

@@ -24,6 +24,7 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.telegram_files import UPLOAD_KINDS, TelegramFiles, Upload, file_message
 from tests.fakes.telegram_rules import (
     NOT_MODIFIED,
     TERMINATED,
@@ -89,6 +90,8 @@ class FakeTelegram:
             enforce=enforce_limits,
         )
         self.base_url = ""
+        self.base_file_url = ""
+        self.files = TelegramFiles(token)  # getFile, downloads and the bot's uploads
         # What the bot did.
         self.messages: dict[int, dict[int, FakeMessage]] = {}
         self.calls: list[Call] = []
@@ -134,6 +137,8 @@ class FakeTelegram:
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
+                "getFile": self.files.get_file,
+                **{method: self._send_upload(method) for method in UPLOAD_KINDS},
             }.items()
         }
 
@@ -149,6 +154,7 @@ class FakeTelegram:
     async def __aenter__(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self.files.download)
         # Short shutdown_timeout: hung/long-poll handlers are released on exit anyway.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -156,6 +162,7 @@ class FakeTelegram:
         await site.start()
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}/bot"
+        self.base_file_url = f"http://127.0.0.1:{port}/file/bot"
         return self
 
     async def __aexit__(
@@ -211,6 +218,26 @@ class FakeTelegram:
         self._inbound.setdefault(chat_id, {})[message["message_id"]] = message
         return self.push_update({"message": message})
 
+    def user_file(
+        self,
+        chat_id: int,
+        kind: str,
+        data: bytes = b"",
+        *,
+        caption: str | None = None,
+        **media: Any,
+    ) -> dict[str, Any]:
+        """Queue a file from a user: `kind` is photo, document, voice, audio, video or
+        video_note; `media` goes to `telegram_files.file_message` (size, file_name, ...)."""
+        update = self.user_message(chat_id, caption or "")
+        message = update["message"]
+        del message["text"]
+        message.pop("entities", None)
+        if caption:
+            message["caption"] = caption
+        message.update(file_message(self.files, kind, data, **media))
+        return update
+
     # ----------------------------------------------------------------- inspection
     def picobot_config(self, data_dir: object, **telegram: Any) -> dict[str, Any]:
         """A picobot config (parsed-YAML form): Telegram only, pointed at this fake, open to all.
@@ -226,6 +253,7 @@ class FakeTelegram:
                     "enabled": True,
                     "token": self.token,
                     "base_url": self.base_url,
+                    "base_file_url": self.base_file_url,
                     "allow_from": ["*"],
                     **telegram,
                 },
@@ -561,6 +589,36 @@ class FakeTelegram:
         message.parse_mode, message.reply_markup = params.get("parse_mode"), markup
         message.edit_date = int(time.time())
         return self._message_json(message)
+
+    def _send_upload(self, method: str) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def send(params: dict[str, Any]) -> dict[str, Any]:
+            chat_id = self._chat_id(params)
+            self.limits.check_forced(chat_id)
+            kind, data, filename = self.files.take_upload(method, params)
+            raw = params.get("caption") or ""
+            caption = self._render({**params, "text": raw})[0] if raw else ""
+            if len(caption) > 1024:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            self.limits.check(chat_id, send=True)
+            message = FakeMessage(
+                chat_id=chat_id,
+                message_id=self._new_message_id(chat_id),
+                text=caption,
+                raw_text=params.get("caption") or "",
+                parse_mode=params.get("parse_mode"),
+                message_thread_id=param_int(params, "message_thread_id", required=False),
+                date=int(time.time()),
+            )
+            self.messages.setdefault(chat_id, {})[message.message_id] = message
+            upload = Upload(chat_id, message.message_id, kind, data, filename, caption, params)
+            self.files.uploads.append(upload)
+            answer = self._message_json(message)
+            del answer["text"]
+            if caption:
+                answer["caption"] = caption
+            return {**answer, **self.files.media_json(upload)}
+
+        return send
 
     async def _delete_message(self, params: dict[str, Any]) -> bool:
         chat_id = self._chat_id(params)

@@ -96,6 +96,7 @@ class SocketModeMixin:
         channel_type: str = "channel",
         ts: str | None = None,
         thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         ts = ts or self.next_ts()
         event: dict[str, Any] = {
@@ -110,12 +111,19 @@ class SocketModeMixin:
         }
         if thread_ts:
             event["thread_ts"] = thread_ts
+        if files:
+            event.update(subtype="file_share", files=files, upload=False)
         return event
 
     def dm_event(
-        self, user: str, text: str, channel: str = "D1", ts: str | None = None
+        self,
+        user: str,
+        text: str,
+        channel: str = "D1",
+        ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        return self.message_event(user, text, channel, channel_type="im", ts=ts)
+        return self.message_event(user, text, channel, channel_type="im", ts=ts, files=files)
 
     def mention_event(
         self,

@@ -743,7 +743,11 @@ async def read_params(request: web.Request) -> dict[str, Any]:
                 raise ApiError(400, "Bad Request: can't parse JSON request body") from None
         else:
             for key, value in (await request.post()).items():
-                params[key] = value if isinstance(value, str) else {"file": value.filename}
+                params[key] = (
+                    value
+                    if isinstance(value, str)
+                    else {"file": value.filename, "data": value.file.read()}
+                )
     for key, value in params.items():
         if not isinstance(value, str):
             continue

@@ -518,3 +518,39 @@ async def test_wait_requests(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
 async def test_base_url_needs_start() -> None:
     with pytest.raises(RuntimeError):
         _ = FakeOpenAI().base_url
+
+
+# -- media endpoints, through the real client ------------------------------------------------
+
+
+async def test_media_endpoints_with_the_real_client() -> None:
+    import base64
+
+    from openai import AsyncOpenAI, BadRequestError
+
+    from tests.fakes.openai_media import ogg_opus
+
+    async with FakeOpenAI() as fake:
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="sk-test", max_retries=0)
+        try:
+            result = await client.audio.transcriptions.create(
+                model="whisper-1", file=("voice.ogg", ogg_opus())
+            )
+            assert result.text == fake.media.transcript
+            assert fake.media.transcriptions[0].filename == "voice.ogg"
+            with pytest.raises(BadRequestError, match="Invalid file format"):
+                await client.audio.transcriptions.create(
+                    model="whisper-1", file=("voice.ogg", b"not audio at all")
+                )
+            speech = await client.audio.speech.create(
+                model="gpt-4o-mini-tts", voice="alloy", input="hi", response_format="opus"
+            )
+            assert speech.content.startswith(b"OggS")
+            assert fake.media.speech[0]["response_format"] == "opus"
+            image = await client.images.generate(
+                model="gpt-image-1", prompt="a cat", size="256x256"
+            )
+            assert image.data and image.data[0].b64_json
+            assert base64.b64decode(image.data[0].b64_json).startswith(b"\x89PNG")
+        finally:
+            await client.close()

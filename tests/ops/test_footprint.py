@@ -1,4 +1,5 @@
-"""Only the enabled channels' libraries are imported."""
+"""Only the enabled channels' libraries are imported (and the media libraries only when a file
+comes)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from picobot.runtime.daemon import run
 
 def on_ready(daemon):
     print("CHANNELS", sorted(daemon.channels), flush=True)
-    heavy = [m for m in ("telegram", "discord", "slack_bolt", "slack_sdk") if m in sys.modules]
+    sdks = ("telegram", "discord", "slack_bolt", "slack_sdk", "openai", "PIL", "pypdf", "puremagic")
+    heavy = [m for m in sdks if m in sys.modules]
     print("HEAVY", heavy, flush=True)
     daemon.stopped.set()
 

@@ -37,6 +37,7 @@ def test_status_of_a_running_daemon(tmp_path: Path) -> None:
     rss = float(out.split("memory: ")[1].split(" MB")[0])
     assert 5 < rss < 500
     assert "outbox: 0 pending, 0 dead letters" in out
+    assert "media: 0 received, 0 sent; 0 files stored (0.0 MB)" in out
 
 
 def test_status_with_no_daemon_exits_1(tmp_path: Path) -> None:

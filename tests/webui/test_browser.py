@@ -9,10 +9,12 @@ import itertools
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
+from tests.media import samples
 from tests.webui.conftest import StartDaemon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -298,3 +300,67 @@ async def test_dark_mobile_page_is_readable_and_keyboard_usable(start_daemon: St
         await page.keyboard.press("Enter")
         await answered(page, 1)
         assert await texts(page, ".msg.user") == ["hello by keyboard"]
+
+
+async def test_attach_an_image_and_see_it_after_a_reload(
+    start_daemon: StartDaemon, tmp_path: Path
+) -> None:
+    picture = tmp_path / "sunset.png"
+    picture.write_bytes(samples.png(200, 100, "orange"))
+    async with chromium() as browser, start_daemon(web={"token": "tok"}) as d:
+        page = await browser.new_page()
+        console = Console(page)
+        await page.goto(d.base + "/#token=tok")
+        await page.set_input_files("#file", str(picture))
+        assert "sunset.png" in await page.text_content("#attached") or ""
+        await page.fill("#input", "what colour?")
+        await page.press("#input", "Enter")
+        await answered(page, 1)
+        reply = (await texts(page, ".msg.assistant .body"))[-1]
+        assert "sunset.png" in reply and "200×100 px" in reply
+        assert await page.text_content("#attached") == ""
+        shown = await page.wait_for_selector(".msg.user .attachment img", timeout=WAIT_MS)
+        assert shown is not None
+        await page.wait_for_selector("#conversations li", timeout=WAIT_MS)
+
+        await page.reload()
+        img = await page.wait_for_selector(".msg.user .attachment img", timeout=WAIT_MS)
+        assert img is not None
+        src = await img.get_attribute("src") or ""
+        assert src.startswith("/api/media/") and "token=tok" in src
+        # The browser loaded it through the token-protected route.
+        await page.wait_for_function(
+            "() => { const i = document.querySelector('.msg.user .attachment img');"
+            " return i && i.complete && i.naturalWidth === 200; }",
+            timeout=WAIT_MS,
+        )
+        users = await texts(page, ".msg.user")  # the text as the model got it: file, then words
+        assert len(users) == 1 and users[0].endswith("what colour?")
+        assert await page.locator("#conversations li").count() == 1
+    assert console.errors == []
+
+
+DROP_FILE = """async (name) => {
+  const data = new DataTransfer();
+  data.items.add(new File(["a,b\\n1,2\\n"], name, { type: "text/csv" }));
+  for (const type of ["dragover", "drop"]) {
+    document.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true }));
+  }
+}"""
+
+
+async def test_a_dropped_file_is_sent_and_described(start_daemon: StartDaemon) -> None:
+    async with chromium() as browser, start_daemon() as d:
+        page = await browser.new_page()
+        console = Console(page)
+        await page.goto(d.base + "/")
+        await page.evaluate(DROP_FILE, "table.csv")
+        assert "table.csv" in await page.text_content("#attached") or ""
+        await page.press("#input", "Enter")  # a file alone is a message
+        await answered(page, 1)
+        reply = (await texts(page, ".msg.assistant .body"))[-1]
+        assert "file: table.csv (file, text/csv" in reply
+        link = page.locator(".msg.user .attachment a")
+        assert await link.text_content() == "📎 table.csv"
+        assert (await link.get_attribute("href") or "").startswith("/api/media/")
+    assert console.errors == []

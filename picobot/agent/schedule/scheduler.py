@@ -97,6 +97,11 @@ def parse_cron(cron: str, now: float, tz: tzinfo) -> float:
     return first
 
 
+def firing_id(entry: Entry) -> str:
+    """The outbox id of one firing of `entry`."""
+    return f"schedule-{entry.id}-{int(entry.due)}"
+
+
 class Scheduler:
     """Creates, lists, cancels and fires entries. `run()` is the daemon's task.
 
@@ -261,6 +266,17 @@ class Scheduler:
             candidates.append(upcoming)
         return min(MAX_WAIT, max(0.0, min(candidates, default=now + MAX_WAIT) - now))
 
+    async def reconcile(self, recorded: Callable[[str], Awaitable[bool]]) -> int:
+        """Before the outbox resumes (at start): advance the due entries whose firing the outbox
+        already holds (a kill came between recording it and advancing the entry), so they are
+        not fired a second time. Returns how many."""
+        now, count = self.clock(), 0
+        for entry in await self.store.due(now):
+            if await recorded(firing_id(entry)):
+                await self._advance(entry, now)
+                count += 1
+        return count
+
     async def fire_due(self, *, wait: bool = True) -> None:
         """Fire every entry due now (not already firing or waiting for a retry)."""
         now = self.clock()
@@ -301,7 +317,7 @@ class Scheduler:
                     chat_id=entry.chat_id,
                     text=text,
                     # Stable per firing: a repeat after a kill is the same outbox record.
-                    id=f"schedule-{entry.id}-{int(entry.due)}",
+                    id=firing_id(entry),
                     thread=entry.thread,
                     is_group=entry.is_group,
                 )

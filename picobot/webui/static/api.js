@@ -1,4 +1,5 @@
 // picobot web chat: the HTTP API, the token, and a small event-stream reader.
+// Files are stored by the server and served from GET /api/media/{id}.
 export const KEYS = {
   token: "picobot.token",
   session: "picobot.session",
@@ -21,7 +22,15 @@ export const KEYS = {
 
 export function headers(extra = {}) {
   const token = localStorage.getItem(KEYS.token);
-  return Object.assign(token ? { Authorization: "Bearer " + token } : {}, extra);
+  // X-Picobot: a header no cross-site form can send (the server requires it, or JSON, on POST).
+  const base = { "X-Picobot": "web" };
+  return Object.assign(base, token ? { Authorization: "Bearer " + token } : {}, extra);
+}
+
+// A stored file's URL for <img>, <audio> and links, which cannot send a header.
+export function mediaUrl(url) {
+  const token = localStorage.getItem(KEYS.token);
+  return token ? url + "?token=" + encodeURIComponent(token) : url;
 }
 
 export class Offline extends Error {}

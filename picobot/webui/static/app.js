@@ -1,13 +1,16 @@
 // picobot web chat, as ES modules with no build step: this one holds the runs (their event
-// streams, resumed after a lost connection), sending, history and the wiring. Event streams
-// are read with fetch (not EventSource), so a lost run (404) and a lost server (a network
-// error) can be told apart.
+// streams, resumed after a lost connection), sending (JSON, or multipart with files), history
+// and the wiring. Event streams are read with fetch (not EventSource), so a lost run (404) and
+// a lost server (a network error) can be told apart.
 import { KEYS, Offline, api, headers, sleep, sse } from "./api.js";
+import { attach, initAttachments, previews, takeAttached } from "./attachments.js";
 import {
   addAssistant,
+  addFile,
   addNote,
   addToolCall,
   addUser,
+  fillUser,
   finishToolCall,
   scrollDown,
 } from "./bubbles.js";
@@ -165,6 +168,9 @@ function handle(run, name, d) {
     case "notice":
       addNote(d.text);
       break;
+    case "attachment": // a file sent to the chat (a generated image, a tool's document)
+      addFile(d);
+      break;
     case "turn_finished": {
       const b = ensure();
       if (run.resumed && run.known && d.text.trim() === run.known.trim()) {
@@ -194,29 +200,44 @@ function currentSession() {
   return localStorage.getItem(KEYS.session) || undefined;
 }
 
-async function post(text) {
-  const result = await api("/api/messages", {
+async function post(text, files = []) {
+  let options = {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ text, session: currentSession() }),
-  });
+  };
+  if (files.length) {
+    const form = new FormData(); // the browser sets the multipart Content-Type
+    form.append("text", text);
+    if (currentSession()) form.append("session", currentSession());
+    for (const file of files) form.append("files", file, file.name);
+    options = { method: "POST", body: form };
+  }
+  const result = await api("/api/messages", options);
   localStorage.setItem(KEYS.session, result.session);
   return result;
 }
 
 async function send(text) {
-  if (!text.trim()) return;
-  if (text.trim() === "/stop") return stop(); // one "Stopped" marker, on the reply it stopped
+  const files = takeAttached();
+  if (!text.trim() && !files.length) return;
+  if (text.trim() === "/stop" && !files.length) return stop(); // one "Stopped" marker
   showStatus("");
-  const bubble = addUser(text);
+  const shown = previews(files);
+  const bubble = addUser(text, { files: shown });
   setDraft("");
   try {
-    const result = await post(text);
+    const result = await post(text, files);
+    if (files.length) fillUser(bubble, text, result.attachments || []); // links to the store
+    for (const p of shown) if (p.local) URL.revokeObjectURL(p.local);
+    for (const r of result.rejected || []) addNote("⚠️ " + r.name + ": " + r.reason);
     watch(result.run_id);
     loadConversations();
   } catch (err) {
-    // Not sent: the text goes back into the box, nothing is lost.
+    // Not sent: the text goes back into the box (and, when offline, the files to their list).
     bubble.remove();
+    for (const p of shown) if (p.local) URL.revokeObjectURL(p.local);
+    if (err instanceof Offline) attach(files);
     setDraft(input.value ? text + "\n" + input.value : text);
     if (err instanceof Offline) {
       showStatus("Not sent: picobot is unreachable. Your message is back in the box.");
@@ -247,6 +268,7 @@ function forgetRuns() {
 
 function newChat() {
   forgetRuns();
+  takeAttached(); // files chosen for the old conversation are dropped
   localStorage.removeItem(KEYS.session);
   messages.replaceChildren();
   showStatus("");
@@ -277,7 +299,7 @@ async function loadHistory() {
   let pending = null; // tool calls wait for the reply they belong to
   for (const m of past) {
     if (m.role === "user") {
-      addUser(m.text, { note: m.note });
+      addUser(m.text, { note: m.note, files: m.attachments || [] });
       pending = null;
     } else if (m.role === "tool") {
       pending = pending || addAssistant("");
@@ -301,6 +323,7 @@ async function loadHistory() {
 }
 
 // -- wiring ---------------------------------------------------------------------------------------
+initAttachments();
 initConversations({
   current: currentSession,
   open: openConversation,

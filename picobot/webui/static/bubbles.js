@@ -1,4 +1,5 @@
-// The message list: user and assistant bubbles, tool calls, notes.
+// The message list: user and assistant bubbles, tool calls, notes, files.
+import { mediaUrl } from "./api.js";
 import { renderInto } from "./markdown.js";
 
 const messages = document.getElementById("messages");
@@ -7,13 +8,64 @@ export function scrollDown() {
   messages.scrollTop = messages.scrollHeight;
 }
 
-export function addUser(text, { note = false } = {}) {
+// One file: an image is shown, audio can be played, anything else is a link. `a` is as the
+// API describes it ({url, name, kind, ...}), or {local} for a file not uploaded yet.
+export function attachmentNode(a) {
+  const box = document.createElement("div");
+  box.className = "attachment";
+  const url = a.local || mediaUrl(a.url);
+  if (a.kind === "image") {
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = a.name || "image";
+    box.appendChild(img);
+  } else if (a.kind === "voice" || a.kind === "audio") {
+    const audio = document.createElement("audio");
+    audio.controls = true;
+    audio.src = url;
+    audio.setAttribute("aria-label", a.name || a.kind);
+    box.appendChild(audio);
+  } else if (a.local === "") {
+    box.textContent = "📎 " + (a.name || "file"); // not uploaded yet: nothing to link to
+  } else {
+    const link = document.createElement("a");
+    link.href = url;
+    link.textContent = "📎 " + (a.name || "file");
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    box.appendChild(link);
+  }
+  if (a.caption) {
+    const caption = document.createElement("div");
+    caption.textContent = a.caption;
+    box.appendChild(caption);
+  }
+  return box;
+}
+
+export function addUser(text, { note = false, files = [] } = {}) {
   const div = document.createElement("div");
   div.className = "msg user" + (note ? " command" : "");
-  div.textContent = text;
+  fillUser(div, text, files);
   messages.appendChild(div);
   scrollDown();
   return div;
+}
+
+// A user bubble's content: its files, then its text.
+export function fillUser(div, text, files = []) {
+  div.replaceChildren(...files.map(attachmentNode));
+  if (!files.length) div.textContent = text;
+  else if (text) div.appendChild(Object.assign(document.createElement("div"), { textContent: text }));
+}
+
+// A file the bot sent (a generated image, a tool's document): its own bubble.
+export function addFile(a) {
+  const div = document.createElement("div");
+  div.className = "msg assistant file"; // not a reply: no data-done, it does not end a run
+  div.appendChild(attachmentNode(a));
+  messages.appendChild(div);
+  scrollDown();
 }
 
 export function addNote(text) {
