@@ -63,7 +63,8 @@ HELLO = json.dumps({"text": "hello"}).encode()
 async def test_cross_site_posts_are_refused(tmp_path: Path) -> None:
     async with daemon(tmp_path) as d:
         # What a page on another site can send without a preflight: text/plain, a form.
-        for kind in ("text/plain", "application/x-www-form-urlencoded"):
+        forms = ("application/x-www-form-urlencoded", "multipart/form-data; boundary=b")
+        for kind in ("text/plain", *forms):
             status, _, body = await request(
                 d.port, "POST", "/api/messages", HELLO, {"Content-Type": kind}
             )
