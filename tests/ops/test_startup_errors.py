@@ -127,6 +127,6 @@ def test_data_dir_files_are_private(tmp_path: Path) -> None:
     daemon.wait_for(r" ready: ")
     assert daemon.stop() == 0
     assert data.stat().st_mode & 0o777 == 0o700
-    files = sorted(p.name for p in data.iterdir())
-    assert {"outbox.db", "sessions.db", "picobot.lock"} <= set(files)
-    assert {p.name: p.stat().st_mode & 0o777 for p in data.iterdir()} == dict.fromkeys(files, 0o600)
+    assert {"outbox.db", "sessions.db", "picobot.lock"} <= {p.name for p in data.iterdir()}
+    for path in data.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
