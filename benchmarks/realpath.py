@@ -85,12 +85,17 @@ class NullChannel(Channel):
 async def run_once() -> dict[str, float]:
     NullChannel.sent, NullChannel.done = {}, asyncio.Event()
     commits = 0
-    real_commit = aiosqlite.Connection.commit
+    real_commit, real_execute = aiosqlite.Connection.commit, aiosqlite.Connection.execute
 
     async def counted(self: aiosqlite.Connection) -> None:
         nonlocal commits
         commits += 1
         await real_commit(self)
+
+    def counted_sql(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        nonlocal commits
+        commits += sql.strip().upper() == "COMMIT"  # explicit transactions (sessions)
+        return real_execute(self, sql, *args)
 
     with tempfile.TemporaryDirectory() as tmp:
         data = {
@@ -103,6 +108,7 @@ async def run_once() -> dict[str, float]:
         with (
             mock.patch.object(channel_registry, "load", lambda name: NullChannel),
             mock.patch.object(aiosqlite.Connection, "commit", counted),
+            mock.patch.object(aiosqlite.Connection, "execute", counted_sql),
         ):
             async with Daemon(config, llm=InstantLLM()) as daemon:  # type: ignore[arg-type]
                 commits = 0

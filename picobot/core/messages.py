@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,9 +17,16 @@ def _empty() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+_ID_PREFIX = secrets.token_hex(6)  # random per process: ids of different runs never collide
+_ID_COUNTER = itertools.count(1)
+
+
 def new_id() -> str:
-    """A fresh, unique message id (also the outbox key, so it must be stable once made)."""
-    return uuid.uuid4().hex
+    """A fresh, unique message id (also the outbox key, so it must be stable once made).
+
+    32 hex digits, like a UUID: a random prefix per process and a counter (a `uuid4()` per
+    message costs a system call; this is on the path of every message)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):020x}"
 
 
 @dataclass(frozen=True, slots=True)

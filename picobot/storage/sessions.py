@@ -220,10 +220,10 @@ class SessionStore:
     async def _select(self, session: str, where: str) -> list[Message]:
         async with self._lock:
             db = await self._connect()
-            async with db.execute(
+            rows = await db.execute_fetchall(  # one round trip to the database thread
                 f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id", (session,)
-            ) as cursor:
-                return [json.loads(row[0]) async for row in cursor]
+            )
+            return [json.loads(row[0]) for row in rows]
 
     async def count(self, session: str) -> int:
         """How many messages the model sees in `session`."""
@@ -304,11 +304,12 @@ class SessionStore:
 
     @staticmethod
     async def _prune(db: aiosqlite.Connection, session: str, keep: int) -> None:
-        async with db.execute(
-            "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
-            (session,),
-        ) as cursor:
-            rows: list[Any] = list(await cursor.fetchall())
+        rows: list[Any] = list(
+            await db.execute_fetchall(
+                "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
+                (session,),
+            )
+        )
         start = trim_start([r[1] for r in rows], keep)
         if start:
             first_kept = rows[start][0] if start < len(rows) else rows[-1][0] + 1
