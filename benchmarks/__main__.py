@@ -8,7 +8,16 @@ import os
 import platform
 from pathlib import Path
 
-from benchmarks import cluster, footprint, media, outbox, pipeline, streaming, telegram_burst
+from benchmarks import (
+    cluster,
+    footprint,
+    idle_connections,
+    media,
+    outbox,
+    pipeline,
+    streaming,
+    telegram_burst,
+)
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -29,6 +38,7 @@ def main() -> None:
     sections = [asyncio.run(pipeline.main()), asyncio.run(streaming.main())]
     sections.append(asyncio.run(footprint.main()))
     sections.append(asyncio.run(outbox.main()))
+    sections.append(asyncio.run(idle_connections.main()))
     sections.append(asyncio.run(media.main()))
     sections.append(asyncio.run(telegram_burst.main()))
     sections.append(asyncio.run(cluster.main()))

@@ -338,8 +338,17 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         # url_verification itself; the response is written after the listener returned.
         app = self._app
         if app is None:
-            return web.Response(status=503, text="slack channel not started")
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+            return web.json_response({"error": "slack channel not started"}, status=503)
+        # What bolt would crash on (500) before it even checks the signature: refuse here.
+        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+            return web.json_response(
+                {"error": "X-Slack-Request-Timestamp must be a number"}, status=400
+            )
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # not JSON, not form data, not UTF-8
+            return web.json_response({"error": "the body is malformed"}, status=400)
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     # -- inbound ----------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from picobot.core.channel import (
     Channel,
     FileStore,
     FileTransfer,
-    GuardsHttp,
     InboundSink,
     Rendered,
     ServesHttp,
@@ -36,7 +35,8 @@ from picobot.core.channel import (
 )
 from picobot.core.errors import BadRequest
 from picobot.core.messages import Attachment, InboundMessage, Kind, Sender, new_id, reply_to
-from picobot.webui.broker import RunBroker
+from picobot.webui.broker import RunBroker, RunsFull
+from picobot.webui.limits import WebLimits
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -47,6 +47,8 @@ log = logging.getLogger("picobot.web")
 
 TOOL_RESULT_PREVIEW = 2000  # characters of a tool's result shown in the page
 DEFAULT_MAX_TEXT = 16_000
+DEFAULT_INBOUND_RATE = 10  # per session per minute (channels.web.inbound_rate)
+DEFAULT_ADDRESS_RATE = 30  # per client address per minute (channels.web.address_rate)
 PREFIX = "web:"  # the session keys of the web chat (`InboundMessage.session_key`)
 
 
@@ -82,10 +84,11 @@ class WebReply:
                 pass
 
 
-class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp, FileTransfer):
-    """The web chat: it writes its own replies (run events over SSE), serves the page and the
-    API on the shared server, and guards ``/api/*`` with its token. Without `services`
-    (tests), runs still work through `broker` directly.
+class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, FileTransfer):
+    """The web chat: it writes its own replies (run events over SSE) and serves the page and
+    the API on the shared server; its token is checked by the server's guard for every
+    ``/api/*`` call (`picobot.runtime.guard`). Without `services` (tests), runs still work
+    through `broker` directly.
 
     Files: uploads are stored by the HTTP handler on arrival (`accept` gets them stored);
     files for the chat (`send_file`) reach the page as ``attachment`` events linking to
@@ -108,6 +111,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
         self.broker = broker if broker is not None else RunBroker()
         self.token: str | None = _secret(getattr(config, "token", None))
         self.max_text: int = getattr(config, "max_text", DEFAULT_MAX_TEXT)
+        self.limits = WebLimits(
+            getattr(config, "inbound_rate", DEFAULT_INBOUND_RATE),
+            getattr(config, "address_rate", DEFAULT_ADDRESS_RATE),
+        )
         name = services.model or "picobot"
         self.model = "demo model" if name == "demo" else name  # for the page's header
         self.boot = new_id()  # changes when the run logs are lost (a restart)
@@ -129,12 +136,20 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
     # -- inbound ------------------------------------------------------------------------------
 
     async def accept(
-        self, text: str, session: str, attachments: tuple[Attachment, ...] = ()
+        self,
+        text: str,
+        session: str,
+        attachments: tuple[Attachment, ...] = (),
+        address: str = "",
     ) -> str:
-        """Hand one message from the page to the core; returns its run id.
+        """Hand one message from the page (from client `address`) to the core; its run id.
 
+        :raises picobot.webui.limits.TooManyMessages: over the session's or address's rate.
+        :raises picobot.webui.broker.RunsFull: too many runs in progress.
         :raises picobot.core.errors.BusClosed: while shutting down (no run was created).
+        :raises picobot.core.errors.StorageError: if it could not be recorded (disk full).
         """
+        await self.limits.take(session, address)
         msg = InboundMessage(
             channel=self.name,
             chat_id=session,
@@ -219,7 +234,10 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
             return
         run_id = inbound.id
         if isinstance(event, ev.TurnStarted):
-            self.broker.open(run_id, inbound.chat_id)  # e.g. a run whose log expired
+            try:
+                self.broker.open(run_id, inbound.chat_id)  # e.g. a run whose log expired
+            except RunsFull:
+                return  # nobody can watch it; the turn still runs and is saved
         named = _translate(inbound, event)
         if named is not None:
             self.broker.publish(run_id, *named)
@@ -278,15 +296,6 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, GuardsHttp
 
             self._routes = routes(self)
         return self._routes
-
-    def http_guard(self, request: web.Request) -> web.StreamResponse | None:
-        """The shared server asks this on every request: with a token set, ``/api/*`` needs it.
-
-        Returns a 401 response to refuse, ``None`` to let the request through.
-        """
-        from picobot.webui.api import check_token
-
-        return check_token(request, self.token)
 
 
 def _json_object(text: str) -> Any:

@@ -154,12 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         _parser().print_help()
         return 0
 
-    from picobot.config import load_config, secrets, summary
-    from picobot.core.errors import ConfigError
+    from picobot.config import load_client_config, load_config, secrets, summary
+    from picobot.core.errors import ConfigError, StartupError
 
     path = args.config or _default_config()
     try:
-        config = load_config(path)
+        # `status` only needs the address (and the token): not every channel's secrets.
+        config = (load_client_config if args.command == "status" else load_config)(path)
     except ConfigError as exc:
         print(f"picobot: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(config, config_path=path))
     except ConfigError as exc:
         print(f"picobot: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"picobot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 130

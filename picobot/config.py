@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +32,7 @@ from picobot.core.errors import ConfigError
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
+DEFAULT_ADDRESS_RATE = 30  # web chat messages per client address per minute
 DEFAULT_DRAIN_TIMEOUT = 10.0
 DEFAULT_PLACEHOLDER_TEXT = "Thinking…"
 DEFAULT_FAILOVER_SECONDS = 10.0
@@ -55,10 +57,15 @@ class _Model(BaseModel):
 class HttpConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    # Host names the page and /api/* answer to besides loopback names and `host` itself
+    # (e.g. the name a reverse proxy forwards); a guard against DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class LogConfig(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    # "debug": picobot's own debug lines; "trace": the libraries' too (they may log message
+    # text and SQL parameters).
+    level: Literal["trace", "debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
     content: bool = False  # message text in the logs (off: privacy by default)
 
@@ -225,10 +232,22 @@ class SlackConfig(ChannelConfig):
         return self
 
 
+MIN_TOKEN_LENGTH = 16
+
+
+def _long_enough(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
+    return value
+
+
 class WebConfig(_Model):
     enabled: bool = True
-    token: Secret = None
+    # Guards the web chat's /api/* and /api/status (whatever channels are enabled).
+    token: Annotated[Secret, AfterValidator(_long_enough)] = None
     max_text: int = Field(16_000, ge=1)
+    inbound_rate: int = Field(DEFAULT_INBOUND_RATE, ge=1)  # per web session per minute
+    address_rate: int = Field(DEFAULT_ADDRESS_RATE, ge=1)  # per client address per minute
 
 
 class MediaConfig(_Model):
@@ -314,15 +333,15 @@ class Config(_Model):
     def _check(self) -> Config:
         if self.llm.provider == "openai" and not self.llm.base_url and not self.llm.api_key:
             raise ValueError("llm.api_key: required for provider openai (or set llm.base_url)")
-        web = self.channels.web
-        if web.enabled and not _is_loopback(self.http.host) and not web.token:
+        # /api/status answers whatever channels are enabled: off loopback it needs the token.
+        if not is_loopback(self.http.host) and not self.channels.web.token:
             raise ValueError(
                 "channels.web.token: required when http.host is not a loopback address"
             )
         return self
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -373,22 +392,71 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         raise _config_error(exc) from None
 
 
-def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path | None, env: Mapping[str, str] | None = None, *, empty_ok: bool = True
+) -> Config:
     """Read and validate a config file; ``None`` gives the defaults (demo model, web chat).
+    An empty file means the defaults too, unless not `empty_ok` (a reload: a truncated file
+    must not switch every channel off).
 
     :raises ConfigError: if the file is missing, not YAML, or invalid.
     """
     if path is None:
         return parse_config({}, env)
+    data = _read_yaml(path)
+    if data is None and not empty_ok:
+        raise ConfigError("", f"{path} is empty (a reload needs the whole config)")
+    return parse_config(data, env)
+
+
+def _read_yaml(path: str | Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {_yaml_detail(exc)}") from None
-    return parse_config(data, env)
+
+
+def load_client_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Only what a client of the running daemon needs (`picobot status`): the ``http`` section
+    and the web token. Other sections, and their ``${VAR}``s, are not read, so a shell without
+    the channels' secrets can still ask.
+
+    :raises ConfigError: if the file is unreadable or those sections are invalid.
+    """
+    data = {} if path is None else _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("", "the config file must be a mapping of keys to values")
+    env = os.environ if env is None else env
+    http = expand_env(data.get("http") or {}, env, "http")
+    web = (data.get("channels") or {}).get("web") or {}
+    token = web.get("token") if isinstance(web, dict) else None
+    try:  # an unset ${VAR} for the token: ask without it (the daemon may be on loopback)
+        token = expand_env(token, env, "channels.web.token")
+    except ConfigError:
+        token = None
+    try:
+        http_config = HttpConfig.model_validate(http)
+    except ValidationError as exc:
+        raise _within("http", _config_error(exc)) from None
+    try:
+        web_config = WebConfig.model_validate({"token": token})
+    except ValidationError as exc:
+        raise _within("channels.web", _config_error(exc)) from None
+    # Not validated as a whole: the other sections were not read.
+    channels = ChannelsConfig.model_construct(web=web_config)
+    return Config.model_construct(http=http_config, channels=channels)
+
+
+def _within(section: str, error: ConfigError) -> ConfigError:
+    return ConfigError(f"{section}.{error.path}", error.problem)
 
 
 def _yaml_detail(exc: yaml.YAMLError) -> str:

@@ -28,6 +28,7 @@ from picobot.agent.steering import Queued
 from picobot.agent.tools import Publish, ToolContext, ToolRegistry, default_tools
 from picobot.config import AgentConfig
 from picobot.core import events as ev
+from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, Message, new_id
 from picobot.core.tasks import cancel_and_wait
 from picobot.storage.sessions import HistoryStore, SessionStore, trim_history, visible_history
@@ -35,6 +36,7 @@ from picobot.storage.sessions import HistoryStore, SessionStore, trim_history, v
 log = logging.getLogger("picobot.agent")
 
 GENERIC_FAILURE = "⚠️ Something went wrong. Please try again."
+STORAGE_FAILURE = "⚠️ I could not save this conversation (storage problem). Please try later."
 _TERMINAL = (ev.TurnFinished, ev.TurnAborted, ev.TurnFailed)
 
 
@@ -209,6 +211,9 @@ class Agent:
         except LLMError as exc:
             log.warning("turn failed in %s: %s", state.key, exc)
             emit(ev.TurnFailed(exc.user_message, str(exc)))
+        except StorageError as exc:  # nothing of the turn was saved; the reply is not sent
+            log.error("turn in %s not saved: %s", state.key, exc)
+            emit(ev.TurnFailed(STORAGE_FAILURE, str(exc)))
         except Exception:
             log.exception("turn crashed in %s", state.key)
             emit(ev.TurnFailed(GENERIC_FAILURE))

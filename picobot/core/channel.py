@@ -285,7 +285,8 @@ class ServesHttp(ABC):
 
 
 class GuardsHttp(ABC):
-    """A channel that checks every request to the shared server (the web chat's token)."""
+    """A channel that checks every request to the shared server (the core guard, with the web
+    token, Host and Origin checks, runs first: see `picobot.runtime.guard`)."""
 
     @abstractmethod
     def http_guard(self, request: web.Request) -> web.StreamResponse | None:

@@ -3,6 +3,8 @@
     PicobotError
     ├── ConfigError                 bad config file or value; names the key path
     ├── BusClosed                   publishing to a bus that was closed
+    ├── StartupError                cannot start: names the file or address (exit 2)
+    ├── StorageError                a write to data_dir failed (disk full, I/O error)
     └── ChannelError                anything a platform answered or failed with
         ├── TransientError          worth retrying
         │   ├── RateLimited         wait exactly `retry_after`, not counted as a failure
@@ -91,3 +93,13 @@ class FormattingRejected(BadRequest):
 
 class MessageTooLong(BadRequest):
     """The text was over the platform's limit (a bug in our splitting if it ever happens)."""
+
+
+class StartupError(PicobotError):
+    """The daemon cannot start (data_dir in use or unwritable, port taken, a corrupt file).
+    The message is one line naming the file or address and what to do; `picobot` exits 2."""
+
+
+class StorageError(PicobotError):
+    """A write to data_dir failed (disk full, I/O error, the folder deleted). Nothing was
+    half-written: the caller may answer "try again later"."""

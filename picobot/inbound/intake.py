@@ -27,7 +27,7 @@ class Policy:
 
     allow_from: tuple[str, ...] = ("*",)  # ids or @usernames; "*" everyone; empty nobody
     group_policy: str = "mention"  # "mention": groups only when addressed; "open": always
-    inbound_rate: int = 10  # per sender per minute
+    inbound_rate: int | None = 10  # per sender per minute; None: the channel limits itself
     placeholder: str = ""  # placeholder text; empty for none
     restricted: bool = True  # False: access is checked elsewhere (the web chat's token)
 
@@ -55,7 +55,8 @@ def policies(config: Config) -> dict[str, Policy]:
     for name in config.channels.enabled():
         cfg = getattr(config.channels, name)
         if not isinstance(cfg, ChannelConfig):
-            result[name] = Policy(restricted=False)
+            # The web chat: its token decides, and it limits per session and address itself.
+            result[name] = Policy(restricted=False, inbound_rate=None)
             continue
         result[name] = Policy(
             allow_from=cfg.allow_from,
@@ -166,7 +167,8 @@ class Intake:
         if not policy.addressed(msg):
             metrics.INBOUND.labels(msg.channel, "not_addressed").inc()
             return
-        verdict = await self._flood.check(msg, policy.inbound_rate)
+        rate = policy.inbound_rate
+        verdict = "ok" if rate is None else await self._flood.check(msg, rate)
         if verdict != "ok":
             metrics.INBOUND.labels(msg.channel, "flood").inc()
             if verdict == "warn":

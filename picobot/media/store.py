@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
@@ -72,7 +73,9 @@ class MediaStore:
 
     def open(self) -> None:
         """Create the directories; drop half-written files a crash left behind."""
-        self._incoming.mkdir(parents=True, exist_ok=True)
+        # Users' files: private (parents=True would give the root the default mode).
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._incoming.mkdir(mode=0o700, exist_ok=True)
         for leftover in self._incoming.iterdir():
             leftover.unlink(missing_ok=True)
 
@@ -99,7 +102,7 @@ class MediaStore:
         display = safe_name(name)
         if size is not None and size > limit:
             raise FileTooLarge(size, limit)
-        self._incoming.mkdir(parents=True, exist_ok=True)
+        self._incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
         temp = self._incoming / secrets.token_hex(8)
         try:
             digest, total, head = await self._receive(chunks, temp, limit)
@@ -150,7 +153,7 @@ class MediaStore:
         head = b""
         iterator = aiter(chunks)
         try:
-            with temp.open("wb") as out:
+            with _private(temp) as out:
                 async for chunk in iterator:
                     total += len(chunk)
                     if total > limit:
@@ -238,3 +241,8 @@ def _kind(family: str, hint: AttachmentKind | None) -> AttachmentKind:
     if family == "video":
         return AttachmentKind.VIDEO
     return AttachmentKind.FILE
+
+
+def _private(path: Path) -> io.BufferedWriter:
+    """A new file readable by its owner only (users' files)."""
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")

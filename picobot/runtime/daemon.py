@@ -41,14 +41,27 @@ from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.cluster import ClusterNode, ClusterQueue
+from picobot.runtime.forced import exit_soon
+from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
 from picobot.runtime.media import MediaRuntime
 from picobot.runtime.sdnotify import Notifier
+from picobot.runtime.server import (
+    HEADER_TIMEOUT,
+    ConnectionLimit,
+    LimitedSite,
+    quiet_accept_errors,
+    quiet_client_errors,
+    raise_fd_limit,
+)
 from picobot.runtime.supervisor import ChannelSupervisor
+from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
+from picobot.storage.sessions import SessionStore
 
 log = logging.getLogger("picobot")
 
+STORAGE_CHECK_SECONDS = 2.0  # how often data_dir is checked (deleted? writable again?)
 FORCE_CLOSE_SECONDS = 2.0  # each resource a forced exit closes gets this long
 
 
@@ -75,7 +88,8 @@ class Daemon:
     def __init__(self, config: Config, llm: LLM | None = None) -> None:
         self.config = config
         self.inbound: Topic[InboundMessage] = Topic("inbound")
-        self.outbox = Outbox.in_dir(config.data_dir)
+        self.data_dir = DataDir(config.data_dir)  # locked at startup; its health for /readyz
+        self.outbox = Outbox.in_dir(config.data_dir, on_write=self.data_dir.wrote)
         self.media = MediaRuntime(config)
         # Cluster mode: inbound over Redis streams, shared budgets, history and leases.
         self.cluster = (
@@ -127,11 +141,14 @@ class Daemon:
         self.agent = Agent(
             llm or make_llm(config),
             config.agent,
-            data_dir=config.data_dir,
+            store=(
+                self.cluster.history
+                if self.cluster is not None
+                else SessionStore.in_dir(config.data_dir, on_write=self.data_dir.wrote)
+            ),
             tools=self.abilities.tools,
             reminders=self.abilities.scheduler,
             media=self.media.agent,
-            store=self.cluster.history if self.cluster is not None else None,
         )
         self.media.add_tools(self.agent.tools)
         self.agent_loop = AgentLoop(
@@ -143,6 +160,7 @@ class Daemon:
         self._agent_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
+        self.connection_limit = ConnectionLimit(cap=0)  # its cap is set when the server starts
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -216,10 +234,11 @@ class Daemon:
 
     async def startup(self) -> None:
         log.info("starting picobot: %s", summary(self.config))
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
         stack = self._stack
+        self.data_dir.claim()  # a second daemon on the same data_dir stops here
+        stack.callback(self.data_dir.release)  # the last thing closed
         if self.cluster is not None:
-            stack.push_async_callback(self.cluster.aclose)  # last: leave the cluster
+            stack.push_async_callback(self.cluster.aclose)  # leave the cluster last but one
         stack.push_async_callback(self.agent.llm.aclose)
         stack.push_async_callback(self.media.aclose)  # its HTTP client exists already
         await self.agent.open()  # the session store: a bad data_dir fails here, not mid-chat
@@ -249,6 +268,8 @@ class Daemon:
         self._agent_task = asyncio.create_task(self.agent_loop.run(), name="agent")
         self._agent_task.add_done_callback(self._task_done)
         self.outbound.start_janitor()
+        watch = asyncio.create_task(self._watch_storage(), name="storage watch")
+        stack.callback(watch.cancel)
         # Turns the previous run never finished: listed before channels start, so messages
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
@@ -283,6 +304,11 @@ class Daemon:
         if resumed or replayed:
             log.info("recovered %d pending replies and %d unfinished turns", resumed, len(replayed))
 
+    async def _watch_storage(self) -> None:
+        while True:  # logs a problem once when it appears (see DataDir.problem)
+            self.data_dir.problem()
+            await asyncio.sleep(STORAGE_CHECK_SECONDS)
+
     async def _start_http(self) -> None:
         app = make_app(
             self.channels,
@@ -290,11 +316,20 @@ class Daemon:
             self.supervisor.routes(),
             expected=lambda: self.config.channels.enabled(),
             checks=self.cluster.checks if self.cluster is not None else dict,
+            access=Access.of(self.config),  # fixed for this run: a reload cannot widen it
+            storage=self.data_dir.problem,
             detail=lambda: {"mcp": self.abilities.mcp.status()},
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        limit = self.connection_limit
+        limit.fit(raise_fd_limit())
+        app.middlewares.append(limit.middleware)
+        quiet_accept_errors(asyncio.get_running_loop())
+        quiet_client_errors()
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_TIMEOUT
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
+        site = LimitedSite(self._runner, self.config.http.host, self.config.http.port, limit)
         await site.start()
         log.info("http server on http://%s:%s", self.config.http.host, self.port)
 
@@ -356,7 +391,8 @@ class Daemon:
     async def reload_file(self, path: str | Path) -> bool:
         """Read `path` and `reload()` it; an invalid file is refused with one log line."""
         try:
-            new = load_config(path)
+            new = load_config(path, empty_ok=False)
+            reload.check(self.config, new)  # never widens access, never half-applies
         except ConfigError as exc:
             log.error("reload rejected, keeping the running config: %s", exc)
             return False
@@ -382,8 +418,14 @@ class Daemon:
 
     async def force_close(self) -> None:
         """A forced exit: no draining; child processes end, databases close (what they hold
-        stays recoverable: every write was committed when it returned)."""
-        for close in (self.abilities.aclose, self.agent.store.aclose, self.outbox.aclose):
+        stays recoverable: every write was committed when it returned). Running turns are cut
+        first, so they record that they were interrupted while the outbox is still open."""
+        for close in (
+            lambda: self.agent_loop.drain(0),
+            self.abilities.aclose,
+            self.agent.store.aclose,
+            self.outbox.aclose,
+        ):
             try:
                 async with asyncio.timeout(FORCE_CLOSE_SECONDS):
                     await close()
@@ -464,7 +506,8 @@ async def run(
             log.info("received %s: stopping", name)
         if not forcing:
             daemon.stopped.set()
-        elif main is not None:
+        elif main is not None and signals == 2:
+            exit_soon()  # should closing hang (a thread, a child): the process goes anyway
             main.cancel()
 
     async def reload_config(path: str | Path) -> None:
@@ -507,6 +550,10 @@ async def run(
     except asyncio.CancelledError:
         # Forced exit (a second signal) cut the shutdown short: still end the MCP servers and
         # close the databases, whose worker threads would otherwise keep the process alive.
+        if main is not None:
+            # Handled here: the closing must not look cancelled itself (`cancel_and_wait`
+            # re-raises while the caller is being cancelled, which cut force_close short).
+            main.uncancel()
         await daemon.force_close()
         raise
     finally:

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from picobot.core.channel import Channel, GuardsHttp
+from picobot.runtime.guard import Access, guard
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -21,27 +23,32 @@ def make_app(
     client_max_size: int = 1 << 20,
     expected: Callable[[], Iterable[str]] = tuple,
     checks: Callable[[], Mapping[str, str]] = dict,
+    access: Access | None = None,
+    storage: Callable[[], str | None] = lambda: None,
     detail: Callable[[], Mapping[str, object]] = dict,
 ) -> web.Application:
     """The shared app over the live `channels` mapping (a reload may replace its entries).
 
     `expected()` names every enabled channel, so one that could not even be created (its
-    library missing) still shows in /readyz as failing. A channel with an
-    ``http_guard(request)`` method may refuse any request by returning a response (the web
-    chat's token check on ``/api/*``); it is asked on every request. `checks()` names other
-    things readiness depends on (the cluster's Redis), each "ok" or what is wrong; `detail()`
+    library missing) still shows in /readyz as failing. A channel that `GuardsHttp` may
+    refuse any request by returning a response; it is asked on every request. `access` is
+    checked before anything (Host, CSRF, the token; see `picobot.runtime.guard`). `storage()`
+    names a problem with data_dir (deleted, disk full) that makes /readyz fail. `checks()`
+    names other things readiness depends on (the cluster's Redis), each "ok" or what is
+    wrong; `detail()`
     adds keys to the /readyz body (the MCP servers' states) without deciding readiness.
     """
 
     @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def channel_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         for channel in list(channels.values()):
             if isinstance(channel, GuardsHttp) and (refusal := channel.http_guard(request)):
                 return refusal
         response: web.StreamResponse = await handler(request)
         return response
 
-    app = web.Application(client_max_size=client_max_size, middlewares=[guard])
+    middlewares: list[Middleware] = [guard(access or Access()), channel_guard]
+    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -52,9 +59,17 @@ def make_app(
         failing = sorted(name for name in states if states[name] != "connected")
         more = dict(checks())
         failing += sorted(name for name, state in more.items() if state != "ok")
-        body = {"ready": not failing, "channels": states, "failing": failing, **detail()}
+        body: dict[str, object] = {
+            "ready": not failing,
+            "channels": states,
+            "failing": failing,
+            **detail(),
+        }
         if more:
             body["checks"] = more
+        if (problem := storage()) is not None:
+            failing.append("storage")
+            body |= {"ready": False, "storage": problem}
         return web.json_response(body, status=503 if failing else 200)
 
     async def metrics(request: web.Request) -> web.Response:

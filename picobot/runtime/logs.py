@@ -18,6 +18,7 @@ _TOKEN_SHAPES = re.compile(
     r"|[MNO][A-Za-z0-9_-]{20,30}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
 )
 REDACTED = "[REDACTED]"
+OWN_LOGGERS = ("picobot", "channels")
 
 
 class RedactingFilter(logging.Filter):
@@ -100,7 +101,17 @@ def setup_logging(
     for old in [h for h in root.handlers if h.get_name() == "picobot"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    # Libraries log at DEBUG what picobot must not (aiosqlite: SQL parameters, i.e. users'
+    # messages; HTTP clients: request bodies). "debug" is picobot's own debug lines only;
+    # "trace" lets every library's through too.
+    if level == "trace":
+        root.setLevel(logging.DEBUG)
+        own = logging.DEBUG
+    else:
+        own = logging.getLevelName(level.upper())
+        root.setLevel(max(logging.INFO, own))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(own)
     # Libraries log every request at INFO; keep the journal to events.
     for noisy in (
         "httpx",
@@ -111,7 +122,9 @@ def setup_logging(
         "slack_sdk",
         "aiohttp.access",
     ):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(
+            logging.DEBUG if level == "trace" else max(logging.WARNING, root.level)
+        )
 
 
 def add_secrets(secrets: Iterable[str]) -> None:

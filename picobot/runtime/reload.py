@@ -2,7 +2,9 @@
 
 Channels whose config changed are stopped and started again with it; the others keep running.
 Intake policies (access lists, rates, placeholder text) change in place. Sections that shape
-objects built once at startup are logged as "restart required" and keep their old values.
+objects built once at startup are logged as "restart required" and keep their old values. A
+file that changes who may reach the server (``http``, the web token) is refused as a whole
+(`check`): a reload never widens access.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from picobot.config import Config, secrets
+from picobot.config import ChannelConfig, Config, secrets
+from picobot.core.errors import ConfigError
 from picobot.inbound.intake import Intake, policies
 from picobot.runtime.logs import add_secrets
 from picobot.runtime.supervisor import ChannelSupervisor
@@ -35,6 +38,20 @@ RESTART_SECTIONS = (
 )
 
 
+def check(old: Config, new: Config) -> None:
+    """Refuse what a reload must not half-apply: the HTTP server (bound once) and the web
+    token (checked for every /api/* call) are fixed until a restart, so a new file that
+    changes them is refused as a whole, never applied in part: a reload cannot widen access.
+
+    :raises ConfigError: naming the changed key.
+    """
+    for key in type(old.http).model_fields:
+        if getattr(old.http, key) != getattr(new.http, key):
+            raise ConfigError(f"http.{key}", "changed: restart required (nothing was reloaded)")
+    if old.channels.web.token != new.channels.web.token:
+        raise ConfigError("channels.web.token", "changed: restart required (nothing was reloaded)")
+
+
 async def apply(
     old: Config, new: Config, supervisor: ChannelSupervisor, intake: Intake
 ) -> tuple[list[str], Config]:
@@ -50,15 +67,15 @@ async def apply(
     for section in RESTART_SECTIONS:
         if getattr(old, section) != getattr(new, section):
             log.warning("reload: %s changed: restart required to apply it", section)
-    if old.channels.web.token != new.channels.web.token:  # checked by an HTTP middleware
-        log.warning("reload: channels.web.token changed: restart required to apply it")
     add_secrets(secrets(new.channels))  # a new token must be redacted from now on
     intake.update(policies(new))
     for name in type(new.channels).model_fields:
         before, after = getattr(old.channels, name), getattr(new.channels, name)
         if before == after:
             continue
-        if before.enabled == after.enabled and _same_but_policy(before, after):
+        # The web chat applies its own rates (`channels.web.inbound_rate`): it is restarted.
+        policy_only = isinstance(before, ChannelConfig) and _same_but_policy(before, after)
+        if before.enabled == after.enabled and policy_only:
             applied.append(f"{name}: intake policy updated")
             continue
         await supervisor.replace(name, after)

@@ -15,25 +15,39 @@ Two records, one database:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import logging
+import sqlite3
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import aiosqlite
 
-from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
-from picobot.core.messages import Attachment, InboundMessage, Kind, OutboundMessage, Sender
+from picobot.core.errors import StorageError
+from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted, TurnStarted
+from picobot.core.messages import (
+    Attachment,
+    InboundMessage,
+    Kind,
+    OutboundMessage,
+    Sender,
+    reply_to,
+)
+from picobot.storage.datadir import storage_error_text
 from picobot.storage.sqlite import connect
 
 if TYPE_CHECKING:
     from picobot.core.channel import ReplyWriter
 
 DB_NAME = "outbox.db"
-MAX_INBOUND_ATTEMPTS = 2  # a message whose turn crashed the daemon twice is not run again
+# A message whose turn was cut by a crash (or a SIGKILL) this often is given up: dead letter +
+# log. Turns that never started, and turns a graceful shutdown cut, do not count.
+MAX_INBOUND_ATTEMPTS = 3
 KEEP_INBOUND_SECONDS = 7 * 24 * 3600  # replay ids remembered this long
 
 _SCHEMA = """
@@ -62,6 +76,12 @@ CREATE INDEX IF NOT EXISTS inbound_state ON inbound (state);
 """
 
 
+log = logging.getLogger("picobot.outbox")
+
+# Told every failed or successful write: the daemon's readiness follows the disk.
+WriteWatcher = Callable[[BaseException | None], None]
+
+
 class Pending(NamedTuple):
     message: OutboundMessage
     sent: dict[int, str]  # chunk index -> platform message id, already delivered
@@ -84,16 +104,17 @@ class Outbox:
     many writers, instead of one each).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:
         self.path = Path(path)
+        self.on_write = on_write
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._commit: asyncio.Future[None] | None = None  # the next commit, once one is due
         self._commits: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def in_dir(cls, data_dir: str | Path) -> Outbox:
-        return cls(Path(data_dir) / DB_NAME)
+    def in_dir(cls, data_dir: str | Path, *, on_write: WriteWatcher | None = None) -> Outbox:
+        return cls(Path(data_dir) / DB_NAME, on_write=on_write)
 
     async def open(self) -> None:
         if self._db is not None:
@@ -114,17 +135,49 @@ class Outbox:
     ) -> None:
         await self.aclose()
 
-    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async def _run(
+        self, sql: str, args: tuple[Any, ...] = (), *, write: bool = True
+    ) -> list[tuple[Any, ...]]:
+        """One statement; returns once a commit covering it completed.
+
+        :raises StorageError: if it or its commit failed (disk full, I/O error): nothing of it
+            was kept, nor of the statements sharing its commit (they fail too).
+        """
         if self._db is None:
             raise RuntimeError("the outbox is not open")
         async with self._lock:
-            rows = [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
+            try:
+                rows = [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
+            except sqlite3.Error as exc:
+                await self._abandon(exc)
+                raise self._failed(exc) from exc
             commit = self._commit
             if commit is None:
                 commit = self._commit = asyncio.get_running_loop().create_future()
                 asyncio.get_running_loop().call_soon(self._start_commit, commit)
-        await asyncio.shield(commit)  # a cancelled caller must not cancel the others' commit
+        try:
+            await asyncio.shield(commit)  # a cancelled caller must not cancel the others' commit
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        if write and self.on_write is not None:
+            self.on_write(None)
         return rows
+
+    async def _abandon(self, exc: BaseException) -> None:
+        """Under the lock, after a failed statement or commit: roll back (SQLite may have done
+        so already), and fail the statements waiting on the pending commit, whose writes the
+        rollback took too."""
+        assert self._db is not None
+        if self._db.in_transaction:
+            await self._db.rollback()
+        commit, self._commit = self._commit, None
+        if commit is not None and not commit.done():
+            commit.set_exception(exc)
+
+    def _failed(self, exc: BaseException) -> StorageError:
+        if self.on_write is not None:
+            self.on_write(exc)
+        return StorageError(f"{self.path}: {storage_error_text(exc)}")
 
     def _start_commit(self, commit: asyncio.Future[None]) -> None:
         # Runs once the statements already waiting for the lock had their turn... mostly:
@@ -141,6 +194,8 @@ class Outbox:
                 assert self._db is not None
                 await self._db.commit()
             except BaseException as exc:
+                if isinstance(exc, sqlite3.Error):
+                    await self._abandon(exc)
                 if not commit.done():
                     commit.set_exception(exc)
                 if not isinstance(exc, Exception):
@@ -186,7 +241,7 @@ class Outbox:
     async def pending(self) -> list[Pending]:
         """Undelivered messages, oldest first (the order they were accepted in)."""
         rows = await self._run(
-            "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq"
+            "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq", write=False
         )
         return [
             Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
@@ -201,7 +256,8 @@ class Outbox:
         """(channel, chat id, count) of every chat with undelivered messages."""
         rows = await self._run(
             "SELECT channel, chat_id, COUNT(*) FROM outbound WHERE state = 'pending'"
-            " GROUP BY channel, chat_id ORDER BY MIN(seq)"
+            " GROUP BY channel, chat_id ORDER BY MIN(seq)",
+            write=False,
         )
         return [(channel, chat_id, count) for channel, chat_id, count in rows]
 
@@ -214,6 +270,7 @@ class Outbox:
             "SELECT data, sent FROM outbound WHERE channel = ? AND chat_id = ?"
             f" AND state = 'pending' AND id NOT IN ({marks}) ORDER BY seq LIMIT 1",
             (channel, chat_id, *exclude),
+            write=False,
         )
         if not rows:
             return None
@@ -225,6 +282,7 @@ class Outbox:
             "SELECT id, channel, chat_id, data, error, created FROM outbound"
             " WHERE state = 'dead' ORDER BY seq DESC LIMIT ?",
             (limit,),
+            write=False,
         )
         return [
             DeadLetter(i, ch, chat, json.loads(data)["text"], err or "", created)
@@ -232,7 +290,7 @@ class Outbox:
         ]
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._run("SELECT state, COUNT(*) FROM outbound GROUP BY state")
+        rows = await self._run("SELECT state, COUNT(*) FROM outbound GROUP BY state", write=False)
         counts = {"pending": 0, "dead": 0}
         counts.update({state: n for state, n in rows})
         return counts
@@ -242,7 +300,8 @@ class Outbox:
     async def seen(self, msg: InboundMessage) -> bool:
         """Record an accepted inbound message; True if it was recorded before (a replay)."""
         rows = await self._run(
-            "INSERT OR IGNORE INTO inbound (id, data, created) VALUES (?, ?, ?) RETURNING id",
+            "INSERT OR IGNORE INTO inbound (id, data, created, attempts) VALUES (?, ?, ?, 0)"
+            " RETURNING id",
             (msg.id, _dump(msg), time.time()),
         )
         return not rows
@@ -255,7 +314,8 @@ class Outbox:
         """Placeholders of turns that never finished: (inbound id, channel, chat, thread, id)."""
         rows = await self._run(
             "SELECT id, data, placeholder FROM inbound"
-            " WHERE placeholder IS NOT NULL AND state IN ('received', 'answered')"
+            " WHERE placeholder IS NOT NULL AND state IN ('received', 'answered')",
+            write=False,
         )
         found = []
         for key, data, message_id in rows:
@@ -269,26 +329,47 @@ class Outbox:
             "UPDATE inbound SET state = 'done', placeholder = NULL WHERE id = ?", (inbound_id,)
         )
 
+    async def started(self, inbound_id: str) -> None:
+        """A turn for `inbound_id` starts: one more attempt, should it never finish."""
+        await self._run("UPDATE inbound SET attempts = attempts + 1 WHERE id = ?", (inbound_id,))
+
+    async def interrupted(self, inbound_id: str) -> None:
+        """A graceful shutdown cut the turn: not the turn's fault, so not an attempt."""
+        await self._run(
+            "UPDATE inbound SET attempts = max(0, attempts - 1) WHERE id = ?", (inbound_id,)
+        )
+
     async def unfinished(self) -> list[InboundMessage]:
         """Messages to run again after a restart: accepted, not answered, no reply pending.
 
-        Each is counted as one more attempt; past `MAX_INBOUND_ATTEMPTS` it is given up.
+        One whose turn was cut `MAX_INBOUND_ATTEMPTS` times (crashes, kills) is given up: it
+        is logged and kept as a dead letter, so `picobot status` shows it.
         """
         await self._run(
             "DELETE FROM inbound WHERE state != 'received' AND created < ?",
             (time.time() - KEEP_INBOUND_SECONDS,),
         )
-        await self._run(
-            "UPDATE inbound SET state = 'abandoned' WHERE state = 'received' AND attempts >= ?",
+        rows = await self._run(
+            "UPDATE inbound SET state = 'abandoned' WHERE state = 'received' AND attempts >= ?"
+            " RETURNING data, attempts",
             (MAX_INBOUND_ATTEMPTS,),
         )
+        for data, attempts in rows:
+            await self._give_up(_load_in(data), attempts)
         rows = await self._run(
-            "UPDATE inbound SET attempts = attempts + 1 WHERE state = 'received' AND id NOT IN"
+            "SELECT data, created FROM inbound WHERE state = 'received' AND id NOT IN"
             " (SELECT json_extract(data, '$.in_reply_to') FROM outbound"
-            "  WHERE json_extract(data, '$.in_reply_to') IS NOT NULL)"
-            " RETURNING data, created"
+            "  WHERE json_extract(data, '$.in_reply_to') IS NOT NULL)",
+            write=False,
         )
         return [_load_in(data) for data, _ in sorted(rows, key=lambda row: row[1])]
+
+    async def _give_up(self, msg: InboundMessage, attempts: int) -> None:
+        error = f"no reply: its turn was cut {attempts} times (crash or kill); gave up"
+        log.error("gave up on message %s in %s:%s: %s", msg.id, msg.channel, msg.chat_id, error)
+        letter = reply_to(msg, "")
+        await self.add(letter)
+        await self.dead(letter.id, error)
 
 
 def _dump(msg: InboundMessage | OutboundMessage) -> str:
@@ -330,6 +411,9 @@ class FinishedInOutbox:
         self._interrupted = False
 
     async def feed(self, event: RunEvent) -> None:
+        if isinstance(event, TurnStarted):
+            with contextlib.suppress(StorageError):  # reported by the outbox's watcher
+                await self.outbox.started(self.inbound_id)
         # A turn cut by shutdown is not finished: the next start runs it again.
         if isinstance(event, TurnAborted) and event.reason == SHUTDOWN:
             self._interrupted = True
@@ -337,5 +421,8 @@ class FinishedInOutbox:
 
     async def finish(self) -> None:
         await self.writer.finish()  # if this is cut short, the turn is not finished either
-        if not self._interrupted:
-            await self.outbox.finished(self.inbound_id)
+        with contextlib.suppress(StorageError):  # not recorded: a restart runs it again
+            if self._interrupted:
+                await self.outbox.interrupted(self.inbound_id)
+            else:
+                await self.outbox.finished(self.inbound_id)

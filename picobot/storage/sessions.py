@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +26,9 @@ from typing import Any, Protocol, Self
 
 import aiosqlite
 
+from picobot.core.errors import StorageError
 from picobot.core.messages import Message
+from picobot.storage.datadir import storage_error_text
 from picobot.storage.sqlite import connect
 
 DB_NAME = "sessions.db"
@@ -170,15 +173,26 @@ class SessionStore:
     interleaved transactions on it would mix their writes.
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        on_write: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
         self.path = path
+        self.on_write = on_write  # told of every write's outcome (readiness follows the disk)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
     @classmethod
-    def in_dir(cls, data_dir: str | Path) -> SessionStore:
-        return cls(Path(data_dir) / DB_NAME)
+    def in_dir(
+        cls,
+        data_dir: str | Path,
+        *,
+        on_write: Callable[[BaseException | None], None] | None = None,
+    ) -> SessionStore:
+        return cls(Path(data_dir) / DB_NAME, on_write=on_write)
 
     async def open(self) -> None:
         """Open the database (idempotent).
@@ -255,6 +269,8 @@ class SessionStore:
 
         Shielded: once started, the write completes even if the caller is cancelled, so the
         shared connection is never left inside a transaction.
+
+        :raises StorageError: if the write failed (disk full, I/O error); nothing was kept.
         """
         now = time.time()
         rows = [
@@ -283,23 +299,35 @@ class SessionStore:
     ) -> None:
         async with self._lock:
             db = await self._connect()
-            await db.execute("BEGIN IMMEDIATE")
             try:
-                await db.executemany(
-                    "INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)", rows
-                )
-                await db.execute(
-                    "INSERT INTO sessions (session, title, created, updated) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (session) DO UPDATE SET updated = excluded.updated, "
-                    "title = coalesce(sessions.title, excluded.title)",
-                    (session, title, now, now),
-                )
-                if keep is not None:
-                    await self._prune(db, session, keep)
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    await db.executemany(
+                        "INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+                    await db.execute(
+                        "INSERT INTO sessions (session, title, created, updated)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (session) DO UPDATE SET"
+                        " updated = excluded.updated,"
+                        " title = coalesce(sessions.title, excluded.title)",
+                        (session, title, now, now),
+                    )
+                    if keep is not None:
+                        await self._prune(db, session, keep)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    # A full disk makes SQLite roll back by itself; a second ROLLBACK would
+                    # raise "no transaction is active" and hide the real error.
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                if self.on_write is not None:
+                    self.on_write(exc)
+                raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
+        if self.on_write is not None:
+            self.on_write(None)
 
     @staticmethod
     async def _prune(db: aiosqlite.Connection, session: str, keep: int) -> None:

@@ -14,7 +14,10 @@
     GET    /api/sessions/{session}/messages   [{"role", "text", ...}] (see WebChatChannel.history)
 
 When ``channels.web.token`` is set, every ``/api/*`` call needs ``Authorization: Bearer <token>``
-or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise.
+or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise (checked by the server's
+guard, `picobot.runtime.guard`, with Host, Origin and ``Content-Type: application/json``).
+A POST over the session's or the client address's rate (``channels.web.inbound_rate``,
+``address_rate``) is answered 429 ``{"error"}`` with ``Retry-After``; a full disk 503.
 
 An event stream ends after ``done``, on shutdown, when the client goes away, or when the client
 falls too far behind (it reconnects with ``Last-Event-ID`` and resumes without a gap).
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import re
 from importlib import resources
@@ -34,12 +36,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from picobot.core.channel import FileStore
-from picobot.core.errors import BusClosed
+from picobot.core.errors import BusClosed, StorageError
 from picobot.core.messages import Attachment, new_id
-from picobot.webui.broker import Event, Overflowed, RunBroker, Subscription, UnknownRun
+from picobot.webui.broker import Event, Overflowed, RunBroker, RunsFull, Subscription, UnknownRun
+from picobot.webui.limits import TooManyMessages
 from picobot.webui.uploads import FormError, media_response, read_form
 
-__all__ = ["HEARTBEAT_SECONDS", "check_token", "encode_event", "routes"]
+__all__ = ["HEARTBEAT_SECONDS", "encode_event", "routes"]
 
 HEARTBEAT_SECONDS = 15.0  # an SSE comment keeps proxies from closing an idle stream
 DISCONNECT_POLL_SECONDS = 1.0  # aiohttp has no "client went away" awaitable for a GET
@@ -77,7 +80,11 @@ class WebChat(Protocol):
     def media(self) -> FileStore | None: ...
 
     async def accept(
-        self, text: str, session: str, attachments: tuple[Attachment, ...] = ()
+        self,
+        text: str,
+        session: str,
+        attachments: tuple[Attachment, ...] = (),
+        address: str = "",
     ) -> str: ...
 
     async def history(self, session: str) -> list[dict[str, Any]]: ...
@@ -95,22 +102,43 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def check_token(request: web.Request, token: str | None) -> web.Response | None:
-    """A 401 response for an ``/api/*`` request without `token` (constant-time comparison);
-    ``None`` when the request may go on (no token configured, another path, or a match)."""
-    if not token or not request.path.startswith("/api/"):
-        return None
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    given = given or request.query.get("token", "")
-    if hmac.compare_digest(given.encode(), token.encode()):
-        return None
-    return error(401, "a valid token is required")
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a lone surrogate from JSON "\ud800"
+        return False
+    return True
+
+
+def _retry_later(status: int, reason: str, seconds: int = 60) -> web.Response:
+    response = error(status, reason)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def encode_event(event: Event) -> bytes:
     data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"), default=str)
     return f"id: {event.id}\nevent: {event.name}\ndata: {data}\n\n".encode()
+
+
+async def _accept(
+    channel: WebChat,
+    request: web.Request,
+    text: str,
+    session: str,
+    attachments: tuple[Attachment, ...] = (),
+) -> str | web.Response:
+    """The run id of the accepted message, or the answer that refuses it."""
+    try:
+        return await channel.accept(text, session, attachments, address=request.remote or "")
+    except TooManyMessages as exc:
+        return _retry_later(429, exc.reason)
+    except RunsFull:
+        return _retry_later(429, "too many replies in progress; try again shortly")
+    except BusClosed:
+        return error(503, "shutting down; try again shortly")
+    except StorageError:  # logged once by the daemon's storage watch
+        return _retry_later(503, "cannot store messages now (disk full?); try again later")
 
 
 def routes(channel: WebChat) -> list[web.RouteDef]:
@@ -136,21 +164,24 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return error(400, "the body must be JSON")
+        except RecursionError:
+            return error(400, "the body is nested too deeply")
         if not isinstance(body, dict):
             return error(400, "the body must be a JSON object")
         text, session = body.get("text"), body.get("session")
         if not isinstance(text, str) or not text.strip():
             return error(400, "text must be a non-empty string")
+        if not _valid_unicode(text):
+            return error(400, "text is not valid Unicode (a lone surrogate?)")
         if len(text) > channel.max_text:
             return error(400, f"text is longer than {channel.max_text} characters")
         if session is None or session == "":
             session = new_id()
         elif not isinstance(session, str) or not SESSION_ID.fullmatch(session):
             return error(400, "session must be 1-64 letters, digits, '-' or '_'")
-        try:
-            run_id = await channel.accept(text, session)
-        except BusClosed:
-            return error(503, "shutting down; try again shortly")
+        run_id = await _accept(channel, request, text, session)
+        if isinstance(run_id, web.Response):
+            return run_id
         return web.json_response({"run_id": run_id, "session": session}, status=202)
 
     async def post_form(request: web.Request) -> web.Response:
@@ -166,10 +197,9 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
         if not form.text.strip() and not form.attachments:
             reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in form.rejected)
             return error(400, reasons or "send a text or a file")
-        try:
-            run_id = await channel.accept(form.text, session, tuple(form.attachments))
-        except BusClosed:
-            return error(503, "shutting down; try again shortly")
+        run_id = await _accept(channel, request, form.text, session, tuple(form.attachments))
+        if isinstance(run_id, web.Response):
+            return run_id
         body = {
             "run_id": run_id,
             "session": session,

@@ -24,7 +24,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_LOG_SIZE", "Event", "Overflowed", "RunBroker", "Subscription", "UnknownRun"]
+__all__ = [
+    "DEFAULT_LOG_SIZE",
+    "Event",
+    "Overflowed",
+    "RunBroker",
+    "RunsFull",
+    "Subscription",
+    "UnknownRun",
+]
 
 DEFAULT_LOG_SIZE = 4096  # events kept per run (a long reply is a few hundred deltas)
 DEFAULT_QUEUE_SIZE = 256  # live events a subscriber may lag behind before it is dropped
@@ -35,6 +43,10 @@ DEFAULT_MAX_RUNS = 1000
 
 class UnknownRun(LookupError):
     """No such run: never opened, or its log expired."""
+
+
+class RunsFull(Exception):
+    """`max_runs` runs are open and none has finished: a new one would evict a live run."""
 
 
 class Overflowed(Exception):
@@ -147,12 +159,19 @@ class RunBroker:
         return run_id in self._runs
 
     def open(self, run_id: str, session: str) -> None:
-        """Start a run (idempotent: an existing run is kept)."""
+        """Start a run (idempotent: an existing run is kept). When `max_runs` are open, the
+        oldest finished run makes room; a live run is never evicted.
+
+        :raises RunsFull: if every open run is still live.
+        """
         self.sweep()
         if run_id in self._runs:
             return
-        while len(self._runs) >= self.max_runs:
-            self._drop(next(iter(self._runs)))
+        if len(self._runs) >= self.max_runs:
+            finished = next((r.run_id for r in self._runs.values() if r.finished), None)
+            if finished is None:
+                raise RunsFull(f"{len(self._runs)} runs in progress")
+            self._drop(finished)
         self._runs[run_id] = _Run(run_id, session, deque(maxlen=self.log_size), self.clock())
 
     def discard(self, run_id: str) -> None:

@@ -6,9 +6,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from picobot.core.errors import StorageError
 from picobot.storage.sessions import (
     DB_NAME,
     SCHEMA_VERSION,
@@ -87,6 +89,26 @@ async def test_unicode_and_tool_calls_round_trip() -> None:
     async with SessionStore() as store:
         await store.append("s", [msg("user", "héllo 👋"), message])
         assert await store.load("s") == [msg("user", "héllo 👋"), message]
+
+
+async def test_a_full_disk_fails_the_write_cleanly_and_keeps_the_history(tmp_path: Path) -> None:
+    outcomes: list[BaseException | None] = []
+    async with SessionStore.in_dir(tmp_path, on_write=outcomes.append) as store:
+        await store.append("s", [msg("user", "before"), msg("assistant", "ok")])
+        db = store._db
+        assert db is not None
+        async with db.execute("PRAGMA page_count") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        await db.execute(f"PRAGMA max_page_count = {row[0]}")  # SQLite's own "disk full"
+        with pytest.raises(StorageError, match="disk full"):  # not "cannot rollback"
+            await store.append("s", [msg("user", "x" * 100_000), msg("assistant", "lost")])
+        assert isinstance(outcomes[-1], sqlite3.Error)
+        assert [m["content"] for m in await store.load("s")] == ["before", "ok"]  # no half turn
+        await db.execute("PRAGMA max_page_count = 1073741823")
+        await store.append("s", [msg("user", "after"), msg("assistant", "ok")])
+        assert outcomes[-1] is None
+    assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600
 
 
 async def test_notes_are_in_the_transcript_but_never_reach_the_model(tmp_path: Path) -> None:

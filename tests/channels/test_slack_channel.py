@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -36,6 +38,7 @@ from picobot.runtime.daemon import Daemon
 from picobot.text.render import render
 from tests.fakes.fake_slack import BOT_USER_ID, FakeMessage, FakeSlack
 from tests.fakes.paced_llm import PacedLLM
+from tests.fakes.slack_socket import slack_signature
 
 SECRET = "signing-secret"
 PLACEHOLDER = "Thinking…"
@@ -325,6 +328,28 @@ async def test_http_mode_checks_signatures_and_dedupes(fake: FakeSlack, tmp_path
     # The agent never saw the forged or stale posts, nor the retry.
     assert [m["content"] for m in history if m["role"] == "user"] == ["genuine"]
     assert len(log_of(fake, "D1")) == 1
+
+
+async def test_http_mode_answers_bad_bytes_with_a_json_4xx(
+    fake: FakeSlack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(
+        fake, tmp_path, mode="http", signing_secret=SECRET, app_token=None
+    ) as daemon:
+        url = f"http://127.0.0.1:{daemon.port}/webhooks/slack"
+        now = str(int(time.time()))
+        cases = [("soon", '{"type": "event_callback"}'), (now, '{"type": "event_cal')]
+        async with aiohttp.ClientSession() as http:
+            for ts, body in cases:
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Slack-Request-Timestamp": ts,
+                    "X-Slack-Signature": slack_signature(SECRET, ts, body),
+                }
+                async with http.post(url, data=body.encode(), headers=headers) as r:
+                    assert 400 <= r.status < 500, (ts, body, r.status)
+                    assert (await r.json())["error"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 # ---- the channel on its own ----

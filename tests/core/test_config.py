@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 import yaml
 
-from picobot.config import Config, expand_env, load_config, parse_config, secrets, summary
+from picobot.config import (
+    Config,
+    expand_env,
+    load_client_config,
+    load_config,
+    parse_config,
+    secrets,
+    summary,
+)
 from picobot.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +76,43 @@ def test_variables_and_defaults_expand() -> None:
 def test_web_off_loopback_needs_a_token() -> None:
     err = error_of({"http": {"host": "0.0.0.0"}})
     assert err.path == "channels.web.token"
-    assert parse_config({"http": {"host": "0.0.0.0"}, "channels": {"web": {"token": "t"}}}, {})
+    token = "t" * 16
+    assert parse_config({"http": {"host": "0.0.0.0"}, "channels": {"web": {"token": token}}}, {})
+
+
+def test_off_loopback_needs_the_token_even_with_the_web_chat_disabled() -> None:
+    # /api/status answers whatever channels are enabled.
+    err = error_of({"http": {"host": "0.0.0.0"}, "channels": {"web": {"enabled": False}}})
+    assert err.path == "channels.web.token"
+
+
+def test_a_short_web_token_is_refused() -> None:
+    err = error_of({"channels": {"web": {"token": "x"}}})
+    assert (err.path, err.problem) == ("channels.web.token", "must be at least 16 characters")
+
+
+def test_a_non_utf8_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("agent:\n  system_prompt: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml is not UTF-8 text \(byte 27\)"):
+        load_config(path)
+
+
+def test_the_client_config_needs_no_channel_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "http: {host: 0.0.0.0, port: 9000}\n"
+        "channels:\n"
+        "  slack: {enabled: true, bot_token: '${SLACK_BOT_TOKEN}'}\n"
+        "  web: {token: '${WEB_TOKEN}'}\n"
+    )
+    with pytest.raises(ConfigError):
+        load_config(path, env={})
+    bare = load_client_config(path, env={})
+    assert (bare.http.host, bare.http.port, bare.channels.web.token) == ("0.0.0.0", 9000, None)
+    config = load_client_config(path, env={"WEB_TOKEN": "w" * 16})
+    assert config.channels.web.token is not None
+    assert config.channels.web.token.get_secret_value() == "w" * 16
 
 
 def test_secrets_are_hidden_in_repr_and_summary() -> None:

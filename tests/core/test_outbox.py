@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 from picobot.storage.outbox import MAX_INBOUND_ATTEMPTS, Outbox
 
@@ -49,17 +51,43 @@ async def test_replayed_inbound_is_recognised(tmp_path: Path) -> None:
         assert await box.seen(inbound())
 
 
-async def test_unfinished_inbound_runs_again_once(tmp_path: Path) -> None:
+async def test_unfinished_inbound_runs_again_until_its_turn_was_cut_too_often(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with Outbox.in_dir(tmp_path) as box:
         await box.seen(inbound(1))
         await box.seen(inbound(2))
         await box.finished("tg:2")
+    for _ in range(MAX_INBOUND_ATTEMPTS):  # each run starts its turn, then the daemon dies
+        async with Outbox.in_dir(tmp_path) as box:
+            assert await box.unfinished() == [inbound(1)]
+            await box.started("tg:1")
+    async with Outbox.in_dir(tmp_path) as box:
+        assert await box.unfinished() == []
+        # Given up, and said so: a log line and a dead letter `picobot status` shows.
+        (letter,) = await box.dead_letters()
+        assert (letter.channel, letter.chat_id) == ("tg", "c")
+        assert f"cut {MAX_INBOUND_ATTEMPTS} times" in letter.error
+        assert await box.counts() == {"pending": 0, "dead": 1}
+    assert any("gave up on message tg:1 in tg:c" in r.getMessage() for r in caplog.records)
+
+
+async def test_restarts_that_never_started_or_gracefully_cut_the_turn_are_not_attempts(
+    tmp_path: Path,
+) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.seen(inbound(1))
+    for _ in range(MAX_INBOUND_ATTEMPTS + 2):
+        async with Outbox.in_dir(tmp_path) as box:
+            assert await box.unfinished() == [inbound(1)]  # killed while still queued
+    for _ in range(MAX_INBOUND_ATTEMPTS + 2):
+        async with Outbox.in_dir(tmp_path) as box:
+            assert await box.unfinished() == [inbound(1)]
+            await box.started("tg:1")
+            await box.interrupted("tg:1")  # SIGTERM cut the turn: not its fault
     async with Outbox.in_dir(tmp_path) as box:
         assert await box.unfinished() == [inbound(1)]
-    for _ in range(MAX_INBOUND_ATTEMPTS):  # it crashed the daemon again each time
-        async with Outbox.in_dir(tmp_path) as box:
-            again = await box.unfinished()
-    assert again == []
+        assert await box.dead_letters() == []
 
 
 async def test_inbound_with_a_pending_or_delivered_reply_is_not_run_again(tmp_path: Path) -> None:

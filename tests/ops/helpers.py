@@ -74,7 +74,13 @@ class NotifySocket:
 class Daemon:
     """`python -m picobot run --config PATH` with its stderr collected line by line."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        env: dict[str, str] | None = None,
+        *,
+        fd_limit: tuple[int, int] | None = None,
+    ) -> None:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._port = 0
@@ -90,6 +96,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=None if fd_limit is None else lambda: _limit_fds(fd_limit),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -145,6 +152,12 @@ class Daemon:
                     self.lines.append(line)
             if self.proc.stderr is not None:
                 self.proc.stderr.close()
+
+
+def _limit_fds(limit: tuple[int, int]) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, limit)
 
 
 def picobot(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

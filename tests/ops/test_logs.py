@@ -152,6 +152,28 @@ def test_the_daemon_logs_without_timestamps_under_journald(tmp_path: Path) -> No
     assert all(re.match(r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) ", line) for line in daemon.lines)
 
 
+@pytest.mark.parametrize(("level", "shown"), [("debug", False), ("trace", True)])
+async def test_library_debug_lines_only_at_trace(
+    stderr, tmp_path: Path, level: str, shown: bool
+) -> None:
+    # aiosqlite logs each statement's parameters at DEBUG: a user's message, here.
+    import aiosqlite
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stderr", stderr)
+        setup_logging(level, "text", [])
+    try:
+        logging.getLogger("picobot.test").debug("our own debug line")
+        async with aiosqlite.connect(tmp_path / "x.db") as db:
+            await db.execute("SELECT ?", ("a private message",))
+    finally:
+        for name in ("picobot", "channels"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    out = stderr.getvalue()
+    assert "our own debug line" in out
+    assert ("a private message" in out) is shown
+
+
 @pytest.mark.parametrize("content", [False, True])
 def test_message_text_is_logged_only_with_log_content(stderr, content: bool) -> None:
     with pytest.MonkeyPatch.context() as mp:

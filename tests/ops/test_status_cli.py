@@ -51,6 +51,29 @@ def test_status_with_no_daemon_exits_1(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_status_needs_only_the_address_not_the_channels_secrets(tmp_path: Path) -> None:
+    """The service's config names every secret as ${VAR}; a shell without them can ask."""
+    notify = NotifySocket(tmp_path / "notify.sock")
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", telegram=telegram())
+    daemon = Daemon(config, {"NOTIFY_SOCKET": notify.path})
+    try:
+        notify.expect("READY=1")
+        client = config_for_port(
+            tmp_path / "client.yaml",
+            daemon.port,
+            channels={
+                "slack": {"enabled": True, "bot_token": "${PICOBOT_TEST_UNSET_SLACK}"},
+                "web": {"token": "${PICOBOT_TEST_UNSET_WEB}"},
+            },
+        )
+        result = picobot("status", "--config", str(client))
+    finally:
+        assert daemon.stop() == 0
+        notify.close()
+    assert result.returncode == 0, result.stderr
+    assert "telegram: failed" in result.stdout
+
+
 def test_status_sends_the_web_token(tmp_path: Path) -> None:
     """A stand-in daemon that answers only with the right bearer token."""
     import http.server

@@ -52,6 +52,9 @@ def test_the_unit_declares_what_picobot_relies_on() -> None:
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert d["WatchdogSec"] == ["30"]
     assert d["Restart"] == ["on-failure"]
+    assert d["RestartPreventExitStatus"] == ["2"]  # startup errors: restarting cannot help
+    # Above the 1024 default: picobot caps its HTTP connections below this limit.
+    assert int(d["LimitNOFILE"][0]) >= 4096
     assert d["EnvironmentFile"] == ["-/etc/picobot/env"]
     assert d["StateDirectory"] == ["picobot"]
     assert d["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]

@@ -52,7 +52,8 @@ async def test_bad_requests_are_refused(start_daemon: StartDaemon) -> None:
                 assert "error" in await r.json()
         async with d.http.post(url, json={"text": "ok", "session": "../etc"}) as r:
             assert r.status == 400
-        async with d.http.post(url, data=b"{not json", headers={"Content-Type": "x"}) as r:
+        json_type = {"Content-Type": "application/json"}
+        async with d.http.post(url, data=b"{not json", headers=json_type) as r:
             assert r.status == 400
             assert (await r.json())["error"]
         async with d.http.post(url, json={"text": "x" * 10}) as r:
@@ -107,7 +108,7 @@ async def test_a_message_during_a_run_is_a_new_run_of_the_session(
 
 
 async def test_token_is_required_on_api_calls_when_set(start_daemon: StartDaemon) -> None:
-    async with start_daemon({"token": "s3cret"}) as d:
+    async with start_daemon({"token": "s3cret-web-token"}) as d:
         url = d.base + "/api/messages"
         async with d.http.post(url, json={"text": "hi"}) as r:
             assert r.status == 401
@@ -116,10 +117,10 @@ async def test_token_is_required_on_api_calls_when_set(start_daemon: StartDaemon
             assert r.status == 401
         async with d.http.get(d.base + "/api/status") as r:
             assert r.status == 401
-        accepted = await d.post("hi", headers={"Authorization": "Bearer s3cret"})
+        accepted = await d.post("hi", headers={"Authorization": "Bearer s3cret-web-token"})
         async with d.http.get(f"{d.base}/api/runs/{accepted['run_id']}/events") as r:
             assert r.status == 401
-        events = await d.events(accepted["run_id"], params={"token": "s3cret"})
+        events = await d.events(accepted["run_id"], params={"token": "s3cret-web-token"})
         assert events[-1].event == "done"
         async with d.http.get(d.base + "/") as r:  # the page itself loads; it sends the token
             assert r.status == 200

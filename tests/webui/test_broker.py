@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from picobot.webui.broker import Event, Overflowed, RunBroker, Subscription, UnknownRun
+from picobot.webui.broker import Event, Overflowed, RunBroker, RunsFull, Subscription, UnknownRun
 
 TIMEOUT = 5.0
 
@@ -165,3 +165,16 @@ async def test_bounded_log_and_run_count() -> None:
     broker.open("r3", "b")
     assert "r1" not in broker and len(broker) == 2
     assert list(broker.runs_of("a")) == ["r2"]
+
+
+def test_a_flood_of_runs_never_evicts_a_live_run() -> None:
+    broker = RunBroker(max_runs=3)
+    broker.open("live", "other-tab")
+    broker.open("f1", "flood")
+    broker.finish("f1")
+    broker.open("f2", "flood")
+    broker.open("f3", "flood")  # the finished f1 makes room
+    assert "f1" not in broker and "live" in broker
+    with pytest.raises(RunsFull):
+        broker.open("f4", "flood")
+    assert "live" in broker and list(broker.runs_of("other-tab")) == ["live"]

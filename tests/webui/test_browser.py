@@ -307,10 +307,10 @@ async def test_attach_an_image_and_see_it_after_a_reload(
 ) -> None:
     picture = tmp_path / "sunset.png"
     picture.write_bytes(samples.png(200, 100, "orange"))
-    async with chromium() as browser, start_daemon(web={"token": "tok"}) as d:
+    async with chromium() as browser, start_daemon(web={"token": "tok-0123456789abcdef"}) as d:
         page = await browser.new_page()
         console = Console(page)
-        await page.goto(d.base + "/#token=tok")
+        await page.goto(d.base + "/#token=tok-0123456789abcdef")
         await page.set_input_files("#file", str(picture))
         assert "sunset.png" in await page.text_content("#attached") or ""
         await page.fill("#input", "what colour?")
@@ -327,7 +327,7 @@ async def test_attach_an_image_and_see_it_after_a_reload(
         img = await page.wait_for_selector(".msg.user .attachment img", timeout=WAIT_MS)
         assert img is not None
         src = await img.get_attribute("src") or ""
-        assert src.startswith("/api/media/") and "token=tok" in src
+        assert src.startswith("/api/media/") and "token=tok-0123456789abcdef" in src
         # The browser loaded it through the token-protected route.
         await page.wait_for_function(
             "() => { const i = document.querySelector('.msg.user .attachment img');"

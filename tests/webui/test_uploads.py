@@ -12,8 +12,9 @@ from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 from tests.media import samples
 from tests.webui.conftest import Running, StartDaemon, read_events
 
-TOKEN = "s3cret"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TOKEN = "s3cret-web-token"
+PAGE = {"X-Picobot": "web"}  # what the page sends: a form from another site cannot
+AUTH = {"Authorization": f"Bearer {TOKEN}", **PAGE}
 
 
 def form(text: str, *files: tuple[str, bytes], session: str | None = None) -> aiohttp.FormData:
@@ -90,7 +91,8 @@ async def test_refused_files_are_named_and_the_message_goes_on(
 
 async def test_only_refused_files_is_a_400_with_the_reason(start_daemon: StartDaemon) -> None:
     async with start_daemon() as d:
-        async with d.http.post(d.base + "/api/messages", data=form("", ("e.txt", b""))) as r:
+        empty = form("", ("e.txt", b""))
+        async with d.http.post(d.base + "/api/messages", data=empty, headers=PAGE) as r:
             assert r.status == 400
             assert (await r.json())["error"] == "e.txt: empty file"
 
@@ -150,12 +152,12 @@ async def test_generated_image_reaches_the_page(tmp_path: Path) -> None:
 async def test_form_limits(start_daemon: StartDaemon) -> None:
     async with start_daemon() as d:
         many = form("x", *[(f"f{i}.txt", b"hi") for i in range(11)])
-        async with d.http.post(d.base + "/api/messages", data=many) as r:
+        async with d.http.post(d.base + "/api/messages", data=many, headers=PAGE) as r:
             assert r.status == 400
             assert (await r.json())["error"] == "at most 10 files per message"
         long = aiohttp.FormData()
         long.add_field("session", "s" * 300_000)
         long.add_field("files", b"hi", filename="a.txt")
-        async with d.http.post(d.base + "/api/messages", data=long) as r:
+        async with d.http.post(d.base + "/api/messages", data=long, headers=PAGE) as r:
             assert r.status == 400
             assert (await r.json())["error"] == "the field 'session' is too long"

@@ -22,7 +22,9 @@ export const KEYS = {
 
 export function headers(extra = {}) {
   const token = localStorage.getItem(KEYS.token);
-  return Object.assign(token ? { Authorization: "Bearer " + token } : {}, extra);
+  // X-Picobot: a header no cross-site form can send (the server requires it, or JSON, on POST).
+  const base = { "X-Picobot": "web" };
+  return Object.assign(base, token ? { Authorization: "Bearer " + token } : {}, extra);
 }
 
 // A stored file's URL for <img>, <audio> and links, which cannot send a header.
