@@ -15,6 +15,7 @@ from benchmarks import (
     media,
     outbox,
     pipeline,
+    realpath,
     streaming,
     telegram_burst,
 )
@@ -35,7 +36,8 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [asyncio.run(pipeline.main()), asyncio.run(streaming.main())]
+    sections = [asyncio.run(realpath.main()), asyncio.run(pipeline.main())]
+    sections.append(asyncio.run(streaming.main()))
     sections.append(asyncio.run(footprint.main()))
     sections.append(asyncio.run(outbox.main()))
     sections.append(asyncio.run(idle_connections.main()))

@@ -40,7 +40,7 @@ async def run_once() -> dict[str, float]:
         async with Daemon(config) as daemon:
             before = len(fake.calls)
             replies = [
-                daemon.dispatcher.submit(OutboundMessage("telegram", str(1000 + i), REPLY))
+                await daemon.outbound.post(OutboundMessage("telegram", str(1000 + i), REPLY))
                 for i in range(CHATS)
             ]
             for reply in replies:

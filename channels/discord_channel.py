@@ -10,16 +10,16 @@ channel, so the core's per-chat lanes and budgets then match Discord's.
 Reconnects and RESUMEs are discord.py's. Two things it does not survive, and we do:
 
 - a dispatch its parser chokes on (a missing field raises ``KeyError``) ends ``connect()``:
-  every parser is wrapped to log and drop such a dispatch (`_guard_parsers`);
+  every parser is wrapped to log and drop such a dispatch (`discord_gateway.guard_parsers`);
 - anything else escaping ``connect()`` (a non-JSON frame raises ``ValueError``): `_run` logs it,
   closes the socket and connects again (a new session) after a growing delay.
 
 One connect loop per channel (`_run`), started once by `start()`, which waits only for its first
 outcome: an unreachable Discord leaves the channel DISCONNECTED, still trying, and delays
 nothing else. Each failed attempt is one log line, its traceback at debug level (discord.py's
-own "Attempting a reconnect" tracebacks included, see `_OneLineReconnects`).
+own "Attempting a reconnect" tracebacks included, see `discord_gateway`).
 
-Retried sends reuse the failed attempt's `nonce` (`_RetryNonces`): discord.py always sets
+Retried sends reuse the failed attempt's `nonce` (`discord_nonces`): discord.py always sets
 ``enforce_nonce``, so when the connection dropped after Discord created the message, the retry
 gets that message back instead of posting a second one (an orphan "Thinking…" otherwise).
 """
@@ -28,20 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import re
-import secrets
-import time
-import warnings
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from channels.downloads import kind_of, stream_url
+from channels.discord_errors import snowflake, translate_errors
+from channels.discord_gateway import GatewayClient, describe, install_reconnect_filter
+from channels.discord_messages import to_inbound
+from channels.discord_nonces import RetryNonces
+from channels.discord_sdk import discord
+from channels.downloads import stream_url
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -62,16 +61,8 @@ from picobot.core.errors import (
     ChannelTimeout,
     ChatNotFound,
     ConfigError,
-    Forbidden,
-    MessageTooLong,
-    RateLimited,
 )
-from picobot.core.messages import Attachment, InboundMessage, Sender
-
-with warnings.catch_warnings():
-    # discord.py imports the deprecated `audioop` (voice support, unused here).
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import discord
+from picobot.core.messages import Attachment
 
 log = logging.getLogger("picobot.discord")
 
@@ -97,10 +88,6 @@ CAPABILITIES = Capabilities(
 NO_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=False, replied_user=False)
 
 MAX_RATELIMIT_TIMEOUT = 30.0  # discord.py's minimum: longer waits raise RateLimited to our lanes
-DEFAULT_RETRY_AFTER = 10.0  # a 429 without `Via` (Cloudflare) carries no usable body
-ANSWERED_TYPES = (discord.MessageType.default, discord.MessageType.reply)
-NONCE_REUSE = 120.0  # seconds; Discord de-duplicates a nonce for "the past few minutes"
-MAX_RETRY_NONCES = 1024
 TOKEN_REJECTED = "discord token rejected"
 NO_CONTENT_INTENT = (
     "the Message Content intent is not enabled for this bot "
@@ -133,13 +120,12 @@ class DiscordChannel(Channel, FileTransfer):
             if not hasattr(type(self), key):
                 raise TypeError(f"unknown option {key!r}")
             setattr(self, key, value)
-        self._client: _Client | None = None
+        self._client: GatewayClient | None = None
         self._task: asyncio.Task[None] | None = None
         # Set by READY, a failed attempt or giving up: what start() waits for.
         self._settled = asyncio.Event()
-        self._nonces = _RetryNonces()
-        if _RECONNECTS not in _DISCORD_CLIENT_LOG.filters:
-            _DISCORD_CLIENT_LOG.addFilter(_RECONNECTS)
+        self._nonces = RetryNonces()
+        install_reconnect_filter()
         self._files: aiohttp.ClientSession | None = None  # CDN downloads
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -182,10 +168,10 @@ class DiscordChannel(Channel, FileTransfer):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _new_client(self) -> _Client:
+    def _new_client(self) -> GatewayClient:
         intents = discord.Intents.default()
         intents.message_content = True
-        return _Client(
+        return GatewayClient(
             self,
             intents=intents,
             max_ratelimit_timeout=MAX_RATELIMIT_TIMEOUT,
@@ -224,7 +210,7 @@ class DiscordChannel(Channel, FileTransfer):
                 if loop.time() - started > self.stable_after:
                     delay = self.reconnect_delay
                 log.warning(
-                    "discord connection failed (%s); reconnecting in %.1f s", _describe(exc), delay
+                    "discord connection failed (%s); reconnecting in %.1f s", describe(exc), delay
                 )
                 log.debug("discord connection failure", exc_info=True)
                 self.set_state(State.DISCONNECTED, f"reconnecting after {type(exc).__name__}")
@@ -243,14 +229,24 @@ class DiscordChannel(Channel, FileTransfer):
         self.set_state(State.FAILED, reason)
         self._settled.set()
 
-    def _on_ready(self) -> None:
+    # -- gateway events (GatewayOwner) -------------------------------------------------------
+
+    def gateway_ready(self) -> None:
         self.set_state(State.CONNECTED)
         self._settled.set()
 
+    def gateway_resumed(self) -> None:
+        self.set_state(State.CONNECTED)
+
+    def gateway_lost(self) -> None:
+        self.set_state(State.DISCONNECTED, "gateway connection lost; reconnecting")
+        self._settled.set()  # a first connect that failed: start() need not wait
+
     # -- inbound ----------------------------------------------------------------------------
 
-    async def _on_message(self, message: discord.Message) -> None:
-        inbound = self._to_inbound(message)
+    async def gateway_message(self, message: discord.Message) -> None:
+        client = self._client
+        inbound = to_inbound(message, client.user if client is not None else None, self.config)
         if inbound is None:
             return
         try:
@@ -260,58 +256,12 @@ class DiscordChannel(Channel, FileTransfer):
         except Exception:
             log.exception("discord: the core failed to take message %s", inbound.id)
 
-    def _to_inbound(self, message: discord.Message) -> InboundMessage | None:
-        """The message for the core, or None when it is not for us (bots, filters, system)."""
-        client = self._client
-        me = client.user if client is not None else None
-        author = message.author
-        if me is None or author.bot or author.id == me.id or message.webhook_id is not None:
-            return None
-        if message.type not in ANSWERED_TYPES:
-            return None
-        channel, guild = message.channel, message.guild
-        thread = channel if isinstance(channel, discord.Thread) else None
-        if guild is not None:
-            allowed_guilds, allowed_channels = self.config.allow_guilds, self.config.allow_channels
-            if allowed_guilds and str(guild.id) not in allowed_guilds:
-                return None
-            ids = {str(channel.id)} | ({str(thread.parent_id)} if thread else set())
-            if allowed_channels and not ids & set(allowed_channels):
-                return None
-        role = guild.self_role if guild is not None else None
-        mentions = [rf"<@!?{me.id}>"]
-        if role is not None:
-            mentions.append(rf"<@&{role.id}>")
-        resolved = message.reference.resolved if message.reference else None
-        mentioned = (
-            any(user.id == me.id for user in message.mentions)
-            or (role is not None and role.id in message.raw_role_mentions)
-            or (isinstance(resolved, discord.Message) and resolved.author.id == me.id)
-        )
-        text = re.sub("|".join(mentions), "", message.content).strip()
-        files = tuple(_attachment(a) for a in message.attachments)
-        if not text and not files:
-            return None  # nothing to answer (a bare mention)
-        return InboundMessage(
-            channel=self.name,
-            chat_id=str(channel.id),
-            sender=Sender(str(author.id), author.name, author.display_name),
-            text=text,
-            id=f"discord:{message.id}",
-            message_id=str(message.id),
-            thread=str(thread.id) if thread else None,
-            is_group=guild is not None,
-            mentioned=mentioned,
-            metadata={"guild_id": str(guild.id)} if guild is not None else {},
-            attachments=files,
-        )
-
     # -- outbound ---------------------------------------------------------------------------
 
     def _messageable(self, chat_id: str) -> discord.PartialMessageable:
         if self._client is None or self._client.is_closed():
             raise ChannelTimeout("discord is not connected")
-        return self._client.get_partial_messageable(_snowflake(chat_id, ChatNotFound))
+        return self._client.get_partial_messageable(snowflake(chat_id, ChatNotFound))
 
     async def send(
         self,
@@ -321,43 +271,16 @@ class DiscordChannel(Channel, FileTransfer):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        target = self._messageable(thread or chat_id)
-        reference = None
-        if reply_to is not None:
-            # fail_if_not_exists=False: if the question was deleted, answer without the quote.
-            reference = discord.MessageReference(
-                message_id=_snowflake(reply_to, BadRequest),
-                channel_id=target.id,
-                fail_if_not_exists=False,
-            )
-        key = (target.id, reply_to, message.text)
-        nonce, first_try = self._nonces.take(key)
-        try:
-            with _translate_errors():
-                if reference is None:
-                    sent = await target.send(
-                        message.text, allowed_mentions=NO_MENTIONS, nonce=nonce
-                    )
-                else:
-                    sent = await target.send(
-                        message.text,
-                        allowed_mentions=NO_MENTIONS,
-                        reference=reference,
-                        nonce=nonce,
-                    )
-        except ChannelError:
-            self._nonces.keep(key, nonce, first_try)  # for the core's retry of this chunk
-            raise
-        return str(sent.id)
+        return await self._create(thread or chat_id, message.text, reply_to, message.text)
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
-        target = self._messageable(chat_id).get_partial_message(_snowflake(message_id, BadRequest))
-        with _translate_errors():
+        target = self._messageable(chat_id).get_partial_message(snowflake(message_id, BadRequest))
+        with translate_errors():
             await target.edit(content=message.text, allowed_mentions=NO_MENTIONS)
 
     async def delete(self, chat_id: str, message_id: str) -> None:
-        target = self._messageable(chat_id).get_partial_message(_snowflake(message_id, BadRequest))
-        with _translate_errors():
+        target = self._messageable(chat_id).get_partial_message(snowflake(message_id, BadRequest))
+        with translate_errors():
             await target.delete()
 
     async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
@@ -377,200 +300,53 @@ class DiscordChannel(Channel, FileTransfer):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        target = self._messageable(thread or chat_id)
-        reference = None
-        if reply_to is not None:
-            reference = discord.MessageReference(
-                message_id=_snowflake(reply_to, BadRequest),
-                channel_id=target.id,
-                fail_if_not_exists=False,
-            )
-        upload = discord.File(str(path), filename=attachment.name or f"{attachment.kind}.bin")
         content = caption.text if caption else None
-        key = (target.id, reply_to, f"\0file {path}\0{content or ''}")
-        nonce, first_try = self._nonces.take(key)
-        try:
-            with _translate_errors():
-                if reference is None:  # discord.py's stubs take no None here
-                    sent = await target.send(
-                        content, file=upload, allowed_mentions=NO_MENTIONS, nonce=nonce
-                    )
-                else:
-                    sent = await target.send(
-                        content,
-                        file=upload,
-                        allowed_mentions=NO_MENTIONS,
-                        reference=reference,
-                        nonce=nonce,
-                    )
-        except ChannelError:
-            self._nonces.keep(key, nonce, first_try)  # for the core's retry of this file
-            raise
-        finally:
-            upload.close()
-        return str(sent.id)
+        return await self._create(
+            thread or chat_id,
+            content,
+            reply_to,
+            f"\0file {path}\0{content or ''}",
+            upload=(path, attachment.name or f"{attachment.kind}.bin"),
+        )
 
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
         target = self._messageable(thread or chat_id)
-        with _translate_errors():
+        with translate_errors():
             await target.typing()  # awaited (not entered): one request, no refresh task
 
+    async def _create(
+        self,
+        chat_id: str,
+        content: str | None,
+        reply_to: str | None,
+        key_text: str,
+        upload: tuple[Path, str] | None = None,
+    ) -> str:
+        """Post a message (with the file `upload`: path, name), quoting `reply_to`.
 
-class _RetryNonces:
-    """Nonces of failed creates, by (channel, reply_to, text), for the retry of the same chunk.
-
-    A nonce is reused only within `NONCE_REUSE` of its first attempt, when Discord still
-    remembers it; a send that succeeded leaves nothing behind.
-    """
-
-    def __init__(self) -> None:
-        self._kept: OrderedDict[tuple[int, str | None, str], tuple[str, float]] = OrderedDict()
-
-    def take(self, key: tuple[int, str | None, str]) -> tuple[str, float]:
-        """The nonce to send with (kept or new) and when its first attempt was."""
-        now = time.monotonic()
-        kept = self._kept.pop(key, None)
-        if kept is not None and now - kept[1] < NONCE_REUSE:
-            return kept
-        return str(secrets.randbits(63)), now
-
-    def keep(self, key: tuple[int, str | None, str], nonce: str, first_try: float) -> None:
-        self._kept[key] = (nonce, first_try)
-        if len(self._kept) > MAX_RETRY_NONCES:
-            self._kept.popitem(last=False)
-
-
-def _attachment(item: discord.Attachment) -> Attachment:
-    mime = (item.content_type or "").partition(";")[0]
-    return Attachment(
-        kind_of(mime, voice=item.is_voice_message()),
-        name=item.filename,
-        mime=mime,
-        size=item.size,
-        source=item.url,
-        width=item.width,
-        height=item.height,
-    )
-
-
-class _Client(discord.Client):
-    """discord.Client whose events go to the adapter."""
-
-    def __init__(self, owner: DiscordChannel, **options: Any) -> None:
-        super().__init__(**options)
-        self._owner = owner
-        _guard_parsers(self)
-
-    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
-        if not initial:  # Discord allows one IDENTIFY per 5 s
-            await asyncio.sleep(self._owner.identify_delay)
-
-    async def on_ready(self) -> None:
-        log.info("discord connected as %s", self.user)
-        self._owner._on_ready()
-
-    async def on_resumed(self) -> None:
-        self._owner.set_state(State.CONNECTED)
-
-    async def on_disconnect(self) -> None:
-        if not self.is_closed():
-            self._owner.set_state(State.DISCONNECTED, "gateway connection lost; reconnecting")
-            self._owner._settled.set()  # a first connect that failed: start() need not wait
-
-    async def on_message(self, message: discord.Message) -> None:
-        await self._owner._on_message(message)
-
-    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
-        log.exception("discord: error in %s", event_method)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class _OneLineReconnects(logging.Filter):
-    """discord.py logs each of its own reconnects with a traceback at ERROR level: make that
-    one WARNING line naming the error, and log the traceback at debug level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != DISCORD_RECONNECT or not record.exc_info or not record.args:
-            return True
-        exc = record.exc_info[1]
-        log.debug("discord gateway failure", exc_info=record.exc_info)
-        record.msg = "discord gateway connection failed (%s); reconnecting in %.1f s"
-        record.args = (_describe(exc) if exc else "unknown error", *record.args)
-        record.exc_info, record.exc_text = None, None
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-DISCORD_RECONNECT = "Attempting a reconnect in %.2fs"  # discord.client's message, verbatim
-_DISCORD_CLIENT_LOG = logging.getLogger("discord.client")
-_RECONNECTS = _OneLineReconnects()
-
-
-def _snowflake(value: str, error: type[ChannelError]) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise error(f"discord: {value!r} is not a Discord id") from None
-
-
-def _guard_parsers(client: discord.Client) -> None:
-    """Make every gateway parser log and drop a dispatch it cannot parse.
-
-    discord.py calls `client._connection.parsers[event](data)` outside any try: a KeyError from
-    a malformed dispatch would end `connect()` and the session with it. Private, hence the
-    getattr: without it, `_run`'s reconnect still recovers (with a new session).
-    """
-    parsers = getattr(getattr(client, "_connection", None), "parsers", None)
-    if not isinstance(parsers, dict):
-        log.warning("discord.py internals changed: malformed dispatches will force a reconnect")
-        return
-    for event, parse in parsers.items():
-        parsers[event] = _guarded(event, parse)
-
-
-def _guarded(event: str, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    @functools.wraps(parse)
-    def guarded(data: Any) -> Any:
+        A failed attempt's nonce is kept under (channel, reply_to, `key_text`) for its retry.
+        """
+        target = self._messageable(chat_id)
+        options: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+        if reply_to is not None:
+            # fail_if_not_exists=False: if the question was deleted, answer without the quote.
+            options["reference"] = discord.MessageReference(
+                message_id=snowflake(reply_to, BadRequest),
+                channel_id=target.id,
+                fail_if_not_exists=False,
+            )
+        file = discord.File(str(upload[0]), filename=upload[1]) if upload else None
+        if file is not None:
+            options["file"] = file
+        key = (target.id, reply_to, key_text)
+        nonce, first_try = self._nonces.take(key)
         try:
-            return parse(data)
-        except Exception as exc:
-            log.warning("discord: ignored a malformed %s dispatch (%r)", event, exc)
-            return None
-
-    return guarded
-
-
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """Turn discord.py and network exceptions into `picobot.core.errors`, once, at the edge."""
-    try:
-        yield
-    except discord.RateLimited as exc:  # a wait over max_ratelimit_timeout
-        raise RateLimited(exc.retry_after) from exc
-    except discord.HTTPException as exc:
-        raise _from_http(exc) from exc
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise ChannelTimeout(f"discord: {exc!r}") from exc
-
-
-def _from_http(exc: discord.HTTPException) -> ChannelError:
-    status, code, text = exc.status, exc.code, f"discord: {exc}"
-    if status == 429:
-        retry_after = exc.response.headers.get("Retry-After") if exc.response else None
-        try:
-            return RateLimited(float(retry_after or DEFAULT_RETRY_AFTER), text)
-        except ValueError:
-            return RateLimited(DEFAULT_RETRY_AFTER, text)
-    if status >= 500:
-        return ChannelTimeout(text)
-    if status == 403:
-        return Forbidden(text)
-    if status == 404 and code == 10003:
-        return ChatNotFound(text)
-    if code == 50035 and "In content:" in exc.text and "length" in exc.text:
-        return MessageTooLong(text)
-    return BadRequest(text)
+            with translate_errors():
+                sent = await target.send(content, nonce=nonce, **options)
+        except ChannelError:
+            self._nonces.keep(key, nonce, first_try)  # for the core's retry of this message
+            raise
+        finally:
+            if file is not None:
+                file.close()
+        return str(sent.id)

@@ -18,34 +18,37 @@ Senders: `users.info` gives each sender's Slack username (once per user, cached)
 ``allow_from`` can list ``@username`` as well as user ids. If the lookup fails, the event is
 not acknowledged and Slack redelivers it.
 
-Outbound: one Web API call per method; SDK errors become `picobot.core.errors` in
-`_translate_errors()`. The SDK's own retry handlers are off (``retry_handlers=[]``): the core
-retries, and the default connection-error handler can post a message twice.
+Modules: slack_app (bolt wiring), slack_events (event → InboundMessage), slack_files,
+slack_errors (`translate_errors()`: SDK errors → `picobot.core.errors`).
+
+Outbound: one Web API call per method. The SDK's own retry handlers are off
+(``retry_handlers=[]``): the core retries, and the default connection-error handler can post a
+message twice.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.downloads import kind_of, stream_url
+from channels import slack_files
+from channels.slack_app import connect_socket, handle_http, make_app
+from channels.slack_errors import TYPING_UNAVAILABLE, error_code, translate_errors
+from channels.slack_events import event_type, remember, to_inbound
 from picobot.config import SlackConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -60,16 +63,7 @@ from picobot.core.channel import (
     Services,
     State,
 )
-from picobot.core.errors import (
-    BadRequest,
-    ChannelError,
-    ChannelTimeout,
-    ChatNotFound,
-    Forbidden,
-    MessageTooLong,
-    PermanentError,
-    RateLimited,
-)
+from picobot.core.errors import BadRequest, ChannelError, ChannelTimeout, Forbidden, PermanentError
 from picobot.core.messages import Attachment, InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
@@ -104,107 +98,6 @@ CAPABILITIES = Capabilities(
 
 TYPING_STATUS = "is thinking…"
 API_TIMEOUT = 30.0  # seconds per Web API call
-CONNECT_TIMEOUT = 30.0  # the SDK retries a failing WebSocket connect forever; start() does not
-LRU_SIZE = 2048  # event keys remembered to drop redeliveries; our ts -> thread_ts
-USER_SUBTYPES = frozenset({"file_share", "thread_broadcast", "me_message"})  # written by people
-
-# Slack error codes, by what they mean for us.
-FORBIDDEN = frozenset(
-    "not_in_channel is_archived not_authed invalid_auth account_inactive token_revoked"
-    " token_expired missing_scope no_permission not_allowed_token_type restricted_action"
-    " restricted_action_read_only_channel restricted_action_thread_only_channel"
-    " restricted_action_non_threadable_channel team_access_not_granted ekm_access_denied".split()
-)
-NOT_FOUND = frozenset({"channel_not_found"})
-TOO_LONG = frozenset({"msg_too_long", "msg_blocks_too_long"})
-SERVER_TROUBLE = frozenset("internal_error fatal_error service_unavailable request_timeout".split())
-# setStatus answers these when the workspace or app cannot show a status: stop asking.
-TYPING_UNAVAILABLE = frozenset(
-    "unknown_method not_allowed not_allowed_token_type missing_scope feature_not_enabled"
-    " method_not_supported_for_channel_type no_permission access_denied".split()
-)
-
-
-def _error_code(exc: SlackApiError) -> str | None:
-    data = getattr(exc.response, "data", None)
-    code = data.get("error") if isinstance(data, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _retry_after(headers: Any) -> float:
-    try:
-        return float(headers.get("Retry-After", 1))
-    except (AttributeError, TypeError, ValueError):
-        return 1.0
-
-
-def _from_api_error(exc: SlackApiError) -> ChannelError:
-    """The picobot error for an answer from Slack (most specific first)."""
-    response = exc.response
-    # A SlackResponse has `status_code`; on an unreadable body the SDK hands over aiohttp's own.
-    status = getattr(response, "status_code", None) or getattr(response, "status", 0) or 0
-    code = _error_code(exc)
-    url = str(getattr(response, "api_url", None) or getattr(response, "url", ""))
-    what = f"slack {url.rsplit('/', 1)[-1] or 'call'}: {code or f'HTTP {status}'}"
-    if status == 429 or code == "ratelimited":
-        return RateLimited(_retry_after(getattr(response, "headers", None) or {}), what)
-    if status >= 500 or code in SERVER_TROUBLE:
-        return ChannelTimeout(what)
-    if code in FORBIDDEN:
-        return Forbidden(what)
-    if code in NOT_FOUND:
-        return ChatNotFound(what)
-    if code in TOO_LONG:
-        return MessageTooLong(what)
-    return BadRequest(what)  # invalid_blocks, message_not_found, cant_update_message, ...
-
-
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """Raise the `picobot.core.errors` equivalent of any slack_sdk / aiohttp error, ``from`` it.
-
-    :raises RateLimited: HTTP 429 / ``ratelimited``, with `retry_after` from ``Retry-After``.
-    :raises ChannelTimeout: connection errors, timeouts, 5xx and Slack's own server errors.
-    :raises Forbidden: not in the channel, archived, bad or revoked token, missing scope.
-    :raises ChatNotFound: ``channel_not_found``.
-    :raises MessageTooLong: ``msg_too_long``.
-    :raises BadRequest: any other refusal (``invalid_blocks``, ``message_not_found``, ...).
-    """
-    try:
-        yield
-    except ChannelError:
-        raise  # already ours (ChannelTimeout is also a TimeoutError)
-    except SlackApiError as exc:
-        raise _from_api_error(exc) from exc
-    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-        raise ChannelTimeout(f"slack: {type(exc).__name__}: {exc}") from exc
-    except SlackClientError as exc:  # the SDK refused to build the request
-        raise BadRequest(f"slack: {exc}") from exc
-
-
-def _is_file(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("id"), str)
-
-
-def _attachment(file: dict[str, Any]) -> Attachment:
-    """A Slack file object as a reference (its id: files.info gives a current URL)."""
-    mime = str(file.get("mimetype") or "")
-    size = file.get("size")
-    return Attachment(
-        kind_of(mime, voice=file.get("subtype") == "slack_audio"),  # a clip recorded in Slack
-        name=str(file.get("name") or ""),
-        mime=mime,
-        size=size if isinstance(size, int) else None,
-        source=file["id"],
-    )
-
-
-def _remember(lru: OrderedDict[str, str], key: str, value: str = "") -> None:
-    """Add `key` to a bounded LRU mapping, forgetting the oldest key past `LRU_SIZE`."""
-    lru[key] = value
-    lru.move_to_end(key)
-    if len(lru) > LRU_SIZE:
-        lru.popitem(last=False)
 
 
 class SlackChannel(Channel, ServesHttp, FileTransfer):
@@ -252,7 +145,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
                 session=self._session,
                 retry_handlers=[],  # the core retries; the SDK's default can duplicate posts
             )
-            with _translate_errors():
+            with translate_errors():
                 auth = await self._client.auth_test()
             self._bot_user_id = str(auth["user_id"])
             self._mention = re.compile(rf"<@{re.escape(self._bot_user_id)}(?:\|[^>]*)?>")
@@ -269,51 +162,22 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
 
     def _make_app(self) -> AsyncApp:
         assert self._session is not None
-        # A client without a token: bolt then authorizes through `authorize` (our auth.test
-        # result) instead of calling auth.test itself. It sets the token per request.
-        client = AsyncWebClient(
-            base_url=self.config.base_url, session=self._session, retry_handlers=[]
+        assert self._authorization is not None  # start() set it from auth.test
+        # "" rather than None: bolt would read SLACK_SIGNING_SECRET from the environment.
+        signing_secret = _secret(self.config.signing_secret) or ""
+        return make_app(
+            self._session,
+            self.config.base_url,
+            self._authorization,
+            signing_secret,
+            self._on_event,
+            self._on_other_event,
         )
-        authorization = self._authorization
-        assert authorization is not None  # start() set it from auth.test
-
-        async def authorize() -> AuthorizeResult:  # bolt passes only the arguments it names
-            return authorization
-
-        app = AsyncApp(
-            name="picobot",
-            client=client,
-            authorize=authorize,
-            # "" rather than None: bolt would read SLACK_SIGNING_SECRET from the environment.
-            signing_secret=_secret(self.config.signing_secret) or "",
-            process_before_response=True,  # ack only after the sink accepted the message
-        )
-        app.event("message")(self._on_event)
-        app.event("app_mention")(self._on_event)
-        app.event(re.compile(".*"))(self._on_other_event)  # ack the rest, or Slack redelivers
-        return app
 
     async def _connect_socket(self, app: AsyncApp) -> None:
         self._handler = AsyncSocketModeHandler(app, _secret(self.config.app_token))
-        client = self._handler.client
-        # Fetch the URL ourselves: a bad app token then fails start() instead of having the
-        # SDK retry forever, and the connect below gets a time limit for the same reason.
-        with _translate_errors():
-            client.wss_uri = await client.issue_new_wss_url()
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await self._handler.connect_async()
-        # The SDK reconnects by itself (server close, `disconnect` frame, stale pings), always
-        # through connect(); that is the one place a reconnect can be observed.
-        connect = client.connect
-
-        async def observed_connect() -> None:
-            if not client.closed:
-                self.set_state(State.DISCONNECTED, "socket mode: reconnecting")
-            await connect()
-            if not client.closed:
-                self.set_state(State.CONNECTED)
-
-        client.connect = observed_connect  # type: ignore[method-assign]
+        # Late-bound: the state is set on this channel as it is when a reconnect happens.
+        await connect_socket(self._handler, lambda state, detail: self.set_state(state, detail))
 
     async def stop(self) -> None:
         """Close the WebSocket and the HTTP session. Safe after a failed or repeated start."""
@@ -334,21 +198,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         return [web.post(self.config.path, self._on_http)]
 
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
-        # bolt verifies the signature (401 if bad or older than 5 min) and answers
-        # url_verification itself; the response is written after the listener returned.
-        app = self._app
-        if app is None:
-            return web.json_response({"error": "slack channel not started"}, status=503)
-        # What bolt would crash on (500) before it even checks the signature: refuse here.
-        if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
-            return web.json_response(
-                {"error": "X-Slack-Request-Timestamp must be a number"}, status=400
-            )
-        try:
-            bolt_request = await to_bolt_request(request)
-        except ValueError:  # not JSON, not form data, not UTF-8
-            return web.json_response({"error": "the body is malformed"}, status=400)
-        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
+        return await handle_http(self._app, request)
 
     # -- inbound ----------------------------------------------------------------------------
 
@@ -366,7 +216,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         # Before the event counts as seen: if the lookup fails, a redelivery tries again.
         msg = replace(msg, sender=await self._named(msg.sender))
         for key in keys:
-            _remember(self._seen, key)
+            remember(self._seen, key)
         try:
             await self.sink(msg)
         except BaseException:
@@ -385,7 +235,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         if name is None and not self._no_usernames:
             user: object = None
             try:
-                with _translate_errors():
+                with translate_errors():
                     user = (await self._web().users_info(user=sender.id)).get("user")
             except Forbidden as exc:  # missing_scope, ...: do not ask again
                 self._no_usernames = True
@@ -394,55 +244,16 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
             except PermanentError as exc:  # user_not_found, ...
                 log.info("slack: no username for %s (%s)", sender.id, exc)
             name = str(user.get("name") or "") if isinstance(user, dict) else ""
-            _remember(self._usernames, sender.id, name)
+            remember(self._usernames, sender.id, name)
         return replace(sender, username=name or None)
 
     async def _on_other_event(self, body: dict[str, Any]) -> None:
-        log.debug("slack: ignored a %s event", _event_type(body))
+        log.debug("slack: ignored a %s event", event_type(body))
 
     def _inbound(self, body: dict[str, Any]) -> InboundMessage | None:
-        """The message in `body`, or None for events that are not for the agent."""
-        event = body.get("event")
-        kind = _event_type(body)
-        if not isinstance(event, dict):
-            log.warning("slack: ignored a malformed %s event (no event object)", kind)
-            return None
-        subtype = event.get("subtype")
-        if subtype is not None and subtype not in USER_SUBTYPES:
-            return None  # edits, deletions, joins, topic changes, bot_message, ...
-        if event.get("bot_id") or event.get("user") == self._bot_user_id:
-            return None  # other bots (no loops) and ourselves
-        channel, user, ts = event.get("channel"), event.get("user"), event.get("ts")
-        text, thread_ts = event.get("text", ""), event.get("thread_ts")
-        if not (_nonempty(channel, user, ts) and isinstance(text, str)) or not (
-            thread_ts is None or _nonempty(thread_ts)
-        ):
-            log.warning("slack: ignored a malformed %s event %s", kind, body.get("event_id"))
-            return None
         assert self._mention is not None  # set in start(), before any event arrives
-        mentioned = kind == "app_mention" or bool(self._mention.search(text))
-        text = re.sub(r"[ \t]{2,}", " ", self._mention.sub("", text)).strip()
-        files = event.get("files")
-        attachments = tuple(
-            _attachment(f) for f in (files if isinstance(files, list) else []) if _is_file(f)
-        )
-        if not text and not attachments:
-            return None  # a bare mention
-        is_dm = event.get("channel_type") == "im"
-        return InboundMessage(
-            channel=self.name,
-            chat_id=str(channel),
-            sender=Sender(str(user)),
-            text=text,
-            id=f"{channel}:{ts}",  # the same for redeliveries and for message + app_mention
-            message_id=ts,
-            # Channels: answer in the message's thread (each thread is a session). DMs stay
-            # one conversation unless the user opened a thread.
-            thread=thread_ts if is_dm else (thread_ts or ts),
-            is_group=not is_dm,
-            mentioned=mentioned,
-            metadata={"event_id": body.get("event_id"), "team": body.get("team_id")},
-            attachments=attachments,
+        return to_inbound(
+            body, channel_name=self.name, bot_user_id=self._bot_user_id, mention=self._mention
         )
 
     # -- outbound ---------------------------------------------------------------------------
@@ -462,42 +273,25 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
     ) -> str:
         """chat.postMessage; in `thread` (or under `reply_to`) when given. Returns the ts.
 
-        :raises ChannelError: translated by `_translate_errors`.
+        :raises ChannelError: translated by `translate_errors`.
         """
         if not message.text:
             raise BadRequest("slack: refusing to post an empty message")
         thread_ts = thread or reply_to
-        with _translate_errors():
+        with translate_errors():
             response = await self._web().chat_postMessage(
                 channel=chat_id, text=message.text, thread_ts=thread_ts, mrkdwn=True
             )
         ts = str(response["ts"])
         if thread_ts:
-            _remember(self._thread_of, ts, thread_ts)
+            remember(self._thread_of, ts, thread_ts)
             self._statuses.discard((chat_id, thread_ts))  # Slack clears it when the app replies
         return ts
 
     async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
-        """files.info for a current URL, then ``url_private_download`` with the bot token.
-
-        :raises Forbidden: the bot may not read the file (not shared with it, no files:read).
-        """
-        with _translate_errors():
-            try:
-                info = await self._web().files_info(file=attachment.source or "")
-            except SlackApiError as exc:
-                if _error_code(exc) in ("file_not_found", "file_deleted"):
-                    raise Forbidden(f"slack files.info: {_error_code(exc)}") from exc
-                raise
-        file = info.get("file") or {}
-        url = file.get("url_private_download") or file.get("url_private")
-        if not url or self._session is None:
-            raise BadRequest("slack: the file has no download URL")
-        headers = {"Authorization": f"Bearer {_secret(self.config.bot_token)}"}
-        html = str(file.get("mimetype", "")).startswith("text/html")
-        async for chunk in stream_url(
-            self._session, url, "slack", headers=headers, expect_html=html
-        ):
+        """files.info, then ``url_private_download`` (see `slack_files.download`)."""
+        token = _secret(self.config.bot_token)
+        async for chunk in slack_files.download(self._web(), self._session, token, attachment):
             yield chunk
 
     async def send_file(
@@ -510,29 +304,19 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        """files.getUploadURLExternal + upload + files.completeUploadExternal (slack_sdk's
-        `files_upload_v2`); the file's id, as Slack gives no message ts for it."""
-        name = attachment.name or f"{attachment.kind}"
-        with _translate_errors():
-            response = await self._web().files_upload_v2(
-                channel=chat_id,
-                file=str(path),
-                filename=name,
-                title=name,
-                initial_comment=caption.text if caption else None,
-                thread_ts=thread or reply_to,
-            )
-        file = response.get("file") or {}
-        return str(file.get("id", ""))
+        """files_upload_v2 (see `slack_files.upload`): the file's id."""
+        return await slack_files.upload(
+            self._web(), chat_id, path, attachment, caption=caption, thread_ts=thread or reply_to
+        )
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
         """chat.update (identical text is fine on Slack).
 
-        :raises BadRequest: ``message_not_found`` and other refusals; see `_translate_errors`.
+        :raises BadRequest: ``message_not_found`` and other refusals; see `translate_errors`.
         """
         if not message.text:
             raise BadRequest("slack: refusing to edit a message to empty text")
-        with _translate_errors():
+        with translate_errors():
             await self._web().chat_update(channel=chat_id, ts=message_id, text=message.text)
         # An edit does not clear the "is thinking…" status the way a new reply does.
         thread = self._thread_of.get(message_id)
@@ -541,34 +325,34 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
 
     async def delete(self, chat_id: str, message_id: str) -> None:
         """chat.delete; a message that is already gone counts as deleted."""
-        with _translate_errors():
+        with translate_errors():
             try:
                 await self._web().chat_delete(channel=chat_id, ts=message_id)
             except SlackApiError as exc:
-                if _error_code(exc) != "message_not_found":
+                if error_code(exc) != "message_not_found":
                     raise
 
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
         """assistant.threads.setStatus; a no-op without a thread or where Slack refuses it."""
         if thread is None or self._typing_unavailable:
             return
-        with _translate_errors():
+        with translate_errors():
             try:
                 await self._web().assistant_threads_setStatus(
                     channel_id=chat_id, thread_ts=thread, status=TYPING_STATUS
                 )
             except SlackApiError as exc:
-                if _error_code(exc) not in TYPING_UNAVAILABLE:
+                if error_code(exc) not in TYPING_UNAVAILABLE:
                     raise
                 self._typing_unavailable = True
-                log.info("slack: no typing status (%s); not trying again", _error_code(exc))
+                log.info("slack: no typing status (%s); not trying again", error_code(exc))
                 return
         self._statuses.add((chat_id, thread))
 
     async def _clear_status(self, chat_id: str, thread: str) -> None:
         self._statuses.discard((chat_id, thread))
         try:
-            with _translate_errors():
+            with translate_errors():
                 await self._web().assistant_threads_setStatus(
                     channel_id=chat_id, thread_ts=thread, status=""
                 )
@@ -578,13 +362,3 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
 
 def _secret(value: Any) -> str:
     return value.get_secret_value() if value is not None else ""
-
-
-def _nonempty(*values: object) -> bool:
-    return all(isinstance(v, str) and v for v in values)
-
-
-def _event_type(body: dict[str, Any]) -> str:
-    event = body.get("event")
-    kind = event.get("type") if isinstance(event, dict) else None
-    return kind if isinstance(kind, str) else "unknown"

@@ -1,8 +1,9 @@
 """Telegram, on python-telegram-bot 22 (a bare `Bot`: no `Application`, no `AIORateLimiter`).
 
     long polling: TelegramPoller (telegram_polling) ─┐
-    webhook: aiohttp route, secret checked ──────────┴─► to_inbound() ─► sink (the core's Intake)
-    send / edit / delete / typing ─► Bot API, errors through _translate_errors()
+    webhook: telegram_webhook, secret checked ───────┴─► to_inbound() ─► sink (the core's Intake)
+    send / edit / delete / typing ─► Bot API, errors through telegram_errors.translate_errors()
+    send_file / download ─► telegram_files
 
 Either way an update is acknowledged to Telegram (the next getUpdates offset, the webhook's 200)
 only after the sink recorded it. The core paces and retries outbound calls from
@@ -12,25 +13,24 @@ retried for ever, with a backoff growing to 30 s, and reported as `State.DISCONN
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import datetime as dt
-import hmac
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 from aiohttp import web
-from telegram import Bot, BotCommand, InputFile, LinkPreviewOptions, ReplyParameters, Update
-from telegram import error as tg
+from telegram import Bot, BotCommand, LinkPreviewOptions, Update
 from telegram.constants import ChatAction
 from telegram.request import HTTPXRequest
 
+from channels import telegram_files
 from channels.downloads import stream_url
+from channels.telegram_errors import translate_errors
+from channels.telegram_params import chat_ref, reply_parameters, thread_ref
 from channels.telegram_polling import TelegramPoller
 from channels.telegram_updates import BotIdentity, to_inbound
+from channels.telegram_webhook import handle_webhook
 from picobot.config import TelegramConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -46,22 +46,11 @@ from picobot.core.channel import (
     Services,
     State,
 )
-from picobot.core.errors import (
-    BadRequest,
-    BusClosed,
-    ChannelTimeout,
-    ChatMigrated,
-    ChatNotFound,
-    Forbidden,
-    FormattingRejected,
-    MessageTooLong,
-    RateLimited,
-)
-from picobot.core.messages import Attachment, AttachmentKind
+from picobot.core.errors import BadRequest, BusClosed, ChannelTimeout
+from picobot.core.messages import Attachment
 
 log = logging.getLogger("picobot.telegram")
 
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ("message",)  # edits, reactions, members...: not asked for, ignored if sent
 # Seconds a getUpdates long poll waits for updates. Also how long DISCONNECTED may outlast a
 # recovery when nothing arrives: only an answered poll shows that polling works again.
@@ -113,10 +102,6 @@ CAPABILITIES = Capabilities(
     max_image_upload=None,  # sendPhoto takes 10 MB; larger images go as documents
     max_caption=1024,
 )
-PHOTO_LIMIT = 10_000_000
-# sendPhoto refuses very long or wide images (width + height over 10 000, ratio over 20):
-# they go as a document instead.
-PHOTO_REFUSED = ("PHOTO_INVALID_DIMENSIONS", "IMAGE_PROCESS_FAILED")
 
 
 class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
@@ -155,13 +140,13 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
         :raises ChannelError: when Telegram cannot be reached or refuses the setup.
         """
         bot = self._bot_or_none = self._build()
-        with _translate_errors(start=True):
+        with translate_errors(start=True):
             await bot.initialize()  # getMe
         self._identity = BotIdentity(bot.id, bot.username, frozenset(COMMANDS))
         await self._set_commands()
         self._intake_open = True  # before setWebhook: Telegram may post at once
         webhook = self.config.webhook
-        with _translate_errors(start=True):
+        with translate_errors(start=True):
             if webhook is None and not self._deferred:
                 await bot.delete_webhook()  # getUpdates answers 409 while a webhook is set
                 self._start_polling()
@@ -201,7 +186,7 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     async def open_intake(self) -> None:
         if self._poller is not None or self._bot_or_none is None:
             return
-        with _translate_errors():
+        with translate_errors():
             await self._bot.delete_webhook()
         self._start_polling()
         self.set_state(State.CONNECTED, "polling")
@@ -228,7 +213,7 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     async def _set_commands(self) -> None:
         commands = [BotCommand(name, text) for name, text in COMMANDS.items()]
         try:
-            with _translate_errors():
+            with translate_errors():
                 await self._bot.set_my_commands(commands)
         except Exception as exc:  # the menu is a nicety; the bot works without it
             log.warning("telegram: could not register the slash commands: %s", exc)
@@ -279,24 +264,9 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
 
     async def _on_webhook(self, request: web.Request) -> web.Response:
         assert self.config.webhook is not None
-        expected = self.config.webhook.secret_token.get_secret_value().encode()
-        given = request.headers.get(SECRET_HEADER, "").encode()
-        if not hmac.compare_digest(given, expected):
-            log.warning("telegram: webhook call with a wrong or missing secret token")
-            return web.Response(status=403)
-        bot = self._bot_or_none
-        if bot is None or not self._intake_open:
-            return web.Response(status=503)  # Telegram delivers it again later
-        try:
-            update = Update.de_json(await request.json(), bot)
-        except Exception as exc:
-            log.warning("telegram: unreadable webhook update: %s", exc)
-            return web.Response(status=400)
-        try:
-            await self._deliver(update)  # answered only once the sink has it: our ack
-        except BusClosed:
-            return web.Response(status=503)
-        return web.Response()
+        secret = self.config.webhook.secret_token.get_secret_value()
+        bot = self._bot_or_none if self._intake_open else None
+        return await handle_webhook(request, secret, bot, self._deliver)
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -314,16 +284,13 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        reply = (
-            ReplyParameters(int(reply_to), allow_sending_without_reply=True) if reply_to else None
-        )
-        with _translate_errors():
+        with translate_errors():
             sent = await self._bot.send_message(
-                _chat(chat_id),
+                chat_ref(chat_id),
                 message.text,
                 parse_mode=message.parse_mode,
-                message_thread_id=_thread(thread),
-                reply_parameters=reply,
+                message_thread_id=thread_ref(thread),
+                reply_parameters=reply_parameters(reply_to),
                 link_preview_options=NO_PREVIEW,
             )
         return str(sent.message_id)
@@ -331,13 +298,10 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     async def download(self, attachment: Attachment) -> AsyncIterator[bytes]:
         """getFile, then stream ``<base_file_url><token>/<file_path>`` (never logged: the URL
         holds the token)."""
-        with _translate_errors():
-            file = await self._bot.get_file(attachment.source or "")
-        if not file.file_path:
-            raise BadRequest("telegram: the file has no download path")
+        path = await telegram_files.file_path(self._bot, attachment)
         if self._files is None:
             self._files = aiohttp.ClientSession()
-        async for chunk in stream_url(self._files, file.file_path, "telegram"):
+        async for chunk in stream_url(self._files, path, "telegram"):
             yield chunk
 
     async def send_file(
@@ -350,43 +314,15 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
         reply_to: str | None = None,
         thread: str | None = None,
     ) -> str:
-        data = await asyncio.to_thread(path.read_bytes)
-        upload = InputFile(data, filename=attachment.name or None)
-        common: dict[str, Any] = {
-            "chat_id": _chat(chat_id),
-            "caption": caption.text if caption else None,
-            "parse_mode": caption.parse_mode if caption else None,
-            "message_thread_id": _thread(thread),
-            "reply_parameters": (
-                ReplyParameters(int(reply_to), allow_sending_without_reply=True)
-                if reply_to
-                else None
-            ),
-        }
-        bot, kind = self._bot, attachment.kind
-        if kind is AttachmentKind.IMAGE and len(data) <= PHOTO_LIMIT:
-            try:
-                with _translate_errors():
-                    sent = await bot.send_photo(photo=upload, **common)
-                return str(sent.message_id)
-            except BadRequest as exc:
-                if not any(code in str(exc).upper() for code in PHOTO_REFUSED):
-                    raise
-                log.info("telegram: not taken as a photo (%s); sending it as a file", exc)
-        with _translate_errors():
-            if kind is AttachmentKind.VOICE and attachment.mime == "audio/ogg":
-                sent = await bot.send_voice(voice=upload, **common)
-            elif kind in (AttachmentKind.VOICE, AttachmentKind.AUDIO):
-                sent = await bot.send_audio(audio=upload, **common)
-            else:
-                sent = await bot.send_document(document=upload, **common)
-        return str(sent.message_id)
+        return await telegram_files.send_file(
+            self._bot, chat_id, path, attachment, caption=caption, reply_to=reply_to, thread=thread
+        )
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
-        with _translate_errors():  # "message is not modified" ends here, as success
+        with translate_errors():  # "message is not modified" ends here, as success
             await self._bot.edit_message_text(
                 message.text,
-                chat_id=_chat(chat_id),
+                chat_id=chat_ref(chat_id),
                 message_id=int(message_id),
                 parse_mode=message.parse_mode,
                 link_preview_options=NO_PREVIEW,
@@ -394,8 +330,8 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
 
     async def delete(self, chat_id: str, message_id: str) -> None:
         try:
-            with _translate_errors():
-                await self._bot.delete_message(_chat(chat_id), int(message_id))
+            with translate_errors():
+                await self._bot.delete_message(chat_ref(chat_id), int(message_id))
         except BadRequest as exc:
             if "message to delete not found" not in str(exc).lower():
                 raise  # gone already is what we wanted
@@ -403,64 +339,17 @@ class TelegramChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     async def draft(
         self, chat_id: str, draft_id: int, message: Rendered, thread: str | None = None
     ) -> None:
-        with _translate_errors():
+        with translate_errors():
             await self._bot.send_message_draft(
                 int(chat_id),  # drafts exist in private chats only: numeric ids
                 draft_id,
                 message.text,
-                message_thread_id=_thread(thread),
+                message_thread_id=thread_ref(thread),
                 parse_mode=message.parse_mode,
             )
 
     async def typing(self, chat_id: str, thread: str | None = None) -> None:
-        with _translate_errors():
+        with translate_errors():
             await self._bot.send_chat_action(
-                _chat(chat_id), ChatAction.TYPING, message_thread_id=_thread(thread)
+                chat_ref(chat_id), ChatAction.TYPING, message_thread_id=thread_ref(thread)
             )
-
-
-@contextlib.contextmanager
-def _translate_errors(*, start: bool = False) -> Iterator[None]:
-    """Raise PTB's exceptions as `picobot.core.errors` (most specific match), ``from`` the original.
-
-    "message is not modified" (an edit to the same text) is success: the exception is dropped.
-    With `start`, a rejected token becomes the clearer "telegram token rejected".
-    """
-    try:
-        yield
-    except tg.RetryAfter as exc:
-        raise RateLimited(retry_after_seconds(exc.retry_after), str(exc)) from exc
-    except tg.ChatMigrated as exc:
-        raise ChatMigrated(str(exc.new_chat_id)) from exc
-    except tg.BadRequest as exc:  # before NetworkError: BadRequest is one in PTB
-        text = exc.message.lower()
-        if "message is not modified" in text:
-            return
-        if "can't parse entities" in text:
-            raise FormattingRejected(exc.message) from exc
-        if "message is too long" in text:
-            raise MessageTooLong(exc.message) from exc
-        if "chat not found" in text:
-            raise ChatNotFound(exc.message) from exc
-        raise BadRequest(exc.message) from exc
-    except tg.NetworkError as exc:  # TimedOut included: 5xx, dropped connections, timeouts
-        raise ChannelTimeout(exc.message) from exc
-    except tg.InvalidToken as exc:
-        raise Forbidden("telegram token rejected" if start else exc.message) from exc
-    except tg.Forbidden as exc:
-        raise Forbidden(exc.message) from exc
-    except tg.TelegramError as exc:  # Conflict, EndPointNotFound: not worth retrying
-        raise BadRequest(exc.message) from exc
-
-
-def retry_after_seconds(value: float | dt.timedelta) -> float:
-    """`RetryAfter.retry_after` is an int, or a timedelta with ``PTB_TIMEDELTA`` (PTB 23)."""
-    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
-
-
-def _chat(chat_id: str) -> int | str:
-    return int(chat_id) if chat_id.lstrip("-").isdigit() else chat_id  # "@channel" stays
-
-
-def _thread(thread: str | None) -> int | None:
-    return int(thread) if thread else None

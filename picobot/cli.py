@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import asyncio
 
-    from picobot.runtime.daemon import run
+    from picobot.runtime.main import run
 
     try:
         return asyncio.run(run(config, config_path=path))

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from picobot.text import render
 from picobot.text.blocks import parts
 from picobot.text.render import to_plain
+from picobot.text.render_plain import PlainRenderer
 
 SNIPPETS = [
     "A paragraph with **bold**, `code` and a [link](https://example.com).",
@@ -60,7 +60,7 @@ SEPARATORS = ["\n", "\n\n", "\n\n\n", "\n \n", "\n\t\n", " "]
 
 def whole(markdown: str) -> str:
     """The reference: the document rendered at once."""
-    return render._Plain().document(markdown)
+    return PlainRenderer().document(markdown)
 
 
 @st.composite

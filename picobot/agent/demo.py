@@ -56,7 +56,7 @@ SHOWCASE = f"""{DEMO_LABEL} Here is the Markdown every channel renders in its ow
 |----------|------------------:|-----------|
 | Telegram | 4096 characters   | edits     |
 | Discord  | 2000 characters   | edits     |
-| Slack    | 40000 characters  | edits     |
+| Slack    | 4000 characters   | edits     |
 | Web chat | none              | live      |
 
 ```python

@@ -2,7 +2,7 @@
 
 An adapter translates, nothing else: platform events become `InboundMessage`s handed to the
 sink the core gives it; `send`/`edit`/`delete`/`typing` perform one platform call each and
-translate the SDK's exceptions into `picobot.core.errors` (see each adapter's `_translate_errors`).
+translate the SDK's exceptions into `picobot.core.errors` (each adapter's `<platform>_errors.py`).
 Splitting, rendering, rate limits, retries, placeholders and access control live in the core,
 driven by the `Capabilities` the adapter declares.
 """

@@ -17,7 +17,7 @@
                 ├── FormattingRejected   resend once as plain text
                 └── MessageTooLong
 
-Channels translate their SDK's exceptions into these once, at the edge (`_translate_errors()`);
+Channels translate their SDK's exceptions into these once, at the edge (`translate_errors()`);
 nothing outside `channels/` sees an SDK exception.
 """
 

@@ -13,21 +13,15 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
-import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 import channels as channel_registry
 from picobot.agent.abilities import Abilities, agent_answer
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
-from picobot.core import metrics
 from picobot.core.bus import Topic
 from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
 from picobot.core.errors import ConfigError
@@ -41,19 +35,11 @@ from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.cluster import ClusterNode, ClusterQueue
-from picobot.runtime.forced import exit_soon
 from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
 from picobot.runtime.media import MediaRuntime
-from picobot.runtime.sdnotify import Notifier
-from picobot.runtime.server import (
-    HEADER_TIMEOUT,
-    ConnectionLimit,
-    LimitedSite,
-    quiet_accept_errors,
-    quiet_client_errors,
-    raise_fd_limit,
-)
+from picobot.runtime.server import HttpServer
+from picobot.runtime.status import collect_status
 from picobot.runtime.supervisor import ChannelSupervisor
 from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
@@ -158,9 +144,8 @@ class Daemon:
         self.started_at = time.time()
         self._stack = contextlib.AsyncExitStack()
         self._agent_task: asyncio.Task[None] | None = None
-        self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
-        self.connection_limit = ConnectionLimit(cap=0)  # its cap is set when the server starts
+        self.http = HttpServer()
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -261,7 +246,7 @@ class Daemon:
                     name,
                 )
         # The HTTP server first: webhooks must be reachable when platforms start sending.
-        stack.push_async_callback(self._stop_http)
+        stack.push_async_callback(self.http.stop)
         await self._start_http()
         stack.push_async_callback(self.supervisor.aclose)  # after the drain: replies still go out
         stack.push_async_callback(self.outbound.aclose)
@@ -320,30 +305,13 @@ class Daemon:
             storage=self.data_dir.problem,
             detail=lambda: {"mcp": self.abilities.mcp.status()},
         )
-        limit = self.connection_limit
-        limit.fit(raise_fd_limit())
-        app.middlewares.append(limit.middleware)
-        quiet_accept_errors(asyncio.get_running_loop())
-        quiet_client_errors()
-        self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_TIMEOUT
-        )
-        await self._runner.setup()
-        site = LimitedSite(self._runner, self.config.http.host, self.config.http.port, limit)
-        await site.start()
+        await self.http.start(app, self.config.http.host, self.config.http.port)
         log.info("http server on http://%s:%s", self.config.http.host, self.port)
-
-    async def _stop_http(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when the config asked for port 0)."""
-        if self._runner is None or not self._runner.addresses:
-            return self.config.http.port
-        return int(self._runner.addresses[0][1])
+        return self.http.port or self.config.http.port
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -351,27 +319,8 @@ class Daemon:
             self.stopped.set()
 
     async def status(self) -> dict[str, object]:
-        lanes = self.outbound.statistics()
-        metrics.QUEUE_DEPTH.labels("inbound").set(self.inbound.statistics().size)
-        metrics.QUEUE_DEPTH.labels("outbound").set(lanes["queued"])
-        cluster = {"cluster": await self.cluster.status()} if self.cluster is not None else {}
-        return cluster | {
-            "uptime": round(time.time() - self.started_at, 1),
-            "rss_bytes": rss_bytes(),
-            "channels": {
-                n: {"state": c.state.value, "detail": c.state_detail}
-                for n, c in self.channels.items()
-            },
-            "bus": {"inbound": self.inbound.statistics()._asdict()},
-            "dispatch": lanes,
-            "intake": self.intake.summary(),  # counts, not ids: others may reach /api/status
-            "media": self.media.statistics(),
-            "outbox": {
-                **await self.outbox.counts(),
-                "dead_letters": [d._asdict() for d in await self.outbox.dead_letters(5)],
-            },
-            **await self.abilities.status(),  # "mcp": {NAME: {state, tools, error}}, "schedule"
-        }
+        """What `GET /api/status` shows (see `picobot.runtime.status`)."""
+        return await collect_status(self)
 
     def summary_line(self) -> str:
         """One line for systemd's STATUS=, e.g. "telegram=connected, web=connected"."""
@@ -456,110 +405,3 @@ class Daemon:
         # Close channels, the HTTP server, the stores and the model client, in reverse.
         await self._stack.aclose()
         log.info("stopped")
-
-
-def rss_bytes() -> int:
-    """Resident memory now (/proc/self/statm), else the peak (getrusage, off Linux)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-async def run(
-    config: Config,
-    *,
-    config_path: str | Path | None = None,
-    on_ready: Callable[[Daemon], None] | None = None,
-) -> int:
-    """Run until SIGTERM/SIGINT; a second signal skips the graceful drain. Returns 0.
-
-    SIGHUP re-reads `config_path` (see `Daemon.reload`). Under systemd (``Type=notify``) it
-    reports READY/RELOADING/STOPPING and a STATUS line, and pings the watchdog from the loop.
-    """
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    daemon = Daemon(config)
-    notifier = Notifier()
-    signals = 0
-    ready = False
-    reloads: set[asyncio.Task[None]] = set()
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals
-        signals += 1
-        forcing = signals > 1
-        name = signal.Signals(signum).name
-        turns = daemon.agent_loop.running()
-        if forcing:
-            log.info("received %s again: forcing exit", name)
-        elif turns:
-            # Otherwise the wait for running turns looks like a hang.
-            log.info(
-                "received %s: finishing %d turn(s) (up to %.0f s); Ctrl-C again to force",
-                name,
-                turns,
-                daemon.config.dispatch.drain_timeout,
-            )
-        else:
-            log.info("received %s: stopping", name)
-        if not forcing:
-            daemon.stopped.set()
-        elif main is not None and signals == 2:
-            exit_soon()  # should closing hang (a thread, a child): the process goes anyway
-            main.cancel()
-
-    async def reload_config(path: str | Path) -> None:
-        notifier.reloading()
-        try:
-            await daemon.reload_file(path)
-        except Exception:
-            log.exception("reload failed")
-        finally:
-            notifier.ready(f"ready: {daemon.summary_line()}")
-
-    def on_hangup() -> None:
-        if config_path is None:
-            log.warning("received SIGHUP: nothing to reload (started without a config file)")
-        elif not ready:
-            log.warning("received SIGHUP while starting or stopping: ignored")
-        else:
-            log.info("received SIGHUP: reloading %s", config_path)
-            task = loop.create_task(reload_config(config_path), name="reload")
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-    # Before startup: a signal during startup must stop us gracefully, not kill us.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    # Pinged from the loop itself, through startup and shutdown: a wedged loop stops pinging.
-    watchdog = loop.create_task(notifier.watchdog(), name="watchdog")
-    try:
-        async with daemon:
-            ready = True
-            notifier.ready(f"ready: {daemon.summary_line()}")
-            if on_ready is not None:
-                on_ready(daemon)
-            await daemon.stopped.wait()
-            ready = False
-            notifier.stopping()
-            # A reload half-way through starting a channel finishes before teardown.
-            await asyncio.gather(*reloads, return_exceptions=True)
-    except asyncio.CancelledError:
-        # Forced exit (a second signal) cut the shutdown short: still end the MCP servers and
-        # close the databases, whose worker threads would otherwise keep the process alive.
-        if main is not None:
-            # Handled here: the closing must not look cancelled itself (`cancel_and_wait`
-            # re-raises while the caller is being cancelled, which cut force_close short).
-            main.uncancel()
-        await daemon.force_close()
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGHUP)
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
-        notifier.close()
-    return 0

@@ -242,3 +242,39 @@ def quiet_client_errors() -> None:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _MalformedRequests) for f in server_log.filters):
         server_log.addFilter(_MalformedRequests())
+
+
+class HttpServer:
+    """picobot's one listening socket: the app behind a connection cap below the file limit,
+    with a time limit on request headers."""
+
+    def __init__(self) -> None:
+        self.limit = ConnectionLimit(cap=0)  # its cap is set when the server starts
+        self._runner: web.AppRunner | None = None
+
+    async def start(self, app: web.Application, host: str, port: int) -> None:
+        """Serve `app` on `host:port`.
+
+        :raises OSError: if the address cannot be bound (e.g. in use).
+        """
+        self.limit.fit(raise_fd_limit())
+        app.middlewares.append(self.limit.middleware)
+        quiet_accept_errors(asyncio.get_running_loop())
+        quiet_client_errors()
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, keepalive_timeout=HEADER_TIMEOUT
+        )
+        await self._runner.setup()
+        await LimitedSite(self._runner, host, port, self.limit).start()
+
+    @property
+    def port(self) -> int | None:
+        """The bound port, once serving."""
+        if self._runner is None or not self._runner.addresses:
+            return None
+        return int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from channels.discord_channel import DiscordChannel, _translate_errors
+from channels.discord_channel import DiscordChannel
+from channels.discord_errors import translate_errors
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import LLM
 from picobot.config import parse_config
@@ -359,7 +360,7 @@ async def test_platform_errors_are_translated(fake: FakeDiscord, tmp_path: Path)
     assert fake.channel_log(CHAN) == []
 
 
-# -- _translate_errors, unit -----------------------------------------------------------------
+# -- translate_errors, unit -----------------------------------------------------------------
 
 
 def _http_error(
@@ -397,17 +398,17 @@ BAD_REFERENCE = {"message_reference": {"_errors": [{"code": "X", "message": "Unk
         (ConnectionResetError(), ChannelTimeout),
     ],
 )
-def test_translate_errors(exc: Exception, expected: type[Exception]) -> None:
-    with pytest.raises(expected) as info, _translate_errors():
+def testtranslate_errors(exc: Exception, expected: type[Exception]) -> None:
+    with pytest.raises(expected) as info, translate_errors():
         raise exc
     assert type(info.value) is expected and info.value.__cause__ is exc
 
 
-def test_translate_errors_keeps_retry_after() -> None:
-    with pytest.raises(RateLimited) as info, _translate_errors():
+def testtranslate_errors_keeps_retry_after() -> None:
+    with pytest.raises(RateLimited) as info, translate_errors():
         raise discord.RateLimited(42.0)
     assert info.value.retry_after == 42.0
-    with pytest.raises(RateLimited) as info, _translate_errors():
+    with pytest.raises(RateLimited) as info, translate_errors():
         raise _http_error(discord.HTTPException, 429, **{"Retry-After": "7"})
     assert info.value.retry_after == 7.0
 

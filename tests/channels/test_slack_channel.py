@@ -21,7 +21,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from channels.slack_channel import SlackChannel, _translate_errors
+from channels.slack_channel import SlackChannel
+from channels.slack_errors import translate_errors
 from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
 from picobot.core.channel import State
@@ -442,7 +443,7 @@ async def test_daemon_reports_a_failed_start(fake: FakeSlack, tmp_path: Path) ->
         assert channel.state is State.FAILED and "invalid_auth" in channel.state_detail
 
 
-# ---- _translate_errors, unit level ----
+# ---- translate_errors, unit level ----
 
 
 def api_error(
@@ -483,21 +484,21 @@ def api_error(
         (api_error("no_text"), BadRequest),
     ],
 )
-def test_translate_errors_mapping(error: Exception, expected: type[Exception]) -> None:
-    with pytest.raises(expected) as info, _translate_errors():
+def testtranslate_errors_mapping(error: Exception, expected: type[Exception]) -> None:
+    with pytest.raises(expected) as info, translate_errors():
         raise error
     assert type(info.value) is expected and info.value.__cause__ is error
 
 
-def test_translate_errors_reads_retry_after_and_keeps_our_errors() -> None:
-    with pytest.raises(RateLimited) as info, _translate_errors():
+def testtranslate_errors_reads_retry_after_and_keeps_our_errors() -> None:
+    with pytest.raises(RateLimited) as info, translate_errors():
         raise api_error("ratelimited", 429, {"Retry-After": "17"})
     assert info.value.retry_after == 17 and "chat.postMessage" in str(info.value)
-    with pytest.raises(RateLimited) as info, _translate_errors():
+    with pytest.raises(RateLimited) as info, translate_errors():
         raise api_error(None, 429)  # no header: wait a second rather than not at all
     assert info.value.retry_after == 1
     ours = ChannelTimeout("ours")
-    with pytest.raises(ChannelTimeout) as kept, _translate_errors():
+    with pytest.raises(ChannelTimeout) as kept, translate_errors():
         raise ours
     assert kept.value is ours
 

@@ -16,13 +16,8 @@ import pytest
 from telegram import Update
 from telegram import error as tg
 
-from channels.telegram_channel import (
-    CAPABILITIES,
-    COMMANDS,
-    TelegramChannel,
-    _translate_errors,
-    retry_after_seconds,
-)
+from channels.telegram_channel import CAPABILITIES, COMMANDS, TelegramChannel
+from channels.telegram_errors import retry_after_seconds, translate_errors
 from channels.telegram_updates import BotIdentity, addressed, to_inbound
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
@@ -480,18 +475,18 @@ BAD = "Bad Request: "
         (tg.EndPointNotFound("Not Found"), errors.BadRequest),
     ],
 )
-def test_translate_errors(raised: tg.TelegramError, expected: type[Exception]) -> None:
-    with pytest.raises(expected) as caught, _translate_errors():
+def testtranslate_errors(raised: tg.TelegramError, expected: type[Exception]) -> None:
+    with pytest.raises(expected) as caught, translate_errors():
         raise raised
     assert type(caught.value) is expected
     assert caught.value.__cause__ is raised
 
 
 def test_translate_rate_limit_and_migration() -> None:
-    with pytest.raises(errors.RateLimited) as limited, _translate_errors():
+    with pytest.raises(errors.RateLimited) as limited, translate_errors():
         raise tg.RetryAfter(dt.timedelta(seconds=20))
     assert limited.value.retry_after == 20.0
-    with pytest.raises(errors.ChatMigrated) as migrated, _translate_errors():
+    with pytest.raises(errors.ChatMigrated) as migrated, translate_errors():
         raise tg.ChatMigrated(-1009876)
     assert migrated.value.new_chat_id == "-1009876"
     assert retry_after_seconds(7) == 7.0
@@ -499,15 +494,15 @@ def test_translate_rate_limit_and_migration() -> None:
 
 
 def test_translate_not_modified_is_success_and_start_names_the_token() -> None:
-    with _translate_errors():
+    with translate_errors():
         raise tg.BadRequest(BAD + "message is not modified: specified new message content ...")
     with (
         pytest.raises(errors.Forbidden, match=r"^telegram token rejected$"),
-        _translate_errors(start=True),
+        translate_errors(start=True),
     ):
         raise tg.InvalidToken("Unauthorized")
     with pytest.raises(ValueError):  # not ours to translate
-        with _translate_errors():
+        with translate_errors():
             raise ValueError("boom")
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from picobot.agent.demo import DemoLLM
 from picobot.config import parse_config
-from picobot.runtime import daemon as daemon_module
+from picobot.runtime import server as server_module
 from picobot.runtime.daemon import Daemon
 from tests.ops.helpers import Daemon as Process
 from tests.ops.helpers import write_config
@@ -71,7 +71,7 @@ def test_the_soft_fd_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
 async def test_a_connection_without_a_request_header_is_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon_module, "HEADER_TIMEOUT", 0.2)
+    monkeypatch.setattr(server_module, "HEADER_TIMEOUT", 0.2)
     config = parse_config({"http": {"port": 0}, "data_dir": str(tmp_path)}, env={})
     async with Daemon(config, llm=DemoLLM(delay=0)) as d:
         reader, writer = await asyncio.open_connection("127.0.0.1", d.port)
@@ -97,7 +97,7 @@ async def test_at_the_cap_requests_in_progress_stay_and_a_newcomer_gets_503(
         async with asyncio.timeout(TIMEOUT):
             run_id = json.loads((await reader.read()).partition(b"\r\n\r\n")[2])["run_id"]
         writer.close()
-        d.connection_limit.cap = 1
+        d.http.limit.cap = 1
         stream_reader, stream = await asyncio.open_connection("127.0.0.1", d.port)
         stream.write(f"GET /api/runs/{run_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         async with asyncio.timeout(TIMEOUT):

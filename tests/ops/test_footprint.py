@@ -21,7 +21,7 @@ SCRIPT = f"""
 import asyncio, sys
 HEAVY = {HEAVY!r}
 from picobot.config import load_config
-from picobot.runtime.daemon import run
+from picobot.runtime.main import run
 
 def on_ready(daemon):
     print("CHANNELS", sorted(daemon.channels), flush=True)

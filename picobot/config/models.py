@@ -1,22 +1,16 @@
-"""Configuration: YAML with ``${VAR}`` / ``${VAR:-default}``, validated into frozen models.
+"""The config models: frozen, keyword-only, `extra=forbid`; defaults as named constants.
 
-The file is read once (in `cli.py`); everything below receives these immutable objects.
-Every error names the dotted key path, e.g. ``channels.telegram.token: required when enabled``.
 Secrets are `SecretStr`: they print as ``**********``.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,11 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     model_validator,
 )
-
-from picobot.core.errors import ConfigError
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
@@ -348,206 +339,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree.
-
-    :raises ConfigError: naming the key path when a ``${VAR}`` without default is unset.
-    """
-    if isinstance(value, dict):
-        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env and (env[name] or default is None):
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(path, f"environment variable ${{{name}}} is not set")
-
-    return _VAR.sub(substitute, value)
-
-
-def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML document (``None`` means all defaults).
-
-    :raises ConfigError: naming the key path of each problem (up to `MAX_PROBLEMS`).
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("", "the config file must be a mapping of keys to values")
-    data = expand_env(data, os.environ if env is None else env)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc) from None
-
-
-def load_config(
-    path: str | Path | None, env: Mapping[str, str] | None = None, *, empty_ok: bool = True
-) -> Config:
-    """Read and validate a config file; ``None`` gives the defaults (demo model, web chat).
-    An empty file means the defaults too, unless not `empty_ok` (a reload: a truncated file
-    must not switch every channel off).
-
-    :raises ConfigError: if the file is missing, not YAML, or invalid.
-    """
-    if path is None:
-        return parse_config({}, env)
-    data = _read_yaml(path)
-    if data is None and not empty_ok:
-        raise ConfigError("", f"{path} is empty (a reload needs the whole config)")
-    return parse_config(data, env)
-
-
-def _read_yaml(path: str | Path) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            "", f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {_yaml_detail(exc)}") from None
-
-
-def load_client_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
-    """Only what a client of the running daemon needs (`picobot status`): the ``http`` section
-    and the web token. Other sections, and their ``${VAR}``s, are not read, so a shell without
-    the channels' secrets can still ask.
-
-    :raises ConfigError: if the file is unreadable or those sections are invalid.
-    """
-    data = {} if path is None else _read_yaml(path)
-    if not isinstance(data, dict):
-        raise ConfigError("", "the config file must be a mapping of keys to values")
-    env = os.environ if env is None else env
-    http = expand_env(data.get("http") or {}, env, "http")
-    web = (data.get("channels") or {}).get("web") or {}
-    token = web.get("token") if isinstance(web, dict) else None
-    try:  # an unset ${VAR} for the token: ask without it (the daemon may be on loopback)
-        token = expand_env(token, env, "channels.web.token")
-    except ConfigError:
-        token = None
-    try:
-        http_config = HttpConfig.model_validate(http)
-    except ValidationError as exc:
-        raise _within("http", _config_error(exc)) from None
-    try:
-        web_config = WebConfig.model_validate({"token": token})
-    except ValidationError as exc:
-        raise _within("channels.web", _config_error(exc)) from None
-    # Not validated as a whole: the other sections were not read.
-    channels = ChannelsConfig.model_construct(web=web_config)
-    return Config.model_construct(http=http_config, channels=channels)
-
-
-def _within(section: str, error: ConfigError) -> ConfigError:
-    return ConfigError(f"{section}.{error.path}", error.problem)
-
-
-def _yaml_detail(exc: yaml.YAMLError) -> str:
-    """The parser's own account on one line: where, what was expected, and in what."""
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return str(exc).replace("\n", " ")
-    mark, problem = exc.problem_mark, exc.problem or "syntax error"
-    detail = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
-    if exc.context:
-        start = exc.context_mark
-        where = f" started at line {start.line + 1}, column {start.column + 1}" if start else ""
-        detail += f" ({exc.context}{where})"
-    return detail
-
-
-MAX_PROBLEMS = 5  # listed in one config error; the rest are counted
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    """One error naming up to `MAX_PROBLEMS` problems: the first gives `path`, the others
-    follow on the same line as ``; key.path: problem``."""
-    errors = exc.errors(include_url=False, include_input=False)
-    problems = [_problem(err) for err in errors[:MAX_PROBLEMS]]
-    path, message = problems[0]
-    message += "".join(f"; {p or '(top level)'}: {m}" for p, m in problems[1:])
-    more = len(errors) - len(problems)
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(path or "(top level)", message)
-
-
-def _problem(err: Any) -> tuple[str, str]:
-    loc = [str(p) for p in err["loc"]]
-    path = ".".join(loc)
-    message = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-        close = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
-        if close:
-            message += f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)"
-    elif err["type"] in ("tuple_type", "list_type"):
-        message = "should be a list"  # our tuples are YAML lists
-    elif err["type"] == "value_error":
-        # Our validators say "key: problem"; lift the key into the path.
-        message = message.removeprefix("Value error, ")
-        key, sep, rest = message.partition(": ")
-        if sep and " " not in key:
-            path, message = (f"{path}.{key}" if path and "." not in key else key), rest
-    return path, message
-
-
-def _keys_at(loc: list[str]) -> list[str]:
-    """The config keys allowed under the dotted path `loc` (for "did you mean")."""
-    model: type[BaseModel] | None = Config
-    for name in loc:
-        field = model.model_fields.get(name) if model is not None else None
-        if field is None:
-            return []
-        candidates = [field.annotation, *get_args(field.annotation)]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-    return list(model.model_fields) if model is not None else []
-
-
-def summary(config: Config) -> str:
-    """A short, secret-free description for `picobot check` and the logs."""
-    enabled = config.channels.enabled()
-    model = "demo (offline)" if config.llm.provider == "demo" else config.llm.model
-    return (
-        f"channels: {', '.join(enabled) or 'none'}; llm: {model}; "
-        f"http: {config.http.host}:{config.http.port}; data_dir: {config.data_dir}; "
-        f"tools: {', '.join(config.agent.tools) or 'none'}"
-        + (f"; mcp: {', '.join(config.mcp.servers)}" if config.mcp.servers else "")
-        + (f"; cluster node {config.cluster.node or '(host name)'}" if config.cluster else "")
-    )
-
-
-def secrets(config: BaseModel) -> list[str]:
-    """Every secret value in the config, for the log redaction filter."""
-    found: list[str] = []
-    for name in type(config).model_fields:
-        value = getattr(config, name)
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            found += secrets(value)
-        elif isinstance(value, dict):
-            for item in value.values():
-                if isinstance(item, SecretStr):
-                    found.append(item.get_secret_value())
-                elif isinstance(item, BaseModel):
-                    found += secrets(item)
-    return found
