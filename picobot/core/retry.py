@@ -1,5 +1,5 @@
-"""Every retry in picobot is built here: `retrying()` (tenacity) is the one factory, but for
-`RetryPolicy.call`, the outbound calls' hot path (a plain loop, see there).
+"""Every retry in picobot is built here: `retrying()` on tenacity (LLM calls, channel starts),
+and `RetryPolicy.call` for platform calls, a plain loop on their hot path (see there why).
 
 - Backoff is exponential with jitter, capped (`backoff`); a wait the server asked for (a
   `RateLimited.retry_after`, an LLM's `Retry-After`) replaces it.
