@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import channels as channel_registry
 from picobot.agent.abilities import Abilities, agent_answer
@@ -34,7 +34,6 @@ from picobot.outbound.ratelimit import local_budget
 from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
-from picobot.runtime.cluster import ClusterNode, ClusterQueue
 from picobot.runtime.guard import Access
 from picobot.runtime.http import make_app
 from picobot.runtime.media import MediaRuntime
@@ -44,6 +43,9 @@ from picobot.runtime.supervisor import ChannelSupervisor
 from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
 from picobot.storage.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from picobot.runtime.cluster import ClusterNode, ClusterQueue
 
 log = logging.getLogger("picobot")
 
@@ -78,11 +80,11 @@ class Daemon:
         self.outbox = Outbox.in_dir(config.data_dir, on_write=self.data_dir.wrote)
         self.media = MediaRuntime(config)
         # Cluster mode: inbound over Redis streams, shared budgets, history and leases.
-        self.cluster = (
-            ClusterNode(config.cluster, default_node=str(config.http.port))
-            if config.cluster is not None
-            else None
-        )
+        self.cluster: ClusterNode | None = None
+        if config.cluster is not None:
+            from picobot.runtime.cluster import ClusterNode  # redis: only in cluster mode
+
+            self.cluster = ClusterNode(config.cluster, default_node=str(config.http.port))
         self.supervisor = ChannelSupervisor(
             self._make_channel,
             on_start=self._attach,
@@ -105,14 +107,7 @@ class Daemon:
         )
         self.media.bind(self.channels)
         self.intake = Intake(
-            self.inbound
-            if self.cluster is None
-            else ClusterQueue(
-                self.cluster,
-                self._run_here,
-                closed=lambda: self.inbound.closed,
-                here=lambda name: isinstance(self.channels.get(name), WritesReplies),
-            ),
+            self.inbound if self.cluster is None else self._cluster_queue(self.cluster),
             self.outbound.post,
             policies(config),
             seen=self.outbox.seen if self.cluster is None else self.cluster.seen,
@@ -148,6 +143,16 @@ class Daemon:
         self.http = HttpServer()
 
     # -- wiring -----------------------------------------------------------------------------
+
+    def _cluster_queue(self, cluster: ClusterNode) -> ClusterQueue:
+        from picobot.runtime.cluster import ClusterQueue
+
+        return ClusterQueue(
+            cluster,
+            self._run_here,
+            closed=lambda: self.inbound.closed,
+            here=lambda name: isinstance(self.channels.get(name), WritesReplies),
+        )
 
     def _make_channel(self, name: str, config: Any) -> Channel | None:
         try:

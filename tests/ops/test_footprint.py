@@ -11,10 +11,10 @@ from tests.ops.helpers import ROOT, write_config
 
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
 # parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
-# another platform).
+# another platform), redis (cluster mode only) and cryptography (which redis would bring).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
-    *("PIL", "pypdf", "puremagic", "markdown_it"),
+    *("PIL", "pypdf", "puremagic", "markdown_it", "redis", "cryptography"),
 )
 
 SCRIPT = f"""
