@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ from aiohttp import web
 
 from picobot.core.channel import FileStore
 from picobot.core.errors import BusClosed, StorageError
-from picobot.core.messages import Attachment, new_id
+from picobot.core.messages import Attachment
 from picobot.webui.broker import Event, Overflowed, RunBroker, RunsFull, Subscription, UnknownRun
 from picobot.webui.limits import TooManyMessages
 from picobot.webui.uploads import FormError, media_response, read_form
@@ -176,7 +177,7 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
         if len(text) > channel.max_text:
             return error(400, f"text is longer than {channel.max_text} characters")
         if session is None or session == "":
-            session = new_id()
+            session = secrets.token_hex(16)  # unguessable: it names a conversation
         elif not isinstance(session, str) or not SESSION_ID.fullmatch(session):
             return error(400, "session must be 1-64 letters, digits, '-' or '_'")
         run_id = await _accept(channel, request, text, session)
@@ -191,7 +192,7 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
             form = await read_form(request, channel.media, channel.max_text)
         except FormError as exc:
             return error(400, str(exc))
-        session = form.session or new_id()
+        session = form.session or secrets.token_hex(16)
         if not SESSION_ID.fullmatch(session):
             return error(400, "session must be 1-64 letters, digits, '-' or '_'")
         if not form.text.strip() and not form.attachments:
