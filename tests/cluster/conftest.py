@@ -9,14 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from picobot.cluster import connect
-from tests.cluster.redis_server import RedisServer, redis_binary
+from tests.cluster.redis_server import RedisServer, server_in
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if redis_binary() is None:
-        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+    with server_in(tmp_path_factory.mktemp("redis")) as server:
         yield server
 
 
@@ -33,11 +31,5 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of the test's own, which the test may stop and start again."""
-    if redis_binary() is None:
-        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
+    with server_in(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()

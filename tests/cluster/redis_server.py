@@ -8,9 +8,12 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+import pytest
 
 READY = "Ready to accept connections"
 START_TIMEOUT = 15.0
@@ -101,3 +104,12 @@ class RedisServer:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def server_in(folder: Path) -> Iterator[RedisServer]:
+    """A server of its own in `folder`, stopped on exit; skips the test without redis-server."""
+    if redis_binary() is None:
+        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
+    with RedisServer(folder) as server:
+        yield server

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from picobot.cluster import connect
 from picobot.cluster.partitions import InboundStreams, partition_of
-from tests.cluster.redis_server import RedisServer, redis_binary
+from tests.cluster.redis_server import RedisServer, server_in
 from tests.e2e.harness import Picobot, push_burst, replies, status
 from tests.fakes.fake_telegram import FakeTelegram
 
@@ -31,14 +31,8 @@ BURST_CHATS = list(range(1001, 1031))  # 30 chats
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if redis_binary() is None:
-        pytest.skip("redis-server is not installed (make test installs Debian's redis-server)")
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
+    with server_in(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
