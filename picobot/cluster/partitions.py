@@ -23,9 +23,10 @@ from typing import Any, NamedTuple
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from picobot.cluster import cancellable, codec, key
+from picobot.cluster import cancellable, key
 from picobot.cluster.lease import FENCE_CHECK, Fence, Lease
 from picobot.core.messages import InboundMessage
+from picobot.storage import codec
 
 log = logging.getLogger("picobot.cluster")
 
@@ -47,6 +48,7 @@ class Entry(NamedTuple):
     partition: int
     id: str  # the stream entry id
     message: InboundMessage
+    pending: bool = False  # read again: taken over from another node, or from before a restart
 
 
 def partition_of(channel: str, chat_id: str, partitions: int = PARTITIONS) -> int:
@@ -194,7 +196,7 @@ class InboundStreams:
         `block` s). Entries already handed out and not done are not returned again."""
         entries: list[Entry] = []
         for p in sorted(self._unread_pending):
-            batch = await self._read({stream_key(p): self._cursor[p]}, None)
+            batch = await self._read({stream_key(p): self._cursor[p]}, None, pending=True)
             if batch:
                 self._cursor[p] = batch[-1].id
             else:
@@ -213,7 +215,9 @@ class InboundStreams:
             return []
         return await self._read(streams, max(1, int(block * 1000)))
 
-    async def _read(self, streams: dict[Any, Any], block: int | None) -> list[Entry]:
+    async def _read(
+        self, streams: dict[Any, Any], block: int | None, *, pending: bool = False
+    ) -> list[Entry]:
         answer: Any = await self.redis.xreadgroup(
             GROUP, self.node, streams, count=READ_COUNT, block=block
         )
@@ -229,7 +233,7 @@ class InboundStreams:
                     log.error("partition %d: unreadable entry %s dropped", p, entry_id)
                     await self.redis.xack(stream_key(p), GROUP, entry_id)
                     continue
-                entries.append(Entry(p, str(entry_id), msg))
+                entries.append(Entry(p, str(entry_id), msg, pending))
         return entries
 
     def taken(self, entry: Entry) -> None:

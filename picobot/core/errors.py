@@ -5,6 +5,7 @@
     ├── BusClosed                   publishing to a bus that was closed
     ├── StartupError                cannot start: names the file or address (exit 2)
     ├── StorageError                a write to data_dir failed (disk full, I/O error)
+    │   └── Superseded              cluster mode: another node took this delivery over
     └── ChannelError                anything a platform answered or failed with
         ├── TransientError          worth retrying
         │   ├── RateLimited         wait exactly `retry_after`, not counted as a failure
@@ -103,3 +104,8 @@ class StartupError(PicobotError):
 class StorageError(PicobotError):
     """A write to data_dir failed (disk full, I/O error, the folder deleted). Nothing was
     half-written: the caller may answer "try again later"."""
+
+
+class Superseded(StorageError):
+    """Cluster mode: another node took this work over (the lease that fenced the write moved
+    on). Nothing was written; this node stops the work, the other continues it."""

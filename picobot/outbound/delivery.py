@@ -25,7 +25,7 @@ from picobot.outbound.live import LiveUpdates
 from picobot.outbound.placeholders import PlaceholderCalls, Placeholders
 from picobot.outbound.ratelimit import Budget, BudgetFactory, local_budget
 from picobot.outbound.reply import Replies
-from picobot.storage.outbox import Outbox
+from picobot.storage.records import OutboxStore
 
 log = logging.getLogger("picobot.dispatch")
 
@@ -82,7 +82,7 @@ class Delivery:
         channels: Mapping[str, Channel],
         settings: DispatchSettings,
         placeholders: Placeholders,
-        outbox: Outbox | None,
+        outbox: OutboxStore | None,
         media: MediaStore | None = None,
     ) -> None:
         self.channels = channels

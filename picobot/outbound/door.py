@@ -6,6 +6,11 @@
 Writers (streamed or whole replies), the `message` tool, commands, the intake's notices, the
 web chat and the placeholder janitor all call `post` or `deliver`; nothing else writes a reply
 to the outbox or queues on a lane.
+
+Cluster mode: the outbox is shared, and a chat's durable replies are delivered only by the node
+that `delivers` to it (the owner of its partition). Another node records them and leaves them
+there; the owner picks them up (`catch_up`), resumes a chat's pending replies when it takes the
+chat over (`resume`), and stops the lanes of chats it gave up (`release`).
 """
 
 from __future__ import annotations
@@ -13,23 +18,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
 from picobot.core.channel import Channel
+from picobot.core.errors import Superseded
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.tasks import cancel_and_wait
 from picobot.media.store import MediaStore
 from picobot.outbound.delivery import Delivery, DispatchSettings
 from picobot.outbound.lanes import Job, Lanes
 from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, Placeholders
-from picobot.storage.outbox import Outbox
+from picobot.storage.records import OutboxStore
 
 __all__ = ["DELIVERY_FAILED_NOTE", "DispatchSettings", "Outbound"]
 
 log = logging.getLogger("picobot.dispatch")
 
 JANITOR_INTERVAL = 30.0
+
+Chats = Callable[[str, str], bool]  # selects chats by (channel, chat id)
+
+
+def _every(channel: str, chat_id: str) -> bool:
+    return True
 
 
 class Outbound:
@@ -45,10 +57,12 @@ class Outbound:
         channels: Mapping[str, Channel],
         settings: DispatchSettings | None = None,
         placeholders: Placeholders | None = None,
-        outbox: Outbox | None = None,
+        outbox: OutboxStore | None = None,
         media: MediaStore | None = None,
+        delivers: Chats = _every,
     ) -> None:
         self.channels = channels
+        self.delivers = delivers  # cluster mode: the chats this node delivers to now
         self.settings = settings or DispatchSettings()
         self.placeholders = placeholders if placeholders is not None else Placeholders()
         self.outbox = outbox
@@ -73,6 +87,10 @@ class Outbound:
         durable = self.outbox is not None and msg.durable
         if durable:
             await self.outbox.add(msg)  # type: ignore[union-attr]
+            if not self.delivers(*msg.lane_key):  # recorded: the chat's owner delivers it
+                done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+                done.set_result([])
+                return done
         return self._lanes.put(Job(msg, durable))
 
     async def deliver(self, msg: OutboundMessage) -> list[str]:
@@ -83,29 +101,51 @@ class Outbound:
         """
         return await (await self.post(msg))
 
-    async def resume(self) -> int:
-        """Queue what the outbox holds from before a restart, ahead of anything new.
+    async def resume(self, which: Chats = _every) -> int:
+        """Queue what the outbox holds for the chats `which` selects (from before a restart, or
+        from the node that delivered them before), ahead of anything new.
 
-        Placeholders left by the previous run are restored, so replies edit them (or the
-        janitor removes them) instead of leaving "Thinking…" behind. Returns the count queued.
+        Placeholders left behind are restored, so replies edit them (or the janitor removes
+        them) instead of leaving "Thinking…" behind. Returns the count queued.
         """
         if self.outbox is None:
             return 0
         for key, channel_name, chat_id, thread, message_id in await self.outbox.placeholders():
             channel = self.channels.get(channel_name)
-            if channel is not None:
-                self.placeholders.restore(key, channel, chat_id, thread, message_id)
+            if channel is not None and which(channel_name, chat_id):
+                if self.delivers(channel_name, chat_id):
+                    self.placeholders.restore(key, channel, chat_id, thread, message_id)
+        return await self.catch_up(which)
+
+    async def catch_up(self, which: Chats = _every) -> int:
+        """Queue the outbox's pending replies of the chats `which` selects that no lane here
+        knows of yet (cluster mode: recorded by another node). Returns the count queued."""
+        if self.outbox is None:
+            return 0
         total = 0
         for name, chat_id, count in await self.outbox.pending_chats():
+            if not (which(name, chat_id) and self.delivers(name, chat_id)):
+                continue
             if name not in self.channels:
                 log.warning("outbox: channel %s is not running; kept", name)
                 continue
-            self._lanes.put_spilled((name, chat_id), count)  # read back as the lane goes
-            total += count
+            missing = count - self._lanes.owed((name, chat_id))
+            if missing > 0:
+                self._lanes.put_spilled((name, chat_id), missing)  # read back as the lane goes
+                total += missing
         return total
+
+    async def release(self, which: Chats) -> int:
+        """Stop delivering to the chats `which` selects (cluster mode: another node took them
+        over); their queued replies stay in the outbox for it. Returns the lanes stopped."""
+        self.placeholders.forget(lambda entry: which(entry.channel.name, entry.chat_id))
+        error = Superseded("another node delivers to this chat now")
+        return await self._lanes.stop(lambda key: which(*key), error)
 
     async def _fetch(self, key: tuple[str, str], exclude: Collection[str]) -> Job | None:
         assert self.outbox is not None
+        if not self.delivers(*key):
+            return None
         item = await self.outbox.next_pending(*key, exclude)
         if item is None:
             return None

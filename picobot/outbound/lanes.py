@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from picobot.core import metrics
-from picobot.core.errors import ChannelError
+from picobot.core.errors import ChannelError, Superseded
 from picobot.core.messages import OutboundMessage
 from picobot.core.tasks import cancel_and_wait
 
@@ -74,6 +74,7 @@ class Lane:
         self._entries: deque[Job | Spilled] = deque()
         self._spilled = 0  # replies counted by `Spilled` entries
         self._current: Job | None = None
+        self.stopped: Superseded | None = None  # why `stop()` ended the lane
         self._wakeup = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
@@ -104,6 +105,17 @@ class Lane:
     def __len__(self) -> int:
         return self.held + self._spilled
 
+    @property
+    def owed(self) -> int:
+        """Durable replies this lane will deliver: in memory, spilled, and the current one."""
+        current = self._current is not None and self._current.durable
+        return (
+            sum(isinstance(e, Job) and e.durable for e in self._entries) + self._spilled + current
+        )
+
+    def jobs(self) -> list[Job]:
+        return [e for e in self._entries if isinstance(e, Job)]
+
     async def join(self) -> None:
         await self._empty.wait()
 
@@ -131,8 +143,16 @@ class Lane:
             try:
                 self._settle(job, await self._deliver(job))
             except asyncio.CancelledError:
-                self._settle(job, asyncio.CancelledError())
+                self._settle(job, self.stopped or asyncio.CancelledError())
                 raise
+            except Superseded as exc:  # another node delivers this chat now: stop here
+                log.info("%s:%s: %s; lane stopped", *self.key, exc)
+                self.stopped = exc
+                self._settle(job, exc)
+                self._on_idle(self)
+                for other in self.jobs():
+                    self._settle(other, exc)
+                return
             except Exception as exc:
                 if not isinstance(exc, ChannelError):  # a bug, not a platform answer: say so
                     log.exception("delivery to %s:%s crashed", *self.key)
@@ -216,6 +236,24 @@ class Lanes:
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+    def owed(self, key: Key) -> int:
+        """Durable replies the lane of chat `key` will deliver (0: no lane)."""
+        lane = self._lanes.get(key)
+        return lane.owed if lane is not None else 0
+
+    async def stop(self, which: Callable[[Key], bool], error: Superseded) -> int:
+        """End the lanes of the chats `which` selects now; their jobs fail with `error`
+        (cluster mode: another node delivers to these chats now). Returns how many."""
+        lanes = [lane for key, lane in self._lanes.items() if which(key)]
+        for lane in lanes:
+            lane.stopped = error
+            self._idle(lane)
+        await cancel_and_wait(*(lane.task for lane in lanes))
+        for lane in lanes:
+            for job in lane.jobs():
+                self._settle(job, error)
+        return len(lanes)
 
     def queued(self) -> int:
         """Messages waiting on every lane, in memory or in the outbox."""

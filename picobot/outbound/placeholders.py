@@ -18,11 +18,11 @@ from picobot.core.channel import Channel
 from picobot.core.errors import ChannelError
 from picobot.core.messages import OutboundMessage
 from picobot.core.tasks import cancel_and_wait
+from picobot.storage.records import OutboxStore, Placeholder
 from picobot.text.render import render
 
 if TYPE_CHECKING:
     from picobot.outbound.delivery import Calls
-    from picobot.storage.outbox import Outbox
 
 log = logging.getLogger("picobot.placeholders")
 dispatch_log = logging.getLogger("picobot.dispatch")
@@ -101,6 +101,11 @@ class Placeholders:
             entry.stop_typing()
         return entry
 
+    def forget(self, which: Callable[[Entry], bool]) -> None:
+        """Drop the entries `which` selects, leaving their messages (another node has them)."""
+        for key in [key for key, entry in self._entries.items() if which(entry)]:
+            self.close(key)
+
     def expire(self, *, typing_ttl: float, placeholder_ttl: float) -> list[str]:
         """Stop typing older than `typing_ttl`; return keys older than `placeholder_ttl`."""
         now = self._clock()
@@ -134,7 +139,7 @@ async def _keep_typing(channel: Channel, chat_id: str, thread: str | None) -> No
 class PlaceholderCalls:
     """The platform side of placeholders: show one, edit it into a note, remove it."""
 
-    def __init__(self, registry: Placeholders, calls: Calls, outbox: Outbox | None) -> None:
+    def __init__(self, registry: Placeholders, calls: Calls, outbox: OutboxStore | None) -> None:
         self.registry = registry
         self._calls = calls
         self._outbox = outbox
@@ -158,7 +163,10 @@ class PlaceholderCalls:
             dispatch_log.info("no placeholder in %s:%s: %s", msg.channel, msg.chat_id, exc)
             return
         if self._outbox is not None:  # so a restart can edit or remove it
-            await self._outbox.placeholder(msg.in_reply_to, entry.message_id)
+            record = Placeholder(
+                msg.in_reply_to, msg.channel, msg.chat_id, msg.thread, entry.message_id
+            )
+            await self._outbox.placeholder(record)
 
     async def finish(self, channel: Channel, msg: OutboundMessage) -> None:
         """The turn is over: typing off; a placeholder no reply took is removed."""

@@ -22,7 +22,7 @@ from picobot.outbound.calls import plain_fallback
 from picobot.outbound.files import split_caption, upload_or_note
 from picobot.outbound.lanes import Job
 from picobot.outbound.placeholders import DELIVERY_FAILED_NOTE, PlaceholderCalls
-from picobot.storage.outbox import Outbox
+from picobot.storage.records import OutboxStore
 from picobot.text.chunks import Chunk, render_chunks
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class Replies:
         self,
         calls: Calls,
         placeholders: PlaceholderCalls,
-        outbox: Outbox | None,
+        outbox: OutboxStore | None,
         retry: RetryPolicy,
         media: MediaStore | None = None,
     ) -> None:
@@ -69,7 +69,7 @@ class Replies:
             except ChannelError as exc:
                 await self._failed(channel, msg, exc)
                 if job.durable and self._outbox is not None:
-                    await self._outbox.dead(msg.id, f"{type(exc).__name__}: {exc}")
+                    await self._outbox.dead(msg, f"{type(exc).__name__}: {exc}")
                 raise
         if job.durable and self._outbox is not None:
             await self._outbox.delivered(msg)
@@ -123,7 +123,7 @@ class Replies:
                     sent = await self._send(channel, msg, chunk, first=index == 0)
                 ids.append(progress.setdefault(index, sent))
                 if job.durable and self._outbox is not None:
-                    await self._outbox.chunk_sent(msg.id, index, sent)
+                    await self._outbox.chunk_sent(job.msg, index, sent)
             for number, attachment in enumerate(msg.attachments):
                 key = -(number + 1)
                 if key not in progress:
@@ -131,7 +131,7 @@ class Replies:
                     progress[key] = await self._send_file(channel, msg, attachment, first)
                     metrics.MEDIA.labels(msg.channel, "out").inc()
                     if job.durable and self._outbox is not None:
-                        await self._outbox.chunk_sent(msg.id, key, progress[key])
+                        await self._outbox.chunk_sent(job.msg, key, progress[key])
                 ids.append(progress[key])
         except ChannelError as exc:
             if placeholder is not None and placeholder not in ids:

@@ -2,6 +2,7 @@
 
     intake ─► ClusterNode.publish ─► partition stream ─► owner's consume ─► handle(msg)
     turn finished ─► AckedInStreams ─► XACK
+    replies ─► shared outbox ─► delivered by the partition's owner (cluster_delivery.py)
     HoldsConnection channels ─► polling only while this node holds `lease:<channel>`
 
 Redis down: the heartbeat fails, `ready` turns false (/readyz 503) within a few seconds,
@@ -26,15 +27,19 @@ from picobot.cluster.budget import SharedRateLimits
 from picobot.cluster.dedup import SeenEvents
 from picobot.cluster.lease import Lease, keep
 from picobot.cluster.nodes import NodeRegistry
+from picobot.cluster.outbox import RedisOutbox
 from picobot.cluster.partitions import Entry, InboundStreams, consume
 from picobot.cluster.sessions import RedisSessionStore
 from picobot.config import ClusterConfig
 from picobot.core import metrics
 from picobot.core.channel import Channel, HoldsConnection, RateBudget, ReplyWriter
-from picobot.core.errors import BusClosed
+from picobot.core.errors import BusClosed, StorageError
 from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.core.messages import InboundMessage
 from picobot.outbound.ratelimit import Budget
+from picobot.runtime.cluster_delivery import PartitionDelivery
+from picobot.storage.records import OutboxStore
+from picobot.storage.routed import RoutedOutbox
 
 log = logging.getLogger("picobot.cluster")
 
@@ -58,6 +63,9 @@ class ClusterNode:
         self.registry = NodeRegistry(self.redis, self.node, config.failover_seconds)
         self.streams = InboundStreams(self.redis, self.node, ttl=self.ttl)
         self.history = RedisSessionStore(self.redis)
+        # Replies are written under the lease of their chat's partition (fenced).
+        self.outbox = RedisOutbox(self.redis, fence=lambda p: self.streams.leases[p].fence)
+        self.delivery: PartitionDelivery | None = None
         self._seen = SeenEvents(self.redis)
         self.leases: dict[str, Lease] = {}
         self.ready = False
@@ -73,6 +81,12 @@ class ClusterNode:
 
     def budget(self, channel: str, budget: RateBudget) -> Budget:
         return SharedRateLimits(self.redis, channel, budget)
+
+    def share_outbox(self, local: OutboxStore, is_local: Callable[[str], bool]) -> RoutedOutbox:
+        """The outbox in cluster mode: channels `is_local` selects keep `local`; the others
+        share the Redis outbox, delivered by their partition's owner (`self.delivery`)."""
+        self.delivery = PartitionDelivery(self.streams, is_local)
+        return RoutedOutbox(local, self.outbox, is_local)
 
     @property
     def poll_timeout(self) -> float:
@@ -138,6 +152,12 @@ class ClusterNode:
         self._tasks.append(asyncio.create_task(self._upkeep(), name="cluster upkeep"))
 
         async def hand(entry: Entry) -> None:
+            # Taken over from a node that died after recording the reply: the reply is
+            # delivered (resumed with the partition), the turn is not run again.
+            if entry.pending and await self.outbox.answered(entry.message.id):
+                log.info("partition %d: %s was answered already", entry.partition, entry.id)
+                await self.streams.done(entry.message.id)
+                return
             await handle(entry.message)
 
         self._consumer = asyncio.create_task(
@@ -176,6 +196,8 @@ class ClusterNode:
                 self.ready = False
                 self._set_up = False  # a Redis that restarted empty needs its groups again
                 self.streams.drop_all()  # their leases run out; others take over
+            if self.delivery is not None:
+                await self.delivery.follow()  # the outbox's lanes follow the partitions
             await asyncio.sleep(interval)
 
     async def _round(self) -> None:
@@ -200,7 +222,7 @@ class ClusterNode:
 
     def writer(self, writer: ReplyWriter, inbound_id: str) -> ReplyWriter:
         """Wrap a turn's writer: its stream entry is acked when the turn is over."""
-        return AckedInStreams(writer, inbound_id, self.streams)
+        return AckedInStreams(writer, inbound_id, self.streams, self.outbox)
 
     async def status(self) -> dict[str, object]:
         """The `cluster` object of /api/status (this node's view)."""
@@ -289,10 +311,13 @@ class AckedInStreams:
     writer delivered what it had), so no other node runs it again. A turn cut by shutdown is
     not acked: the partition's next owner runs it once more."""
 
-    def __init__(self, writer: ReplyWriter, inbound_id: str, streams: InboundStreams) -> None:
+    def __init__(
+        self, writer: ReplyWriter, inbound_id: str, streams: InboundStreams, outbox: RedisOutbox
+    ) -> None:
         self.writer = writer
         self.inbound_id = inbound_id
         self.streams = streams
+        self.outbox = outbox
         self._interrupted = False
 
     async def feed(self, event: RunEvent) -> None:
@@ -305,5 +330,6 @@ class AckedInStreams:
         if not self._interrupted:
             try:
                 await self.streams.done(self.inbound_id)
-            except RedisError as exc:  # stays pending: the next owner runs it again
+                await self.outbox.finished(self.inbound_id)  # its placeholder record goes
+            except (RedisError, StorageError) as exc:  # stays pending: the next owner runs it
                 log.warning("cluster: could not ack %s (%s)", self.inbound_id, exc)

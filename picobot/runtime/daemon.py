@@ -24,7 +24,7 @@ from picobot.agent.loop import Agent, AgentLoop, BufferedReply
 from picobot.config import Config, load_config, summary
 from picobot.core.bus import Topic
 from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
-from picobot.core.errors import ConfigError
+from picobot.core.errors import ConfigError, StorageError
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.core.tasks import cancel_and_wait
@@ -42,6 +42,7 @@ from picobot.runtime.status import collect_status
 from picobot.runtime.supervisor import ChannelSupervisor
 from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
+from picobot.storage.records import OutboxStore
 from picobot.storage.sessions import SessionStore
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ class Daemon:
             from picobot.runtime.cluster import ClusterNode  # redis: only in cluster mode
 
             self.cluster = ClusterNode(config.cluster, default_node=str(config.http.port))
+        # The replies: in cluster mode shared through Redis, except the web chat's (local).
+        self.records: OutboxStore = (
+            self.outbox
+            if self.cluster is None
+            else self.cluster.share_outbox(self.outbox, self._here)
+        )
         self.supervisor = ChannelSupervisor(
             self._make_channel,
             on_start=self._attach,
@@ -102,9 +109,12 @@ class Daemon:
                 placeholder_ttl=d.placeholder_ttl,
                 budgets=self.cluster.budget if self.cluster is not None else local_budget,
             ),
-            outbox=self.outbox,
+            outbox=self.records,
             media=self.media.store,
         )
+        if self.cluster is not None and self.cluster.delivery is not None:
+            self.outbound.delivers = self.cluster.delivery.delivers  # the partitions' owners
+            self.cluster.delivery.outbound = self.outbound
         self.media.bind(self.channels)
         self.intake = Intake(
             self.inbound if self.cluster is None else self._cluster_queue(self.cluster),
@@ -151,8 +161,13 @@ class Daemon:
             cluster,
             self._run_here,
             closed=lambda: self.inbound.closed,
-            here=lambda name: isinstance(self.channels.get(name), WritesReplies),
+            here=self._here,
         )
+
+    def _here(self, channel: str) -> bool:
+        """Cluster mode: whether the channel's turns and replies stay on this node (the web
+        chat writes to a browser connected here)."""
+        return isinstance(self.channels.get(channel), WritesReplies)
 
     def _make_channel(self, name: str, config: Any) -> Channel | None:
         try:
@@ -265,7 +280,8 @@ class Daemon:
         unfinished = await self.outbox.unfinished()
         await self._start_channels()  # one that fails is reported (and in /readyz)
         # Reminders recorded but not yet advanced when the last run died: not fired again.
-        await self.abilities.scheduler.reconcile(self.outbox.holds)
+        with contextlib.suppress(StorageError):  # cluster mode, Redis down: logged by the node
+            await self.abilities.scheduler.reconcile(self.records.holds)
         if self.cluster is not None:
             http = f"{self.config.http.host}:{self.port}"
             await self.cluster.start(http, self.channels, self._run_here)
@@ -287,7 +303,11 @@ class Daemon:
 
     async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
-        resumed = await self.outbound.resume()
+        try:
+            resumed = await self.outbound.resume()
+        except StorageError as exc:  # cluster mode, Redis down: the node catches up later
+            log.warning("could not resume pending replies yet: %s", exc)
+            resumed = 0
         for msg in replayed:
             if msg.channel in self.channels:
                 await self.inbound.publish(msg)

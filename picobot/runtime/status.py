@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from picobot.core import metrics
+from picobot.core.errors import StorageError
 
 if TYPE_CHECKING:
     from picobot.runtime.daemon import Daemon
@@ -30,12 +31,19 @@ async def collect_status(daemon: Daemon) -> dict[str, object]:
         "dispatch": lanes,
         "intake": daemon.intake.summary(),  # counts, not ids: others may reach /api/status
         "media": daemon.media.statistics(),
-        "outbox": {
-            **await daemon.outbox.counts(),
-            "dead_letters": [d._asdict() for d in await daemon.outbox.dead_letters(5)],
-        },
+        "outbox": await outbox_status(daemon),
         **await daemon.abilities.status(),  # "mcp": {NAME: {state, tools, error}}, "schedule"
     }
+
+
+async def outbox_status(daemon: Daemon) -> dict[str, object]:
+    """Counts and the newest dead letters: in cluster mode, every node's (shared)."""
+    try:
+        counts = await daemon.records.counts()
+        letters = await daemon.records.dead_letters(5)
+    except StorageError as exc:
+        return {"error": str(exc)}
+    return {**counts, "dead_letters": [d._asdict() for d in letters]}
 
 
 def rss_bytes() -> int:

@@ -15,8 +15,6 @@ Two records, one database:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import json
 import logging
 import sqlite3
@@ -24,25 +22,19 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import Any, Self
 
 import aiosqlite
 
 from picobot.core.errors import StorageError
-from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted, TurnStarted
-from picobot.core.messages import (
-    Attachment,
-    InboundMessage,
-    Kind,
-    OutboundMessage,
-    Sender,
-    reply_to,
-)
+from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
+from picobot.storage.codec import dump, load_inbound, load_outbound
 from picobot.storage.datadir import storage_error_text
+from picobot.storage.journal import FinishedInOutbox
+from picobot.storage.records import DeadLetter, Pending, Placeholder
 from picobot.storage.sqlite import connect
 
-if TYPE_CHECKING:
-    from picobot.core.channel import ReplyWriter
+__all__ = ["DeadLetter", "FinishedInOutbox", "Outbox", "Pending", "Placeholder"]
 
 DB_NAME = "outbox.db"
 # A message whose turn was cut by a crash (or a SIGKILL) this often is given up: dead letter +
@@ -82,22 +74,10 @@ log = logging.getLogger("picobot.outbox")
 WriteWatcher = Callable[[BaseException | None], None]
 
 
-class Pending(NamedTuple):
-    message: OutboundMessage
-    sent: dict[int, str]  # chunk index -> platform message id, already delivered
-
-
-class DeadLetter(NamedTuple):
-    id: str
-    channel: str
-    chat_id: str
-    text: str
-    error: str
-    created: float
-
-
 class Outbox:
-    """One SQLite connection shared by the daemon; statements are serialised by a lock.
+    """The `OutboxStore` in SQLite, with the inbound journal (replays, unfinished turns).
+
+    One SQLite connection shared by the daemon; statements are serialised by a lock.
 
     Commits are grouped: a statement returns once a commit covering it has completed, and the
     statements that ran while one commit was pending share it (one fsync-free WAL commit for
@@ -211,14 +191,14 @@ class Outbox:
         await self._run(
             "INSERT OR IGNORE INTO outbound (id, channel, chat_id, data, created)"
             " VALUES (?, ?, ?, ?, ?)",
-            (msg.id, msg.channel, msg.chat_id, _dump(msg), time.time()),
+            (msg.id, msg.channel, msg.chat_id, dump(msg), time.time()),
         )
 
-    async def chunk_sent(self, msg_id: str, index: int, platform_id: str) -> None:
-        """The platform acknowledged chunk `index` of `msg_id` as `platform_id`."""
+    async def chunk_sent(self, msg: OutboundMessage, index: int, platform_id: str) -> None:
+        """The platform acknowledged chunk `index` of `msg` as `platform_id`."""
         await self._run(
             "UPDATE outbound SET sent = json_set(sent, '$.' || ?, ?) WHERE id = ?",
-            (str(index), platform_id, msg_id),
+            (str(index), platform_id, msg.id),
         )
 
     async def delivered(self, msg: OutboundMessage) -> None:
@@ -232,10 +212,10 @@ class Outbox:
                 (msg.in_reply_to,),
             )
 
-    async def dead(self, msg_id: str, error: str) -> None:
+    async def dead(self, msg: OutboundMessage, error: str) -> None:
         """Keep a permanently failed message, with its error, out of the delivery queue."""
         await self._run(
-            "UPDATE outbound SET state = 'dead', error = ? WHERE id = ?", (error[:500], msg_id)
+            "UPDATE outbound SET state = 'dead', error = ? WHERE id = ?", (error[:500], msg.id)
         )
 
     async def pending(self) -> list[Pending]:
@@ -244,7 +224,7 @@ class Outbox:
             "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq", write=False
         )
         return [
-            Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
+            Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
             for data, sent in rows
         ]
 
@@ -275,7 +255,7 @@ class Outbox:
         if not rows:
             return None
         data, sent = rows[0]
-        return Pending(_load_out(data), {int(k): v for k, v in json.loads(sent).items()})
+        return Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         rows = await self._run(
@@ -302,16 +282,18 @@ class Outbox:
         rows = await self._run(
             "INSERT OR IGNORE INTO inbound (id, data, created, attempts) VALUES (?, ?, ?, 0)"
             " RETURNING id",
-            (msg.id, _dump(msg), time.time()),
+            (msg.id, dump(msg), time.time()),
         )
         return not rows
 
-    async def placeholder(self, inbound_id: str, message_id: str) -> None:
-        """Remember the "Thinking…" message sent for `inbound_id`."""
-        await self._run("UPDATE inbound SET placeholder = ? WHERE id = ?", (message_id, inbound_id))
+    async def placeholder(self, record: Placeholder) -> None:
+        """Remember the "Thinking…" message sent for `record.key` (on its inbound record)."""
+        await self._run(
+            "UPDATE inbound SET placeholder = ? WHERE id = ?", (record.message_id, record.key)
+        )
 
-    async def placeholders(self) -> list[tuple[str, str, str, str | None, str]]:
-        """Placeholders of turns that never finished: (inbound id, channel, chat, thread, id)."""
+    async def placeholders(self) -> list[Placeholder]:
+        """Placeholders of turns that never finished."""
         rows = await self._run(
             "SELECT id, data, placeholder FROM inbound"
             " WHERE placeholder IS NOT NULL AND state IN ('received', 'answered')",
@@ -319,8 +301,8 @@ class Outbox:
         )
         found = []
         for key, data, message_id in rows:
-            msg = _load_in(data)
-            found.append((key, msg.channel, msg.chat_id, msg.thread, message_id))
+            msg = load_inbound(data)
+            found.append(Placeholder(key, msg.channel, msg.chat_id, msg.thread, message_id))
         return found
 
     async def finished(self, inbound_id: str) -> None:
@@ -355,74 +337,18 @@ class Outbox:
             (MAX_INBOUND_ATTEMPTS,),
         )
         for data, attempts in rows:
-            await self._give_up(_load_in(data), attempts)
+            await self._give_up(load_inbound(data), attempts)
         rows = await self._run(
             "SELECT data, created FROM inbound WHERE state = 'received' AND id NOT IN"
             " (SELECT json_extract(data, '$.in_reply_to') FROM outbound"
             "  WHERE json_extract(data, '$.in_reply_to') IS NOT NULL)",
             write=False,
         )
-        return [_load_in(data) for data, _ in sorted(rows, key=lambda row: row[1])]
+        return [load_inbound(data) for data, _ in sorted(rows, key=lambda row: row[1])]
 
     async def _give_up(self, msg: InboundMessage, attempts: int) -> None:
         error = f"no reply: its turn was cut {attempts} times (crash or kill); gave up"
         log.error("gave up on message %s in %s:%s: %s", msg.id, msg.channel, msg.chat_id, error)
         letter = reply_to(msg, "")
         await self.add(letter)
-        await self.dead(letter.id, error)
-
-
-def _dump(msg: InboundMessage | OutboundMessage) -> str:
-    # Not dataclasses.asdict: it deep-copies, and the metadata mapping proxy cannot be copied.
-    data = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
-    data["metadata"] = dict(msg.metadata)
-    data["attachments"] = [a.to_json() for a in msg.attachments]
-    if isinstance(msg, InboundMessage):
-        data["sender"] = dataclasses.asdict(msg.sender)
-    return json.dumps(data, ensure_ascii=False)
-
-
-def _load_out(text: str) -> OutboundMessage:
-    data = json.loads(text)
-    data["kind"] = Kind(data["kind"])
-    data["attachments"] = _attachments(data)
-    return OutboundMessage(**data)
-
-
-def _load_in(text: str) -> InboundMessage:
-    data = json.loads(text)
-    data["sender"] = Sender(**data["sender"])
-    data["attachments"] = _attachments(data)
-    return InboundMessage(**data)
-
-
-def _attachments(data: dict[str, Any]) -> tuple[Attachment, ...]:
-    return tuple(Attachment.from_json(a) for a in data.get("attachments", ()))
-
-
-class FinishedInOutbox:
-    """Wraps a reply writer: when the turn is over, its inbound message is marked finished
-    (after the writer delivered what it had), so a restart does not run it again."""
-
-    def __init__(self, writer: ReplyWriter, inbound_id: str, outbox: Outbox) -> None:
-        self.writer = writer
-        self.inbound_id = inbound_id
-        self.outbox = outbox
-        self._interrupted = False
-
-    async def feed(self, event: RunEvent) -> None:
-        if isinstance(event, TurnStarted):
-            with contextlib.suppress(StorageError):  # reported by the outbox's watcher
-                await self.outbox.started(self.inbound_id)
-        # A turn cut by shutdown is not finished: the next start runs it again.
-        if isinstance(event, TurnAborted) and event.reason == SHUTDOWN:
-            self._interrupted = True
-        await self.writer.feed(event)
-
-    async def finish(self) -> None:
-        await self.writer.finish()  # if this is cut short, the turn is not finished either
-        with contextlib.suppress(StorageError):  # not recorded: a restart runs it again
-            if self._interrupted:
-                await self.outbox.interrupted(self.inbound_id)
-            else:
-                await self.outbox.finished(self.inbound_id)
+        await self.dead(letter, error)

@@ -28,7 +28,7 @@ async def test_a_restart_resumes_a_reply_at_its_next_chunk(tmp_path: Path) -> No
     msg = OutboundMessage("memory", "c", text)
     async with Outbox.in_dir(tmp_path) as box:
         await box.add(msg)
-        await box.chunk_sent(msg.id, 0, "earlier")  # the previous run got this far
+        await box.chunk_sent(msg, 0, "earlier")  # the previous run got this far
     channel = MemoryChannel()
     async with Outbox.in_dir(tmp_path) as box:
         d = dispatcher(channel, box)

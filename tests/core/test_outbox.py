@@ -20,7 +20,7 @@ async def test_pending_survives_a_reopen_in_order_with_progress(tmp_path: Path) 
         await box.add(first)
         await box.add(second)
         await box.add(first)  # idempotent
-        await box.chunk_sent(first.id, 0, "m100")
+        await box.chunk_sent(first, 0, "m100")
     async with Outbox.in_dir(tmp_path) as box:
         pending = await box.pending()
         assert [p.message for p in pending] == [first, second]
@@ -34,7 +34,7 @@ async def test_delivered_is_pruned_and_dead_letters_are_kept(tmp_path: Path) -> 
         await box.add(ok)
         await box.add(bad)
         await box.delivered(ok)
-        await box.dead(bad.id, "Forbidden: bot was blocked")
+        await box.dead(bad, "Forbidden: bot was blocked")
         assert await box.pending() == []
         [letter] = await box.dead_letters()
         assert (letter.id, letter.text, letter.error) == (

@@ -1,0 +1,271 @@
+"""The outbox in Redis (cluster mode): any node can finish any delivery.
+
+    picobot:out:m:<id>               hash: data (JSON), p, seq, state, created, c:<chunk> ids
+    picobot:out:q:<channel>:<chat>   sorted set: the chat's undelivered ids, by seq
+    picobot:out:chats                sorted set: "<channel>:<chat>" of chats with undelivered
+    picobot:out:seq, :pending        counters (accept order; undelivered messages)
+    picobot:out:dead                 list: the newest dead letters (JSON), capped
+    picobot:out:re:<inbound id>      a reply to that message was recorded (expires in 7 days)
+    picobot:out:ph                   hash: inbound id -> its "Thinking…" placeholder (JSON)
+
+Same meaning as the SQLite `Outbox`. Each change is one Lua script, so a record and its
+queues never disagree. A chat's replies are delivered by the owner of the chat's inbound
+partition: progress writes (`chunk_sent`, `delivered`, `dead`) are fenced by that partition's
+lease token, so a node that lost the partition cannot write after the new owner took over —
+it gets `Superseded` and stops; a kill or a pause duplicates at most the chunk in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Collection
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from picobot.cluster import key
+from picobot.cluster.lease import Fence
+from picobot.cluster.partitions import partition_of
+from picobot.core.errors import StorageError, Superseded
+from picobot.core.messages import OutboundMessage
+from picobot.storage.codec import dump, load_outbound
+from picobot.storage.records import DeadLetter, Pending, Placeholder
+
+KEEP_MS = 7 * 24 * 3600 * 1000  # dead letters' records and "answered" marks live this long
+DEAD_LETTERS = 1000  # the newest dead letters kept
+PLACEHOLDER_SECONDS = 24 * 3600  # a placeholder record no turn cleared is dropped after this
+
+SEQ, PENDING, CHATS, DEAD, PLACEHOLDERS = (
+    key("out", name) for name in ("seq", "pending", "chats", "dead", "ph")
+)
+
+# KEYS: record, queue, chats, seq, pending[, answered]  ARGV: data, created, member, id, keep
+_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'seq', seq, 'state', 'pending', 'created', ARGV[2])
+redis.call('ZADD', KEYS[2], seq, ARGV[4])
+redis.call('ZADD', KEYS[3], 'NX', seq, ARGV[3])
+redis.call('INCR', KEYS[5])
+if KEYS[6] then redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5]) end
+return seq
+"""
+# Prologue of the progress writes: KEYS[1] the fence counter, ARGV[1] the token ('' unfenced).
+_FENCED = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED')
+end
+"""
+# KEYS: fence, record  ARGV: token, field, platform id
+_CHUNK = (
+    _FENCED
+    + """
+if redis.call('HGET', KEYS[2], 'state') ~= 'pending' then return 0 end
+return redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+"""
+)
+# Leaves the chat's queue (and the chat the set of chats, once empty).
+_UNQUEUE = """
+local function unqueue(queue, chats, id, member)
+  redis.call('ZREM', queue, id)
+  if redis.call('ZCARD', queue) == 0 then redis.call('ZREM', chats, member) end
+end
+"""
+# KEYS: fence, record, queue, chats, pending, placeholders  ARGV: token, id, member, inbound
+_DELIVERED = (
+    _FENCED
+    + _UNQUEUE
+    + """
+if redis.call('HGET', KEYS[2], 'state') == 'pending' then redis.call('DECR', KEYS[5]) end
+redis.call('DEL', KEYS[2])
+unqueue(KEYS[3], KEYS[4], ARGV[2], ARGV[3])
+if ARGV[4] ~= '' then redis.call('HDEL', KEYS[6], ARGV[4]) end
+return 1
+"""
+)
+# KEYS: fence, record, queue, chats, pending, dead  ARGV: token, id, member, letter, keep, cap
+_DEAD = (
+    _FENCED
+    + _UNQUEUE
+    + """
+if redis.call('HGET', KEYS[2], 'state') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[2], 'state', 'dead')
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+unqueue(KEYS[3], KEYS[4], ARGV[2], ARGV[3])
+redis.call('DECR', KEYS[5])
+redis.call('LPUSH', KEYS[6], ARGV[4])
+redis.call('LTRIM', KEYS[6], 0, ARGV[6] - 1)
+return 1
+"""
+)
+
+FenceOf = Callable[[int], Fence | None]  # a partition's lease fence, None if not held here
+
+
+def record_key(msg_id: str) -> str:
+    return key("out", "m", msg_id)
+
+
+def queue_key(channel: str, chat_id: str) -> str:
+    return key("out", "q", channel, chat_id)
+
+
+class RedisOutbox:
+    """`OutboxStore` over Redis. The client belongs to the caller.
+
+    `fence(p)` gives the lease fence of partition `p` while this node holds it; without
+    `fence` writes are not fenced (one node alone, tests).
+
+    Error handling: Redis errors become `StorageError` (nothing of that call was kept);
+    a refused fence, or a message of a partition this node does not hold, `Superseded`.
+    """
+
+    def __init__(self, redis: Redis, fence: FenceOf | None = None) -> None:
+        self.redis = redis
+        self._fence_of = fence
+        self._add = redis.register_script(_ADD)
+        self._chunk = redis.register_script(_CHUNK)
+        self._delivered = redis.register_script(_DELIVERED)
+        self._dead = redis.register_script(_DEAD)
+
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except ResponseError as exc:
+            if "FENCED" in str(exc):
+                raise Superseded("another node delivers this chat's replies now") from None
+            raise StorageError(f"cluster outbox: {exc}") from None
+        except RedisError as exc:
+            raise StorageError(f"cluster outbox: Redis unreachable ({exc})") from None
+
+    def _fence(self, msg: OutboundMessage) -> tuple[str, str]:
+        """(fence key, token) for a progress write on `msg`; ('', '') when not fenced."""
+        if self._fence_of is None:
+            return SEQ, ""  # any key: the script skips the check for an empty token
+        fence = self._fence_of(partition_of(msg.channel, msg.chat_id))
+        if fence is None:
+            raise Superseded(f"this node does not deliver to {msg.channel}:{msg.chat_id} now")
+        return fence.key, str(fence.token)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def add(self, msg: OutboundMessage) -> None:
+        keys = [record_key(msg.id), queue_key(*msg.lane_key), CHATS, SEQ, PENDING]
+        if msg.in_reply_to:
+            keys.append(key("out", "re", msg.in_reply_to))
+        member = f"{msg.channel}:{msg.chat_id}"
+        async with self._errors():
+            await self._add(keys=keys, args=[dump(msg), time.time(), member, msg.id, KEEP_MS])
+
+    async def chunk_sent(self, msg: OutboundMessage, index: int, platform_id: str) -> None:
+        fence_key, token = self._fence(msg)
+        async with self._errors():
+            await self._chunk(
+                keys=[fence_key, record_key(msg.id)], args=[token, f"c:{index}", platform_id]
+            )
+
+    async def delivered(self, msg: OutboundMessage) -> None:
+        fence_key, token = self._fence(msg)
+        keys = [fence_key, record_key(msg.id), queue_key(*msg.lane_key), CHATS, PENDING]
+        args = [token, msg.id, f"{msg.channel}:{msg.chat_id}", msg.in_reply_to or ""]
+        async with self._errors():
+            await self._delivered(keys=[*keys, PLACEHOLDERS], args=args)
+
+    async def dead(self, msg: OutboundMessage, error: str) -> None:
+        fence_key, token = self._fence(msg)
+        letter = DeadLetter(msg.id, msg.channel, msg.chat_id, msg.text, error[:500], time.time())
+        keys = [fence_key, record_key(msg.id), queue_key(*msg.lane_key), CHATS, PENDING, DEAD]
+        args: list[str | int] = [token, msg.id, f"{msg.channel}:{msg.chat_id}"]
+        args += [json.dumps(letter._asdict(), ensure_ascii=False), KEEP_MS, DEAD_LETTERS]
+        async with self._errors():
+            await self._dead(keys=keys, args=args)
+
+    async def placeholder(self, record: Placeholder) -> None:
+        value = json.dumps([*record[1:], time.time()], ensure_ascii=False)
+        async with self._errors():
+            await self.redis.hset(PLACEHOLDERS, record.key, value)  # type: ignore[misc]
+
+    async def finished(self, inbound_id: str) -> None:
+        """The turn for `inbound_id` ended: its placeholder record goes."""
+        async with self._errors():
+            await self.redis.hdel(PLACEHOLDERS, inbound_id)  # type: ignore[misc]
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def answered(self, inbound_id: str) -> bool:
+        """Whether a reply to `inbound_id` was recorded (pending, delivered or dead)."""
+        async with self._errors():
+            return bool(await self.redis.exists(key("out", "re", inbound_id)))
+
+    async def holds(self, msg_id: str) -> bool:
+        async with self._errors():
+            return bool(await self.redis.exists(record_key(msg_id)))
+
+    async def pending_chats(self) -> list[tuple[str, str, int]]:
+        async with self._errors():
+            members = await self.redis.zrange(CHATS, 0, -1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for member in members:
+                    pipe.zcard(queue_key(*member.split(":", 1)))
+                counts = await pipe.execute()
+        found = []
+        for member, count in zip(members, counts, strict=True):
+            channel, chat_id = member.split(":", 1)
+            if count:
+                found.append((channel, chat_id, int(count)))
+        return found
+
+    async def next_pending(
+        self, channel: str, chat_id: str, exclude: Collection[str] = ()
+    ) -> Pending | None:
+        async with self._errors():
+            for msg_id in await self.redis.zrange(queue_key(channel, chat_id), 0, len(exclude)):
+                if msg_id not in exclude:
+                    found = await self._load(msg_id)
+                    if found is not None:
+                        return found
+        return None
+
+    async def pending(self) -> list[Pending]:
+        async with self._errors():
+            ids: list[tuple[float, str]] = []
+            for channel, chat_id, _ in await self.pending_chats():
+                queue = await self.redis.zrange(queue_key(channel, chat_id), 0, -1, withscores=True)
+                ids += [(score, msg_id) for msg_id, score in queue]
+            found = [await self._load(msg_id) for _, msg_id in sorted(ids)]
+        return [p for p in found if p is not None]
+
+    async def _load(self, msg_id: str) -> Pending | None:
+        record: dict[str, str] = await self.redis.hgetall(record_key(msg_id))  # type: ignore[misc]
+        if record.get("state") != "pending":  # delivered or dead meanwhile
+            return None
+        sent = {int(k[2:]): v for k, v in record.items() if k.startswith("c:")}
+        return Pending(load_outbound(record["data"]), sent)
+
+    async def placeholders(self) -> list[Placeholder]:
+        async with self._errors():
+            records: dict[str, str] = await self.redis.hgetall(PLACEHOLDERS)  # type: ignore[misc]
+            found, stale = [], []
+            for inbound_id, value in records.items():
+                channel, chat_id, thread, message_id, created = json.loads(value)
+                if created < time.time() - PLACEHOLDER_SECONDS:
+                    stale.append(inbound_id)
+                else:
+                    found.append(Placeholder(inbound_id, channel, chat_id, thread, message_id))
+            if stale:
+                await self.redis.hdel(PLACEHOLDERS, *stale)  # type: ignore[misc]
+        return found
+
+    async def counts(self) -> dict[str, int]:
+        async with self._errors():
+            pending = await self.redis.get(PENDING)
+            dead = await self.redis.llen(DEAD)  # type: ignore[misc]
+        return {"pending": int(pending or 0), "dead": int(dead)}
+
+    async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
+        async with self._errors():
+            items: list[str] = await self.redis.lrange(DEAD, 0, limit - 1)  # type: ignore[misc]
+        return [DeadLetter(**json.loads(item)) for item in items]

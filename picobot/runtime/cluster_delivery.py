@@ -1,0 +1,67 @@
+"""Cluster mode: who delivers what. A chat's replies are delivered by the node that owns the
+chat's inbound partition — the node that runs its turns.
+
+    any node: post(reply) ─► shared outbox (Redis) ─► a lane here, if this node owns the chat
+    partition taken ─► resume: the chats' placeholders and pending replies, at their next chunk
+    partition lost  ─► release: their lanes stop (the progress writes were fenced anyway)
+    every round     ─► catch_up: replies other nodes recorded for chats this node owns
+
+Channels that answer a client connected to this node (the web chat) keep their replies in the
+node's own SQLite outbox and are always delivered here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+from picobot.cluster.partitions import InboundStreams, partition_of
+from picobot.core.errors import StorageError
+from picobot.outbound.door import Chats, Outbound
+
+log = logging.getLogger("picobot.cluster")
+
+
+class PartitionDelivery:
+    """Follows this node's partitions with the outbound door's lanes (`follow()` after every
+    upkeep round). Error handling: a resume that fails is tried again the next round."""
+
+    def __init__(self, streams: InboundStreams, is_local: Callable[[str], bool]) -> None:
+        self._streams = streams
+        self._is_local = is_local
+        self.outbound: Outbound | None = None  # set once the daemon has it
+        self._delivering: set[int] = set()  # partitions whose pending replies were resumed
+
+    def delivers(self, channel: str, chat_id: str) -> bool:
+        """Whether this node delivers the chat's replies now."""
+        return self._is_local(channel) or partition_of(channel, chat_id) in self._streams.owned
+
+    def _chats_of(self, partitions: Collection[int]) -> Chats:
+        def chosen(channel: str, chat_id: str) -> bool:
+            return not self._is_local(channel) and partition_of(channel, chat_id) in partitions
+
+        return chosen
+
+    async def follow(self) -> None:
+        """Stop delivering to the partitions given up, resume the ones taken, catch up."""
+        if self.outbound is None:
+            return
+        owned = set(self._streams.owned)
+        lost = self._delivering - owned
+        if lost:
+            self._delivering -= lost
+            stopped = await self.outbound.release(self._chats_of(lost))
+            log.info("partitions %s: given up, %d delivery lanes stopped", sorted(lost), stopped)
+        for p in sorted(owned - self._delivering):
+            try:
+                count = await self.outbound.resume(self._chats_of({p}))
+            except StorageError as exc:
+                log.warning("partition %d: could not resume its replies (%s); retrying", p, exc)
+                continue
+            self._delivering.add(p)
+            if count:
+                log.info("partition %d: resuming %d pending replies", p, count)
+        try:
+            await self.outbound.catch_up()
+        except StorageError as exc:
+            log.debug("outbox catch-up: %s", exc)

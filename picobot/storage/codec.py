@@ -1,0 +1,40 @@
+"""Messages as JSON text: how the SQLite outbox and the Redis backends (outbox, inbound
+streams) store them. One shape everywhere, so records move between them unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from picobot.core.messages import Attachment, InboundMessage, Kind, OutboundMessage, Sender
+
+
+def dump(msg: InboundMessage | OutboundMessage) -> str:
+    # Not dataclasses.asdict: it deep-copies, and the metadata mapping proxy cannot be copied.
+    data = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    data["metadata"] = dict(msg.metadata)
+    data["attachments"] = [a.to_json() for a in msg.attachments]
+    if isinstance(msg, InboundMessage):
+        data["sender"] = dataclasses.asdict(msg.sender)
+    return json.dumps(data, ensure_ascii=False)
+
+
+def load_outbound(text: str) -> OutboundMessage:
+    """:raises ValueError: (or KeyError/TypeError) if `text` is not a dumped outbound message."""
+    data = json.loads(text)
+    data["kind"] = Kind(data["kind"])
+    data["attachments"] = _attachments(data)
+    return OutboundMessage(**data)
+
+
+def load_inbound(text: str) -> InboundMessage:
+    """:raises ValueError: (or KeyError/TypeError) if `text` is not a dumped inbound message."""
+    data = json.loads(text)
+    data["sender"] = Sender(**data["sender"])
+    data["attachments"] = _attachments(data)
+    return InboundMessage(**data)
+
+
+def _attachments(data: dict[str, Any]) -> tuple[Attachment, ...]:
+    return tuple(Attachment.from_json(a) for a in data.get("attachments", ()))
