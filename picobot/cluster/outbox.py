@@ -2,7 +2,7 @@
 
     picobot:out:m:<id>               hash: data (JSON), p, seq, state, created, c:<chunk> ids
     picobot:out:q:<channel>:<chat>   sorted set: the chat's undelivered ids, by seq
-    picobot:out:chats                sorted set: "<channel>:<chat>" of chats with undelivered
+    picobot:out:chats                sorted set: chats with undelivered, by their oldest
     picobot:out:seq, :pending        counters (accept order; undelivered messages)
     picobot:out:dead                 list: the newest dead letters (JSON), capped
     picobot:out:re:<inbound id>      a reply to that message was recorded (expires in 7 days)
@@ -17,15 +17,15 @@ it gets `Superseded` and stops; a kill or a pause duplicates at most the chunk i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from picobot.cluster import key
+from picobot.cluster import cancellable, key
 from picobot.cluster.lease import Fence
 from picobot.cluster.partitions import partition_of
 from picobot.core.errors import StorageError, Superseded
@@ -66,11 +66,13 @@ if redis.call('HGET', KEYS[2], 'state') ~= 'pending' then return 0 end
 return redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 """
 )
-# Leaves the chat's queue (and the chat the set of chats, once empty).
+# Leaves the chat's queue; the chat is ranked by its oldest reply (gone once none is left).
 _UNQUEUE = """
 local function unqueue(queue, chats, id, member)
   redis.call('ZREM', queue, id)
-  if redis.call('ZCARD', queue) == 0 then redis.call('ZREM', chats, member) end
+  local head = redis.call('ZRANGE', queue, 0, 0, 'WITHSCORES')
+  if head[2] then redis.call('ZADD', chats, head[2], member)
+  else redis.call('ZREM', chats, member) end
 end
 """
 # KEYS: fence, record, queue, chats, pending, placeholders  ARGV: token, id, member, inbound
@@ -101,6 +103,7 @@ return 1
 """
 )
 
+T = TypeVar("T")
 FenceOf = Callable[[int], Fence | None]  # a partition's lease fence, None if not held here
 
 
@@ -130,10 +133,10 @@ class RedisOutbox:
         self._delivered = redis.register_script(_DELIVERED)
         self._dead = redis.register_script(_DEAD)
 
-    @contextlib.asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
+    async def _run(self, work: Awaitable[T]) -> T:
+        """Await `work` (Redis calls), cancellable at once (see `cancellable`); errors mapped."""
         try:
-            yield
+            return await cancellable(_awaited(work))
         except ResponseError as exc:
             if "FENCED" in str(exc):
                 raise Superseded("another node delivers this chat's replies now") from None
@@ -142,9 +145,9 @@ class RedisOutbox:
             raise StorageError(f"cluster outbox: Redis unreachable ({exc})") from None
 
     def _fence(self, msg: OutboundMessage) -> tuple[str, str]:
-        """(fence key, token) for a progress write on `msg`; ('', '') when not fenced."""
+        """(fence key, token) for a progress write on `msg`; (any key, '') when not fenced."""
         if self._fence_of is None:
-            return SEQ, ""  # any key: the script skips the check for an empty token
+            return SEQ, ""
         fence = self._fence_of(partition_of(msg.channel, msg.chat_id))
         if fence is None:
             raise Superseded(f"this node does not deliver to {msg.channel}:{msg.chat_id} now")
@@ -156,61 +159,54 @@ class RedisOutbox:
         keys = [record_key(msg.id), queue_key(*msg.lane_key), CHATS, SEQ, PENDING]
         if msg.in_reply_to:
             keys.append(key("out", "re", msg.in_reply_to))
-        member = f"{msg.channel}:{msg.chat_id}"
-        async with self._errors():
-            await self._add(keys=keys, args=[dump(msg), time.time(), member, msg.id, KEEP_MS])
+        args: list[str | float] = [dump(msg), time.time(), _member(msg), msg.id, KEEP_MS]
+        await self._run(self._add(keys=keys, args=args))
 
     async def chunk_sent(self, msg: OutboundMessage, index: int, platform_id: str) -> None:
         fence_key, token = self._fence(msg)
-        async with self._errors():
-            await self._chunk(
-                keys=[fence_key, record_key(msg.id)], args=[token, f"c:{index}", platform_id]
-            )
+        keys, args = [fence_key, record_key(msg.id)], [token, f"c:{index}", platform_id]
+        await self._run(self._chunk(keys=keys, args=args))
 
     async def delivered(self, msg: OutboundMessage) -> None:
         fence_key, token = self._fence(msg)
         keys = [fence_key, record_key(msg.id), queue_key(*msg.lane_key), CHATS, PENDING]
-        args = [token, msg.id, f"{msg.channel}:{msg.chat_id}", msg.in_reply_to or ""]
-        async with self._errors():
-            await self._delivered(keys=[*keys, PLACEHOLDERS], args=args)
+        args = [token, msg.id, _member(msg), msg.in_reply_to or ""]
+        await self._run(self._delivered(keys=[*keys, PLACEHOLDERS], args=args))
 
     async def dead(self, msg: OutboundMessage, error: str) -> None:
         fence_key, token = self._fence(msg)
         letter = DeadLetter(msg.id, msg.channel, msg.chat_id, msg.text, error[:500], time.time())
         keys = [fence_key, record_key(msg.id), queue_key(*msg.lane_key), CHATS, PENDING, DEAD]
-        args: list[str | int] = [token, msg.id, f"{msg.channel}:{msg.chat_id}"]
+        args: list[str | int] = [token, msg.id, _member(msg)]
         args += [json.dumps(letter._asdict(), ensure_ascii=False), KEEP_MS, DEAD_LETTERS]
-        async with self._errors():
-            await self._dead(keys=keys, args=args)
+        await self._run(self._dead(keys=keys, args=args))
 
     async def placeholder(self, record: Placeholder) -> None:
         value = json.dumps([*record[1:], time.time()], ensure_ascii=False)
-        async with self._errors():
-            await self.redis.hset(PLACEHOLDERS, record.key, value)  # type: ignore[misc]
+        await self._run(self.redis.hset(PLACEHOLDERS, record.key, value))  # type: ignore[arg-type]
 
     async def finished(self, inbound_id: str) -> None:
         """The turn for `inbound_id` ended: its placeholder record goes."""
-        async with self._errors():
-            await self.redis.hdel(PLACEHOLDERS, inbound_id)  # type: ignore[misc]
+        await self._run(self.redis.hdel(PLACEHOLDERS, inbound_id))  # type: ignore[arg-type]
 
     # -- reads ------------------------------------------------------------------------------
 
     async def answered(self, inbound_id: str) -> bool:
         """Whether a reply to `inbound_id` was recorded (pending, delivered or dead)."""
-        async with self._errors():
-            return bool(await self.redis.exists(key("out", "re", inbound_id)))
+        return bool(await self._run(self.redis.exists(key("out", "re", inbound_id))))
 
     async def holds(self, msg_id: str) -> bool:
-        async with self._errors():
-            return bool(await self.redis.exists(record_key(msg_id)))
+        return bool(await self._run(self.redis.exists(record_key(msg_id))))
 
     async def pending_chats(self) -> list[tuple[str, str, int]]:
-        async with self._errors():
-            members = await self.redis.zrange(CHATS, 0, -1)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for member in members:
-                    pipe.zcard(queue_key(*member.split(":", 1)))
-                counts = await pipe.execute()
+        return await self._run(self._pending_chats())
+
+    async def _pending_chats(self) -> list[tuple[str, str, int]]:
+        members = await self.redis.zrange(CHATS, 0, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.zcard(queue_key(*member.split(":", 1)))
+            counts = await pipe.execute()
         found = []
         for member, count in zip(members, counts, strict=True):
             channel, chat_id = member.split(":", 1)
@@ -221,21 +217,27 @@ class RedisOutbox:
     async def next_pending(
         self, channel: str, chat_id: str, exclude: Collection[str] = ()
     ) -> Pending | None:
-        async with self._errors():
-            for msg_id in await self.redis.zrange(queue_key(channel, chat_id), 0, len(exclude)):
-                if msg_id not in exclude:
-                    found = await self._load(msg_id)
-                    if found is not None:
-                        return found
+        return await self._run(self._next_pending(channel, chat_id, exclude))
+
+    async def _next_pending(
+        self, channel: str, chat_id: str, exclude: Collection[str]
+    ) -> Pending | None:
+        for msg_id in await self.redis.zrange(queue_key(channel, chat_id), 0, len(exclude)):
+            if msg_id not in exclude:
+                found = await self._load(msg_id)
+                if found is not None:
+                    return found
         return None
 
     async def pending(self) -> list[Pending]:
-        async with self._errors():
-            ids: list[tuple[float, str]] = []
-            for channel, chat_id, _ in await self.pending_chats():
-                queue = await self.redis.zrange(queue_key(channel, chat_id), 0, -1, withscores=True)
-                ids += [(score, msg_id) for msg_id, score in queue]
-            found = [await self._load(msg_id) for _, msg_id in sorted(ids)]
+        return await self._run(self._pending())
+
+    async def _pending(self) -> list[Pending]:
+        ids: list[tuple[float, str]] = []
+        for channel, chat_id, _ in await self._pending_chats():
+            queue = await self.redis.zrange(queue_key(channel, chat_id), 0, -1, withscores=True)
+            ids += [(score, msg_id) for msg_id, score in queue]
+        found = [await self._load(msg_id) for _, msg_id in sorted(ids)]
         return [p for p in found if p is not None]
 
     async def _load(self, msg_id: str) -> Pending | None:
@@ -246,26 +248,38 @@ class RedisOutbox:
         return Pending(load_outbound(record["data"]), sent)
 
     async def placeholders(self) -> list[Placeholder]:
-        async with self._errors():
-            records: dict[str, str] = await self.redis.hgetall(PLACEHOLDERS)  # type: ignore[misc]
-            found, stale = [], []
-            for inbound_id, value in records.items():
-                channel, chat_id, thread, message_id, created = json.loads(value)
-                if created < time.time() - PLACEHOLDER_SECONDS:
-                    stale.append(inbound_id)
-                else:
-                    found.append(Placeholder(inbound_id, channel, chat_id, thread, message_id))
-            if stale:
-                await self.redis.hdel(PLACEHOLDERS, *stale)  # type: ignore[misc]
+        return await self._run(self._placeholders())
+
+    async def _placeholders(self) -> list[Placeholder]:
+        records: dict[str, str] = await self.redis.hgetall(PLACEHOLDERS)  # type: ignore[misc]
+        found, stale = [], []
+        for inbound_id, value in records.items():
+            channel, chat_id, thread, message_id, created = json.loads(value)
+            if created < time.time() - PLACEHOLDER_SECONDS:
+                stale.append(inbound_id)
+            else:
+                found.append(Placeholder(inbound_id, channel, chat_id, thread, message_id))
+        if stale:
+            await self.redis.hdel(PLACEHOLDERS, *stale)  # type: ignore[misc]
         return found
 
     async def counts(self) -> dict[str, int]:
-        async with self._errors():
-            pending = await self.redis.get(PENDING)
-            dead = await self.redis.llen(DEAD)  # type: ignore[misc]
+        return await self._run(self._counts())
+
+    async def _counts(self) -> dict[str, int]:
+        pending = await self.redis.get(PENDING)
+        dead = await self.redis.llen(DEAD)  # type: ignore[misc]
         return {"pending": int(pending or 0), "dead": int(dead)}
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
-        async with self._errors():
-            items: list[str] = await self.redis.lrange(DEAD, 0, limit - 1)  # type: ignore[misc]
+        items: list[str] = await self._run(self.redis.lrange(DEAD, 0, limit - 1))  # type: ignore[arg-type]
         return [DeadLetter(**json.loads(item)) for item in items]
+
+
+def _member(msg: OutboundMessage) -> str:
+    """The chat in the set of chats with undelivered replies."""
+    return f"{msg.channel}:{msg.chat_id}"
+
+
+async def _awaited(work: Awaitable[T]) -> T:
+    return await work

@@ -1,4 +1,5 @@
-"""Fixtures for cluster tests: one real redis-server per session, a clean database per test."""
+"""Fixtures for cluster tests: a clean database per test on the session's redis-server
+(`redis_server`, tests/conftest.py), or a server of the test's own."""
 
 from __future__ import annotations
 
@@ -10,12 +11,6 @@ from redis.asyncio import Redis
 
 from picobot.cluster import connect
 from tests.cluster.redis_server import RedisServer, server_in
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with server_in(tmp_path_factory.mktemp("redis")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
 """Lanes hold only their head messages in memory; the rest wait in the outbox, in order."""
 
 import asyncio
-from pathlib import Path
 
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.outbound.door import DispatchSettings, Outbound
-from picobot.storage.outbox import Outbox
 from tests.fakes.memory_channel import MemoryChannel
+from tests.outboxes import Outboxes
 
 SPILL = 4
 
@@ -15,11 +14,11 @@ def sent_texts(channel: MemoryChannel, chat: str) -> list[str]:
     return [text for op, c, text in channel.calls if op == "send" and c == chat]
 
 
-async def test_a_backed_up_lane_keeps_only_its_head_in_memory(tmp_path: Path) -> None:
+async def test_a_backed_up_lane_keeps_only_its_head_in_memory(outboxes: Outboxes) -> None:
     channel = MemoryChannel()
     channel.hold["c"] = asyncio.Event()  # the platform does not answer this chat yet
     texts = [f"reply {i}" for i in range(50)]
-    async with Outbox.in_dir(tmp_path) as box:
+    async with outboxes.open() as box:
         outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=SPILL), outbox=box)
         futures = [await outbound.post(OutboundMessage("memory", "c", t)) for t in texts]
         await outbound.post(OutboundMessage("memory", "other", "not held up"))
@@ -37,10 +36,10 @@ async def test_a_backed_up_lane_keeps_only_its_head_in_memory(tmp_path: Path) ->
         await outbound.aclose()
 
 
-async def test_messages_that_are_not_durable_keep_their_place(tmp_path: Path) -> None:
+async def test_messages_that_are_not_durable_keep_their_place(outboxes: Outboxes) -> None:
     channel = MemoryChannel()
     channel.hold["c"] = asyncio.Event()
-    async with Outbox.in_dir(tmp_path) as box:
+    async with outboxes.open() as box:
         outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=2), outbox=box)
         for i in range(6):
             await outbound.post(OutboundMessage("memory", "c", f"a{i}"))
@@ -57,12 +56,12 @@ async def test_messages_that_are_not_durable_keep_their_place(tmp_path: Path) ->
         await outbound.aclose()
 
 
-async def test_a_restart_reads_pending_replies_back_as_the_lane_goes(tmp_path: Path) -> None:
-    async with Outbox.in_dir(tmp_path) as box:
+async def test_a_restart_reads_pending_replies_back_as_the_lane_goes(outboxes: Outboxes) -> None:
+    async with outboxes.open() as box:
         for i in range(30):
             await box.add(OutboundMessage("memory", f"chat{i % 3}", f"pending {i}"))
     channel = MemoryChannel()
-    async with Outbox.in_dir(tmp_path) as box:
+    async with outboxes.open() as box:
         outbound = Outbound({"memory": channel}, DispatchSettings(spill_after=SPILL), outbox=box)
         assert await outbound.resume() == 30
         assert outbound.statistics()["in_memory"] == 0  # nothing loaded up front
