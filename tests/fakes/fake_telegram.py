@@ -112,6 +112,7 @@ class FakeTelegram:
         self._forbidden: dict[int, str] = {}
         self._missing: set[int] = set()
         self._migrated: dict[int, int] = {}
+        self._flood_after: dict[int, tuple[int, float]] = {}  # chat -> (sends left, seconds)
         self._conflicts = 0
         # Wake-ups: replaced after every set() so waiters never miss a change.
         self._changed = asyncio.Event()
@@ -303,6 +304,11 @@ class FakeTelegram:
     def flood_wait(self, chat_id: int, seconds: float) -> None:
         """Every send/edit to ``chat_id`` answers 429 until ``seconds`` of clock time pass."""
         self.limits.force(chat_id, seconds)
+
+    def flood_after(self, chat_id: int, sends: int, seconds: float) -> None:
+        """After ``sends`` more messages to ``chat_id`` succeed, `flood_wait` it ``seconds``
+        (deterministic: a reply's first chunks go out, the next one meets the flood)."""
+        self._flood_after[chat_id] = (sends, seconds)
 
     def forbid(self, chat_id: int, description: str | None = None) -> None:
         self._forbidden[chat_id] = description or (
@@ -580,6 +586,12 @@ class FakeTelegram:
             date=int(time.time()),
         )
         self.messages.setdefault(chat_id, {})[message.message_id] = message
+        if chat_id in self._flood_after:
+            sends, seconds = self._flood_after[chat_id]
+            self._flood_after[chat_id] = (sends - 1, seconds)
+            if sends <= 1:
+                del self._flood_after[chat_id]
+                self.flood_wait(chat_id, seconds)
         return self._message_json(message)
 
     async def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
