@@ -7,10 +7,10 @@ Writers (streamed or whole replies), the `message` tool, commands, the intake's 
 web chat and the placeholder janitor all call `post` or `deliver`; nothing else writes a reply
 to the outbox or queues on a lane.
 
-Cluster mode: the outbox is shared, and a chat's durable replies are delivered only by the node
+Cluster mode: the outbox is shared, and a chat's durable replies are queued only by the node
 that `delivers` to it (the owner of its partition). Another node records them and leaves them
-there; the owner picks them up (`catch_up`), resumes a chat's pending replies when it takes the
-chat over (`resume`), and stops the lanes of chats it gave up (`release`).
+there; the owner resumes a chat's pending replies when it takes the chat over (`resume`), picks
+up what others recorded (`catch_up`), and stops the lanes of chats it gave up (`release`).
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ class Outbound:
         return await (await self.post(msg))
 
     async def resume(self, which: Chats = _every) -> int:
-        """Queue what the outbox holds for the chats `which` selects (from before a restart, or
-        from the node that delivered them before), ahead of anything new.
+        """Queue what the outbox holds for the chats `which` selects (from before a restart;
+        cluster mode: from the node that delivered them before), ahead of anything new.
 
         Placeholders left behind are restored, so replies edit them (or the janitor removes
         them) instead of leaving "Thinking…" behind. Returns the count queued.
@@ -113,25 +113,26 @@ class Outbound:
         for key, channel_name, chat_id, thread, message_id in await self.outbox.placeholders():
             channel = self.channels.get(channel_name)
             if channel is not None and which(channel_name, chat_id):
-                if self.delivers(channel_name, chat_id):
-                    self.placeholders.restore(key, channel, chat_id, thread, message_id)
-        return await self.catch_up(which)
+                self.placeholders.restore(key, channel, chat_id, thread, message_id)
+        return await self.catch_up(which, ahead=True)
 
-    async def catch_up(self, which: Chats = _every) -> int:
+    async def catch_up(self, which: Chats = _every, *, ahead: bool = False) -> int:
         """Queue the outbox's pending replies of the chats `which` selects that no lane here
-        knows of yet (cluster mode: recorded by another node). Returns the count queued."""
+        knows of yet (cluster mode: recorded by another node), after what the lanes hold, or
+        `ahead` of it (older replies). Returns the count queued."""
         if self.outbox is None:
             return 0
         total = 0
         for name, chat_id, count in await self.outbox.pending_chats():
-            if not (which(name, chat_id) and self.delivers(name, chat_id)):
+            if not which(name, chat_id):
                 continue
             if name not in self.channels:
                 log.warning("outbox: channel %s is not running; kept", name)
                 continue
             missing = count - self._lanes.owed((name, chat_id))
             if missing > 0:
-                self._lanes.put_spilled((name, chat_id), missing)  # read back as the lane goes
+                # Read back as the lane goes, oldest first.
+                self._lanes.put_spilled((name, chat_id), missing, ahead=ahead)
                 total += missing
         return total
 
@@ -144,8 +145,6 @@ class Outbound:
 
     async def _fetch(self, key: tuple[str, str], exclude: Collection[str]) -> Job | None:
         assert self.outbox is not None
-        if not self.delivers(*key):
-            return None
         item = await self.outbox.next_pending(*key, exclude)
         if item is None:
             return None

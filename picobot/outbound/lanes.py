@@ -87,11 +87,14 @@ class Lane:
         self._entries.append(job)
         self._wake()
 
-    def put_spilled(self, count: int) -> None:
-        """`count` more of this chat's replies wait in the outbox, after what is queued."""
-        last = self._entries[-1] if self._entries else None
-        if isinstance(last, Spilled):
-            last.count += count
+    def put_spilled(self, count: int, *, ahead: bool = False) -> None:
+        """`count` more of this chat's replies wait in the outbox, after what is queued (or
+        `ahead` of it: older replies this lane did not know of)."""
+        end = (self._entries[0] if ahead else self._entries[-1]) if self._entries else None
+        if isinstance(end, Spilled):
+            end.count += count
+        elif ahead:
+            self._entries.appendleft(Spilled(count))
         else:
             self._entries.append(Spilled(count))
         self._spilled += count
@@ -204,9 +207,9 @@ class Lanes:
         self._lane(job.msg.lane_key).put(job)
         return future
 
-    def put_spilled(self, key: Key, count: int) -> None:
+    def put_spilled(self, key: Key, count: int, *, ahead: bool = False) -> None:
         """`count` pending replies of chat `key` wait in the outbox (after a restart)."""
-        self._lane(key).put_spilled(count)
+        self._lane(key).put_spilled(count, ahead=ahead)
 
     def _lane(self, key: Key) -> Lane:
         lane = self._lanes.get(key)

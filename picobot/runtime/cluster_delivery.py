@@ -33,8 +33,12 @@ class PartitionDelivery:
         self._delivering: set[int] = set()  # partitions whose pending replies were resumed
 
     def delivers(self, channel: str, chat_id: str) -> bool:
-        """Whether this node delivers the chat's replies now."""
-        return self._is_local(channel) or partition_of(channel, chat_id) in self._streams.owned
+        """Whether this node delivers the chat's replies now: it holds the chat's partition
+        and has resumed what waited there (so newer replies queue after the older ones)."""
+        if self._is_local(channel):
+            return True
+        p = partition_of(channel, chat_id)
+        return p in self._delivering and p in self._streams.owned
 
     def _chats_of(self, partitions: Collection[int]) -> Chats:
         def chosen(channel: str, chat_id: str) -> bool:
@@ -61,7 +65,7 @@ class PartitionDelivery:
             self._delivering.add(p)
             if count:
                 log.info("partition %d: resuming %d pending replies", p, count)
-        try:
-            await self.outbound.catch_up()
+        try:  # replies other nodes recorded (or this one, while resuming) for chats it owns
+            await self.outbound.catch_up(self.delivers)
         except StorageError as exc:
             log.debug("outbox catch-up: %s", exc)

@@ -304,7 +304,7 @@ class Daemon:
     async def _recover(self, replayed: list[InboundMessage]) -> None:
         """Deliver what a previous run left in the outbox; run turns it never finished."""
         try:
-            resumed = await self.outbound.resume()
+            resumed = await self.outbound.resume(self.outbound.delivers)  # cluster: local only
         except StorageError as exc:  # cluster mode, Redis down: the node catches up later
             log.warning("could not resume pending replies yet: %s", exc)
             resumed = 0

@@ -1,0 +1,106 @@
+"""The shared outbox in cluster mode: progress writes fenced by the partition's lease, and the
+outbound door delivering only the chats this node owns (against a real redis-server).
+
+The behaviour both backends share is tested in tests/core/test_outbox.py (parametrised)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from picobot.cluster.lease import Lease
+from picobot.cluster.outbox import RedisOutbox
+from picobot.cluster.partitions import partition_of
+from picobot.core.errors import Superseded
+from picobot.core.messages import OutboundMessage
+from picobot.outbound.door import Outbound
+from tests.fakes.memory_channel import MemoryChannel
+
+CHAT = "c"
+P = partition_of("memory", CHAT)
+
+
+def fenced_outbox(redis: Redis, lease: Lease) -> RedisOutbox:
+    return RedisOutbox(redis, fence=lambda p: lease.fence if p == P else None)
+
+
+async def test_a_node_that_lost_the_partition_cannot_write_progress(redis: Redis) -> None:
+    lease = Lease(redis, f"partition:{P}", "a", 5)
+    box = fenced_outbox(redis, lease)
+    msg = OutboundMessage("memory", CHAT, "hello")
+    await box.add(msg)  # anyone may record a reply
+    with pytest.raises(Superseded):  # but only the partition's holder delivers it
+        await box.chunk_sent(msg, 0, "m1")
+    assert await lease.try_acquire()
+    await box.chunk_sent(msg, 0, "m1")
+    # Paused past its lease: another node took the partition over.
+    await redis.delete(lease.key)
+    assert await Lease(redis, f"partition:{P}", "b", 5).try_acquire()
+    for write in (box.chunk_sent(msg, 1, "m2"), box.delivered(msg), box.dead(msg, "late")):
+        with pytest.raises(Superseded):
+            await write
+    [pending] = await box.pending()
+    assert pending.sent == {0: "m1"}  # what the new owner resumes from
+    assert await box.dead_letters() == []
+
+
+async def test_the_lane_stops_when_its_writes_are_refused(redis: Redis) -> None:
+    lease = Lease(redis, f"partition:{P}", "a", 5)
+    assert await lease.try_acquire()
+    channel = MemoryChannel()
+    outbound = Outbound({"memory": channel}, outbox=fenced_outbox(redis, lease))
+    try:
+        await outbound.deliver(OutboundMessage("memory", CHAT, "first"))
+        await redis.delete(lease.key)
+        assert await Lease(redis, f"partition:{P}", "b", 5).try_acquire()
+        channel.hold[CHAT] = asyncio.Event()
+        second = await outbound.post(OutboundMessage("memory", CHAT, "second"))
+        third = await outbound.post(OutboundMessage("memory", CHAT, "third"))
+        await asyncio.wait_for(channel.gated.wait(), 5)
+        channel.hold[CHAT].set()  # the chunk in flight goes out; its progress is refused
+        for future in (second, third):
+            with pytest.raises(Superseded):
+                await future
+        assert channel.visible(CHAT) == ["first", "second"]  # "third" left to the new owner
+        box = RedisOutbox(redis)
+        assert [p.message.text for p in await box.pending()] == ["second", "third"]
+        assert outbound.statistics()["lanes"] == 0
+    finally:
+        await outbound.aclose()
+
+
+async def test_the_door_delivers_only_the_chats_this_node_owns(redis: Redis) -> None:
+    channel = MemoryChannel()
+    owned: set[str] = set()
+    outbound = Outbound(
+        {"memory": channel},
+        outbox=RedisOutbox(redis),
+        delivers=lambda name, chat: chat in owned,
+    )
+    try:
+        # Recorded here, left to the owner (another node): nothing is sent from here.
+        assert await outbound.deliver(OutboundMessage("memory", CHAT, "one")) == []
+        await outbound.post(OutboundMessage("memory", "elsewhere", "not ours"))
+        assert await outbound.catch_up(outbound.delivers) == 0 and channel.visible(CHAT) == []
+        # This node takes the chat over: it resumes what waits, in order, once each.
+        assert await outbound.resume(lambda name, chat: chat == CHAT) == 1
+        await outbound.post(OutboundMessage("memory", CHAT, "two"))  # recorded meanwhile
+        owned.add(CHAT)
+        assert await outbound.catch_up(outbound.delivers) == 1  # "one" is known already
+        await outbound.post(OutboundMessage("memory", CHAT, "three"))
+        assert await outbound.drain(5)
+        assert channel.visible(CHAT) == ["one", "two", "three"]
+        # It gives the chat up while a reply is in flight: the lane stops, the reply stays.
+        channel.hold[CHAT] = asyncio.Event()
+        four = await outbound.post(OutboundMessage("memory", CHAT, "four"))
+        await asyncio.wait_for(channel.gated.wait(), 5)
+        owned.clear()
+        assert await outbound.release(lambda name, chat: chat == CHAT) == 1
+        with pytest.raises(Superseded):
+            await four
+        pending = [p.message.text for p in await RedisOutbox(redis).pending()]
+        assert pending == ["not ours", "four"]
+    finally:
+        await outbound.aclose()
