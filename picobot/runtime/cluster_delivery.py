@@ -30,7 +30,8 @@ class PartitionDelivery:
         self._streams = streams
         self._is_local = is_local
         self.outbound: Outbound | None = None  # set once the daemon has it
-        self._delivering: set[int] = set()  # partitions whose pending replies were resumed
+        # Partitions whose pending replies were resumed, with the lease token they were under.
+        self._delivering: dict[int, int] = {}
 
     def delivers(self, channel: str, chat_id: str) -> bool:
         """Whether this node delivers the chat's replies now: it holds the chat's partition
@@ -50,19 +51,23 @@ class PartitionDelivery:
         """Stop delivering to the partitions given up, resume the ones taken, catch up."""
         if self.outbound is None:
             return
-        owned = set(self._streams.owned)
-        lost = self._delivering - owned
+        owned = {p: self._streams.leases[p].token for p in self._streams.owned}
+        # Lost, or lost and taken again meanwhile (another node may have delivered since).
+        lost = {p for p, token in self._delivering.items() if owned.get(p) != token}
         if lost:
-            self._delivering -= lost
+            for p in lost:
+                del self._delivering[p]
             stopped = await self.outbound.release(self._chats_of(lost))
             log.info("partitions %s: given up, %d delivery lanes stopped", sorted(lost), stopped)
-        for p in sorted(owned - self._delivering):
+        for p, token in sorted(owned.items()):
+            if p in self._delivering or token is None:
+                continue
             try:
                 count = await self.outbound.resume(self._chats_of({p}))
             except StorageError as exc:
                 log.warning("partition %d: could not resume its replies (%s); retrying", p, exc)
                 continue
-            self._delivering.add(p)
+            self._delivering[p] = token
             if count:
                 log.info("partition %d: resuming %d pending replies", p, count)
         try:  # replies other nodes recorded (or this one, while resuming) for chats it owns

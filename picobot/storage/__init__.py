@@ -1,1 +1,2 @@
-"""Durable state in SQLite: the outbox and session history."""
+"""Durable state in SQLite: the outbox (its protocol in `records.py`), session history and
+schedules."""

@@ -12,10 +12,11 @@ from redis.asyncio import Redis
 
 from picobot.cluster.lease import Lease
 from picobot.cluster.outbox import RedisOutbox
-from picobot.cluster.partitions import partition_of
+from picobot.cluster.partitions import InboundStreams, partition_of
 from picobot.core.errors import Superseded
 from picobot.core.messages import OutboundMessage
 from picobot.outbound.door import Outbound
+from picobot.runtime.cluster_delivery import PartitionDelivery
 from tests.fakes.memory_channel import MemoryChannel
 
 CHAT = "c"
@@ -102,5 +103,38 @@ async def test_the_door_delivers_only_the_chats_this_node_owns(redis: Redis) -> 
             await four
         pending = [p.message.text for p in await RedisOutbox(redis).pending()]
         assert pending == ["not ours", "four"]
+    finally:
+        await outbound.aclose()
+
+
+async def test_delivery_follows_the_partitions_this_node_holds(redis: Redis) -> None:
+    text = "\n\n".join(f"Paragraph {i} " + "x" * 60 for i in range(3))  # 3 chunks of <=100
+    reply = OutboundMessage("memory", CHAT, text)
+    elsewhere = RedisOutbox(redis)  # the node that died, one chunk into the reply
+    await elsewhere.add(reply)
+    await elsewhere.chunk_sent(reply, 0, "sent-before")
+    streams = InboundStreams(redis, "a", ttl=5)
+    await streams.setup()
+    delivery = PartitionDelivery(streams, is_local=lambda name: False)
+    channel = MemoryChannel()
+    box = RedisOutbox(redis, fence=lambda p: streams.leases[p].fence)
+    outbound = Outbound({"memory": channel}, outbox=box, delivers=delivery.delivers)
+    delivery.outbound = outbound
+    try:
+        assert not delivery.delivers("memory", CHAT)
+        await streams.maintain(["a"])  # the only live node: it takes every partition
+        await delivery.follow()
+        assert delivery.delivers("memory", CHAT)
+        assert await outbound.drain(5)
+        assert [t.split()[1] for t in channel.visible(CHAT)] == ["1", "2"]  # the rest, once
+        assert await box.pending() == []
+        # Another node holds the partition now: this one stops delivering to the chat.
+        await redis.delete(streams.leases[P].key)
+        assert await Lease(redis, f"partition:{P}", "b", 5).try_acquire()
+        await streams.maintain(["a"])
+        await delivery.follow()
+        assert not delivery.delivers("memory", CHAT)
+        assert await outbound.deliver(OutboundMessage("memory", CHAT, "later")) == []
+        assert [p.message.text for p in await box.pending()] == ["later"]  # left to "b"
     finally:
         await outbound.aclose()
