@@ -280,8 +280,10 @@ class Daemon:
         unfinished = await self.outbox.unfinished()
         await self._start_channels()  # one that fails is reported (and in /readyz)
         # Reminders recorded but not yet advanced when the last run died: not fired again.
-        with contextlib.suppress(StorageError):  # cluster mode, Redis down: logged by the node
+        try:
             await self.abilities.scheduler.reconcile(self.records.holds)
+        except StorageError as exc:  # cluster mode, Redis down: a reminder may fire twice
+            log.warning("could not check the outbox for reminders already fired: %s", exc)
         if self.cluster is not None:
             http = f"{self.config.http.host}:{self.port}"
             await self.cluster.start(http, self.channels, self._run_here)
