@@ -1,7 +1,8 @@
 """The shared outbox across a node's death: two `picobot run` processes, a real redis-server
 and the Telegram fake. A reply waiting out a flood wait on the node that dies is finished by
-the node that takes its partition over — the remaining chunks once each, the turn not run
-again — and a dead letter shows in every node's status.
+the node that takes its partition over — the remaining chunks once each, the placeholder the
+dead node showed edited into the reply, the turn not run again — and a dead letter shows in
+every node's status.
 
 Everything waits on log lines or on what the fake saw, with timeouts; nothing sleeps.
 """
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from picobot.cluster import connect
 from picobot.cluster.partitions import partition_of
@@ -44,10 +46,25 @@ async def fake(clock: ManualClock) -> AsyncIterator[FakeTelegram]:
         yield telegram
 
 
+def config(tmp: Path, fake: FakeTelegram, redis: RedisServer, node: str, placeholder: bool) -> Path:
+    path = node_config(tmp, fake, redis, node)
+    data = yaml.safe_load(path.read_text())
+    data["channels"]["telegram"]["placeholder"] = {"enabled": placeholder, "text": "Thinking…"}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("placeholder", [False, True], ids=["chunks", "placeholder"])
 async def test_a_dead_nodes_pending_reply_is_finished_by_the_partitions_next_owner(
-    tmp_path: Path, fake: FakeTelegram, clock: ManualClock, redis_server: RedisServer
+    tmp_path: Path,
+    fake: FakeTelegram,
+    clock: ManualClock,
+    redis_server: RedisServer,
+    placeholder: bool,
 ) -> None:
-    bots = {n: Picobot(node_config(tmp_path, fake, redis_server, n), "0.001") for n in NODES}
+    bots = {
+        n: Picobot(config(tmp_path, fake, redis_server, n, placeholder), "0.001") for n in NODES
+    }
     redis = connect(redis_server.url)
     try:
         for bot in bots.values():
@@ -68,7 +85,8 @@ async def test_a_dead_nodes_pending_reply_is_finished_by_the_partitions_next_own
             while f"dead: telegram:{blocked}: Forbidden" not in text:
                 text = await status(tmp_path, ports["n2"])
 
-        # n1 sends the first chunk of a long reply; the next one meets a flood wait.
+        # n1 sends the first chunk of a long reply (or the placeholder the first chunk is to
+        # replace); what comes next meets a flood wait.
         fake.flood_after(flooded, sends=1, seconds=2)
         fake.user_message(flooded, "long")
         await fake.wait_for(
@@ -77,7 +95,8 @@ async def test_a_dead_nodes_pending_reply_is_finished_by_the_partitions_next_own
             ),
             30,
         )
-        assert len(fake.chat_log(flooded)) == 1
+        [first] = fake.chat_log(flooded)
+        assert (first.text == "Thinking…") is placeholder
         await bots["n1"].stop(signal.SIGKILL)
 
         # n2 takes the partition over and resumes the reply where n1 left it.
@@ -87,8 +106,13 @@ async def test_a_dead_nodes_pending_reply_is_finished_by_the_partitions_next_own
         clock.advance(60)  # the flood wait is over
         await fake.wait_for(lambda f: "end of the long reply" in f.chat_log(flooded)[-1].text, 30)
 
-        texts = [m.text for m in fake.chat_log(flooded)]
-        assert len(texts) >= 2  # the first chunk from n1, the rest from n2
+        # A turn run again would have answered before the next message is answered.
+        fake.user_message(flooded, "ping after the failover")
+        await fake.wait_for(lambda f: "ping after" in f.chat_log(flooded)[-1].text, 30)
+        texts = [m.text for m in fake.chat_log(flooded)][:-1]
+        assert len(texts) >= 2  # the first message from n1, the rest from n2
+        assert fake.chat_log(flooded)[0].message_id == first.message_id
+        assert "Thinking…" not in texts  # n2 edited the placeholder n1 had shown
         assert Counter(texts).most_common(1)[0][1] == 1, texts  # every chunk exactly once
         assert sum("A long reply" in t for t in texts) == 1  # the turn was not run again
         assert await survivor.stop() == 0
