@@ -197,7 +197,10 @@ class ClusterNode:
                 self._set_up = False  # a Redis that restarted empty needs its groups again
                 self.streams.drop_all()  # their leases run out; others take over
             if self.delivery is not None:
-                await self.delivery.follow()  # the outbox's lanes follow the partitions
+                try:
+                    await self.delivery.follow()  # the outbox's lanes follow the partitions
+                except Exception:  # never stop the heartbeats
+                    log.exception("cluster: following the partitions with the outbox failed")
             await asyncio.sleep(interval)
 
     async def _round(self) -> None:
@@ -263,6 +266,8 @@ class ClusterNode:
                 finally:
                     await lease.release()
         self._keepers.clear()
+        if self.delivery is not None:
+            self.delivery.stop()  # no new deliveries: the door and the outbox close soon
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -47,9 +47,15 @@ class PartitionDelivery:
 
         return chosen
 
+    def stop(self) -> None:
+        """Shutdown: follow no more (the door and the outbox close; the partitions' next
+        owners deliver what is left)."""
+        self.outbound = None
+
     async def follow(self) -> None:
         """Stop delivering to the partitions given up, resume the ones taken, catch up."""
-        if self.outbound is None:
+        outbound = self.outbound
+        if outbound is None:
             return
         owned = {p: self._streams.leases[p].token for p in self._streams.owned}
         # Lost, or lost and taken again meanwhile (another node may have delivered since).
@@ -57,13 +63,13 @@ class PartitionDelivery:
         if lost:
             for p in lost:
                 del self._delivering[p]
-            stopped = await self.outbound.release(self._chats_of(lost))
+            stopped = await outbound.release(self._chats_of(lost))
             log.info("partitions %s: given up, %d delivery lanes stopped", sorted(lost), stopped)
         for p, token in sorted(owned.items()):
             if p in self._delivering or token is None:
                 continue
             try:
-                count = await self.outbound.resume(self._chats_of({p}))
+                count = await outbound.resume(self._chats_of({p}))
             except StorageError as exc:
                 log.warning("partition %d: could not resume its replies (%s); retrying", p, exc)
                 continue
@@ -71,6 +77,6 @@ class PartitionDelivery:
             if count:
                 log.info("partition %d: resuming %d pending replies", p, count)
         try:  # replies other nodes recorded (or this one, while resuming) for chats it owns
-            await self.outbound.catch_up(self.delivers)
+            await outbound.catch_up(self.delivers)
         except StorageError as exc:
             log.debug("outbox catch-up: %s", exc)
