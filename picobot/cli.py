@@ -113,9 +113,12 @@ def _format_status(data: dict[str, Any]) -> str:
             f"{media.get('files', 0)} files stored ({media.get('bytes', 0) / 1e6:.1f} MB)"
         )
     outbox = data.get("outbox") or {}
-    lines.append(
-        f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('dead', 0)} dead letters"
-    )
+    if outbox.get("error"):  # cluster mode with Redis unreachable
+        lines.append(f"outbox: {outbox['error']}")
+    else:
+        lines.append(
+            f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('dead', 0)} dead letters"
+        )
     for letter in outbox.get("dead_letters", []):
         lines.append(f"  dead: {letter['channel']}:{letter['chat_id']}: {letter['error']}")
     servers = data.get("mcp") or {}

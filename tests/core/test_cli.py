@@ -97,3 +97,13 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     _, rest = proc.communicate(timeout=30)
     assert proc.returncode == 0, "".join(lines) + rest
     assert "stopped" in rest
+
+
+def test_status_says_when_the_shared_outbox_cannot_be_read() -> None:
+    from picobot.cli import _format_status
+
+    error = "cluster outbox: Redis unreachable (Connection refused)"
+    out = _format_status({"outbox": {"error": error}})
+    assert f"outbox: {error}" in out and "dead letters" not in out
+    out = _format_status({"outbox": {"pending": 2, "dead": 1, "dead_letters": []}})
+    assert "outbox: 2 pending, 1 dead letters" in out
