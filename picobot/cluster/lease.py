@@ -149,7 +149,8 @@ async def keep(
     slow) the lease is dropped and `lost()` awaited at once, then it is tried again.
     `acquired()` may release the lease (it could not use it): it is tried again later.
     Cancelling does not release: call `lease.release()` once the holder's work has stopped.
-    `acquired` and `lost` must not raise.
+    `acquired` and `lost` must not raise; a cancel waits for them to finish (a connection
+    half opened or half closed would be left behind).
     """
     retry = lease.ttl / 6 if retry is None else retry
     renew_every = lease.ttl / 3
@@ -164,7 +165,7 @@ async def keep(
             await asyncio.sleep(retry)
             continue
         log.info("lease %s: held by this node (token %s)", lease.name, lease.token)
-        await acquired()
+        await _to_the_end(acquired())
         if not lease.held:  # acquired() gave it back: it could not use it
             await asyncio.sleep(retry)
             continue
@@ -180,5 +181,15 @@ async def keep(
                 reason = f"cannot renew: {exc or type(exc).__name__}"
             lease.forget()
             log.warning("lease %s: lost (%s)", lease.name, reason)
-            await lost()
+            await _to_the_end(lost())
             break
+
+
+async def _to_the_end(call: Awaitable[None]) -> None:
+    """Await `call`; if cancelled meanwhile, let it finish first, then end as cancelled."""
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
