@@ -289,7 +289,8 @@ class DiscordChannel(Channel, FileTransfer, HoldsConnection):
     # -- gateway events (GatewayOwner) -------------------------------------------------------
 
     def gateway_ready(self) -> None:
-        self.set_state(State.CONNECTED)
+        if self._gateway:  # not a READY delayed past close_intake()
+            self.set_state(State.CONNECTED)
         self._settled.set()
 
     def gateway_resumed(self) -> None:
