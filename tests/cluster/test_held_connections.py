@@ -31,7 +31,9 @@ from tests.cluster.redis_server import RedisServer
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import FakeSlack
 
-FAILOVER = 2.0  # seconds: lease TTL 1.2 s, standbys try every 0.2 s
+# Seconds: lease TTL 6 s, standbys try every 1 s. A shorter TTL lets a loaded machine starve
+# a holder's renewals past it: the lease expires and a standby connects while it still holds.
+FAILOVER = 10.0
 DM, ALICE = 30, 3000
 TIMEOUT = 10.0
 

@@ -42,7 +42,7 @@ def config(tmp_path: Path, redis: RedisServer, fake: FakeDiscord, **discord: Any
             "data_dir": str(tmp_path),
             "http": {"port": 0},
             "dispatch": {"drain_timeout": 2.0},
-            "cluster": {"redis_url": redis.url, "node": "a", "failover_seconds": 2},
+            "cluster": {"redis_url": redis.url, "node": "a", "failover_seconds": 10},
             "channels": {
                 "web": {"enabled": False},
                 "discord": {"enabled": True, "token": fake.token, "allow_from": ["*"], **discord},
