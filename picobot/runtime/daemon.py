@@ -168,6 +168,7 @@ class Daemon:
             history=self.agent.history,
             directory=self.agent.store,
             forget=self.agent.reset,
+            note=self.agent.store.append_note,
             model=self.agent.model_name,
             files=self.media.store,
         )
