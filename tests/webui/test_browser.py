@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
+from picobot.core.messages import OutboundMessage
 from tests.media import samples
 from tests.webui.conftest import StartDaemon
 
@@ -363,4 +364,27 @@ async def test_a_dropped_file_is_sent_and_described(start_daemon: StartDaemon) -
         link = page.locator(".msg.user .attachment a")
         assert await link.text_content() == "📎 table.csv"
         assert (await link.get_attribute("href") or "").startswith("/api/media/")
+    assert console.errors == []
+
+
+async def test_a_reminder_shows_while_no_reply_streams_and_after_a_reload(
+    start_daemon: StartDaemon,
+) -> None:
+    async with chromium() as browser, start_daemon() as d:
+        page = await browser.new_page()
+        console = Console(page)
+        await page.goto(d.base + "/")
+        await page.fill("#input", "hello")
+        await page.press("#input", "Enter")
+        await answered(page, 1)
+        session = await page.evaluate("localStorage.getItem('picobot.session')")
+        broker = d.daemon.channels["web"].broker
+        async with asyncio.timeout(WAIT_MS / 1000):  # the page opened the session's stream
+            while not broker.watched("session:" + session):
+                await asyncio.sleep(0.05)  # polling server state, bounded by the timeout
+        await d.daemon.outbound.deliver(OutboundMessage("web", session, "⏰ tea time"))
+        await page.wait_for_selector(".msg.note:has-text('⏰ tea time')", timeout=WAIT_MS)
+        await page.reload()
+        await page.wait_for_selector(".msg.assistant:has-text('⏰ tea time')", timeout=WAIT_MS)
+        assert await page.locator(":text('⏰ tea time')").count() == 1  # once, from history
     assert console.errors == []
