@@ -375,13 +375,15 @@ async def test_a_reminder_shows_while_no_reply_streams_and_after_a_reload(
         console = Console(page)
         await page.goto(d.base + "/")
         await page.fill("#input", "hello")
-        await page.press("#input", "Enter")
+        # The stream's headers come once the server subscribed it (the page opens it at once).
+        async with page.expect_response(
+            lambda r: "/api/sessions/" in r.url and r.url.endswith("/events")
+        ) as stream:
+            await page.press("#input", "Enter")
+        assert (await stream.value).status == 200
         await answered(page, 1)
         session = await page.evaluate("localStorage.getItem('picobot.session')")
-        broker = d.daemon.channels["web"].broker
-        async with asyncio.timeout(WAIT_MS / 1000):  # the page opened the session's stream
-            while not broker.watched("session:" + session):
-                await asyncio.sleep(0.05)  # polling server state, bounded by the timeout
+        assert d.daemon.channels["web"].broker.watched("session:" + session)
         await d.daemon.outbound.deliver(OutboundMessage("web", session, "⏰ tea time"))
         await page.wait_for_selector(".msg.note:has-text('⏰ tea time')", timeout=WAIT_MS)
         await page.reload()
