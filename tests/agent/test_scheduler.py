@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from picobot.agent.schedule import EntryStore, ScheduleError, Scheduler, ScheduleStore, Target
+from picobot.agent.schedule import (
+    Entry,
+    EntryStore,
+    ScheduleError,
+    Scheduler,
+    ScheduleStore,
+    Target,
+)
 from picobot.agent.schedule.scheduler import RETRY_AFTER
 from picobot.core.messages import OutboundMessage
 from tests.cluster.redis_server import RedisServer, server_in
@@ -294,3 +301,40 @@ async def test_a_firing_the_outbox_already_holds_is_not_fired_again(
     assert [m.text for m in sent] == ["⏰ drink"]  # only the one the outbox did not hold
     assert await scheduler.entries(HERE.chat) == []
     assert await scheduler.entries(THERE.chat) == [] and other.id != entry.id
+
+
+async def test_the_loop_outlives_a_failing_store(
+    store: EntryStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store fails (Redis unreachable, a disk error): one warning, and the loop tries
+    again after `poll` seconds instead of dying."""
+    fired = asyncio.Event()
+
+    class Flaky:
+        failures = 2
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def due(self, now: float) -> list[Entry]:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("Redis is down")
+            return await store.due(now)
+
+    async def deliver(msg: OutboundMessage) -> None:
+        fired.set()
+
+    scheduler = Scheduler(Flaky(), deliver, clock=clock, tz=PARIS, poll=0.01)  # type: ignore[arg-type]
+    await scheduler.create(HERE, "now", in_seconds=5)
+    clock.now += 5
+    task = asyncio.create_task(scheduler.run())
+    with caplog.at_level(logging.INFO, "picobot.schedule"):
+        async with asyncio.timeout(5):
+            await fired.wait()
+            await scheduler.settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert caplog.text.count("the store failed (ConnectionError: Redis is down)") == 1
+    assert "the store answers again" in caplog.text

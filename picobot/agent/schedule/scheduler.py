@@ -272,7 +272,9 @@ class Scheduler:
             delay = await self._next_delay()
         except Exception as exc:
             if not self._failing:
-                log.warning("schedule: the store failed (%s); trying again", exc)
+                log.warning(
+                    "schedule: the store failed (%s: %s); trying again", type(exc).__name__, exc
+                )
             self._failing = True
             return self.poll
         if self._failing:
