@@ -271,7 +271,7 @@ class Daemon:
         # Reminders recorded but not yet advanced when the last run died: not fired again.
         if self.cluster is None:
             await self.abilities.scheduler.reconcile(self.outbox.holds)
-        if self.cluster is not None:
+        else:  # (in cluster mode, by the node taking the `scheduler` lease, when it does)
             http = f"{self.config.http.host}:{self.port}"
             await self.cluster.start(http, self.channels, self._run_here)
         await self._recover(unfinished)
