@@ -4,6 +4,7 @@
     turn finished ─► AckedInStreams ─► XACK
     HoldsConnection channels ─► intake only while this node holds `lease:<channel>`
                                 (picobot.runtime.connections)
+    reminders (Redis store) ─► fired only by the holder of `lease:scheduler` (`lead`)
 
 Redis down: the heartbeat fails, `ready` turns false (/readyz 503) within a few seconds,
 leases and partitions are dropped, loops retry; when Redis is back, the next heartbeat makes
@@ -25,8 +26,10 @@ from redis.exceptions import RedisError
 from picobot.cluster import cancellable, connect
 from picobot.cluster.budget import SharedRateLimits
 from picobot.cluster.dedup import SeenEvents
+from picobot.cluster.lease import Lease, keep
 from picobot.cluster.nodes import NodeRegistry
 from picobot.cluster.partitions import Entry, InboundStreams, consume
+from picobot.cluster.schedule import RedisScheduleStore
 from picobot.cluster.sessions import RedisSessionStore
 from picobot.config import ClusterConfig
 from picobot.core import metrics
@@ -34,6 +37,7 @@ from picobot.core.channel import Channel, HoldsConnection, RateBudget, ReplyWrit
 from picobot.core.errors import BusClosed
 from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.core.messages import InboundMessage
+from picobot.core.tasks import cancel_and_wait
 from picobot.outbound.ratelimit import Budget
 from picobot.runtime.connections import HeldConnections
 
@@ -41,6 +45,8 @@ log = logging.getLogger("picobot.cluster")
 
 LEASE_SHARE = 0.6  # lease TTL as a share of failover_seconds (see docs/cluster.md)
 HEARTBEATS = 5  # heartbeats per failover_seconds
+SCHEDULER = "scheduler"  # the lease of the node that fires reminders
+SCHEDULE_POLL = 1.0  # s: how soon the firing node sees an entry another node added
 
 
 class ClusterNode:
@@ -62,6 +68,11 @@ class ClusterNode:
         self._seen = SeenEvents(self.redis)
         self.connections = HeldConnections(self.redis, self.node, self.ttl)
         self.leases = self.connections.leases  # by channel name: fences what an intake queues
+        # Reminders: any node adds, lists, cancels; the lease holder fires (fenced writes).
+        self.scheduler_lease = Lease(self.redis, SCHEDULER, self.node, self.ttl)
+        self.schedules = RedisScheduleStore(self.redis, self.scheduler_lease)
+        self.schedule_poll = SCHEDULE_POLL
+        self._leading: list[tuple[asyncio.Task[None], Lease, Callable[[], Awaitable[None]]]] = []
         self.ready = False
         self._set_up = False
         self._http = ""
@@ -144,6 +155,28 @@ class ClusterNode:
         self._consumer = asyncio.create_task(
             consume(self.streams, hand, block=min(1.0, self.ttl / 6)), name="cluster consumer"
         )
+
+    def lead(
+        self,
+        lease: Lease,
+        start: Callable[[], Awaitable[None]],
+        stop: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run a job on one node of the cluster at a time: `start()` when this node takes
+        `lease`, `stop()` the moment it loses it (or in `stop_leading`). Neither may raise."""
+        self.leases[lease.name] = lease
+        task = asyncio.create_task(keep(lease, acquired=start, lost=stop), name=lease.name)
+        self._leading.append((task, lease, stop))
+
+    async def stop_leading(self) -> None:
+        """Stop the jobs this node leads and release their leases: the next node starts them
+        at once, without waiting for the lease to expire."""
+        leading, self._leading = self._leading, []
+        for task, lease, stop in leading:
+            await cancel_and_wait(task)
+            if lease.held:
+                await stop()
+                await lease.release()
 
     async def _upkeep(self) -> None:
         interval = self.config.failover_seconds / HEARTBEATS
