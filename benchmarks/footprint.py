@@ -229,6 +229,7 @@ class Results:
     every_dev_venv: Sample  # with click, rich and pygments importable
     every_no_crypto: Sample  # with cryptography hidden too
     config: float  # MB: pydantic and the config models, over the daemon's other libraries
+    web_openai: Sample  # the web chat with the real model client (openai SDK, which uses pydantic)
     help: float
 
 
@@ -241,7 +242,12 @@ async def measure(idle: float = IDLE_WINDOW) -> Results:
         every_dev_venv = await all_channels(pycache, hide=())
         every_no_crypto = await all_channels(pycache, hide=(*DEV_ONLY, "cryptography"))
         config = config_cost(pycache)
-        return Results(web, every, every_dev_venv, every_no_crypto, config, help_time(pycache))
+        # No request is made before READY: the address only has to parse.
+        openai = {**web_only, "llm": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1"}}
+        web_openai = await daemon(openai, pycache)
+        return Results(
+            web, every, every_dev_venv, every_no_crypto, config, web_openai, help_time(pycache)
+        )
 
 
 async def main(idle: float = IDLE_WINDOW) -> str:
@@ -300,6 +306,11 @@ async def main(idle: float = IDLE_WINDOW) -> str:
             row(
                 "web chat only: of the RSS, reading the config (pydantic, the models)",
                 f"{r.config:.1f} MB",
+            ),
+            row(
+                "web chat only with `llm.provider: openai`: RSS after READY (the openai SDK"
+                " imports pydantic itself)",
+                f"{r.web_openai.rss:.1f} MB",
             ),
             row(
                 "all four channels: RSS after READY",

@@ -2,8 +2,8 @@
 
 Every key lives under `PREFIX`. Modules: `lease` (leases with fencing tokens), `budget`
 (shared rate budgets), `partitions` (inbound streams by conversation), `dedup` (events seen
-cluster-wide), `nodes` (the node registry), `sessions` (history), `outbox` (the shared
-outbox: replies, chunk progress, dead letters, placeholders).
+cluster-wide), `nodes` (the node registry), `sessions` (history), `schedule` (reminders),
+`outbox` (the shared outbox: replies, chunk progress, dead letters, placeholders).
 """
 
 from __future__ import annotations

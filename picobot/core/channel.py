@@ -109,6 +109,8 @@ class State(enum.StrEnum):
 
 History = Callable[[str], Awaitable[list[dict[str, Any]]]]  # session key -> conversation
 Forget = Callable[[str], Awaitable[None]]  # session key: stop its turn, delete its history
+# session key, messages: kept in its history for the user to see (never shown to the model)
+Note = Callable[[str, Sequence[dict[str, Any]]], Awaitable[None]]
 
 
 class FileStore(Protocol):
@@ -165,6 +167,7 @@ class Services:
     files: FileStore | None = None  # the media store
     directory: Directory | None = None  # the stored conversations (list, rename)
     forget: Forget | None = None  # delete a conversation (its running turn stops first)
+    note: Note | None = None  # keep a message in a conversation's history (see `Note`)
     model: str = ""  # the name of the model that answers
 
 
@@ -327,11 +330,12 @@ class FileTransfer(ABC):
 
 class HoldsConnection(ABC):
     """A channel whose intake is one platform connection per bot (Telegram long polling: a
-    second poller gets 409 Conflict). In cluster mode only the node holding the channel's lease
-    runs that intake; every node connects for sending.
+    second poller gets 409 Conflict; the Discord gateway; Slack Socket Mode). In cluster mode
+    only the node holding the channel's lease runs that intake; every node connects for sending
+    (and is `connected` then: it can deliver any reply).
 
     Lifecycle: `defer_intake()` before `start()` makes `start()` connect without intake;
-    `open_intake()` starts it, `stop_intake(finish=...)` stops it (again and again).
+    `open_intake()` starts it, `close_intake(finish_poll=...)` stops it (again and again).
     """
 
     @property
