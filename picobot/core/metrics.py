@@ -17,3 +17,4 @@ MEDIA_STORED_BYTES = Counter("picobot_media_stored_bytes", "Bytes written to the
 MEDIA_REJECTED = Counter("picobot_media_rejected", "Files refused, by reason", ["reason"])
 CLUSTER_UP = Gauge("picobot_cluster_redis_up", "1 while this node reaches Redis (cluster mode)")
 CLUSTER_PARTITIONS = Gauge("picobot_cluster_partitions", "Inbound partitions this node owns")
+SQLITE_COMMITS = Counter("picobot_sqlite_commits", "SQLite transactions committed", ["db"])
