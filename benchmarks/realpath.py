@@ -90,7 +90,8 @@ def sqlite_commits() -> float:
     )
 
 
-async def run_once() -> dict[str, float]:
+async def run_once(senders: int = 1) -> dict[str, float]:
+    """`senders`: how many intake calls are in flight at once (1: one after another)."""
     NullChannel.sent, NullChannel.done = {}, asyncio.Event()
     with tempfile.TemporaryDirectory() as tmp:
         data = {
@@ -105,11 +106,15 @@ async def run_once() -> dict[str, float]:
                 commits = sqlite_commits()
                 started: dict[str, float] = {}
                 wall, cpu = time.perf_counter(), time.process_time()
-                for i in range(N):
-                    # A conversation each: messages to a busy session would steer its turn.
-                    msg = InboundMessage("web", f"chat{i}", Sender(f"u{i}"), f"question {i}")
-                    started[msg.chat_id] = time.perf_counter()
-                    await daemon.intake(msg)
+
+                async def feed(numbers: range) -> None:
+                    for i in numbers:
+                        # A conversation each: messages to a busy session would steer its turn.
+                        msg = InboundMessage("web", f"chat{i}", Sender(f"u{i}"), f"question {i}")
+                        started[msg.chat_id] = time.perf_counter()
+                        await daemon.intake(msg)
+
+                await asyncio.gather(*(feed(range(k, N, senders)) for k in range(senders)))
                 await asyncio.wait_for(NullChannel.done.wait(), 300)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 per_message_commits = (sqlite_commits() - commits) / N

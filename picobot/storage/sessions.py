@@ -32,6 +32,7 @@ from picobot.storage.sqlite import Database
 
 DB_NAME = "sessions.db"
 T = TypeVar("T")
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -262,9 +263,7 @@ class SessionStore:
         :raises StorageError: if the write failed (disk full, I/O error); nothing was kept.
         """
         now = time.time()
-        rows = [
-            (session, str(m.get("role")), json.dumps(m, ensure_ascii=False), now) for m in messages
-        ]
+        rows = [(session, str(m.get("role")), _encode(m), now) for m in messages]
         first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
         title = title_of(first) if isinstance(first, str) else None
         await self._write(functools.partial(_append, session, rows, keep, title, now))
@@ -272,10 +271,7 @@ class SessionStore:
     async def append_note(self, session: str, messages: Sequence[Message]) -> None:
         """Add messages only the user sees (a command and its reply); the model never does."""
         now = time.time()
-        rows = [
-            (session, NOTE, json.dumps({**m, "note": True}, ensure_ascii=False), now)
-            for m in messages
-        ]
+        rows = [(session, NOTE, _encode({**m, "note": True}), now) for m in messages]
         await self._write(functools.partial(_append, session, rows, None, None, now))
 
     async def _write(self, op: Callable[[sqlite3.Connection], object]) -> object:
