@@ -405,7 +405,7 @@ def test_a_blank_code_span_is_not_an_empty_telegram_message() -> None:
 _PLAINISH = st.one_of(
     st.text(  # mostly plain: the shortcut's side of `is_plain`
         alphabet=st.sampled_from(
-            list("abcXYZ019 \n.,;:?!'\"()/@%$^=+-#{}") + ["é", "中", "🙂", "\u00a0", "\u2028"]
+            [*"abcXYZ019 \n.,;:?!'\"()/@%$^=+-#{}", "é", "中", "🙂", "\u00a0", "\u2028"]
         ),
         max_size=40,
     ),
