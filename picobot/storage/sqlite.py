@@ -1,15 +1,14 @@
 """Opening picobot's SQLite databases (sessions, outbox, schedule) the same way; `Database`:
-one connection in a thread of its own, whose writes are grouped into transactions."""
+one connection whose writes are grouped into transactions."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 import sqlite3
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any
 
 import aiosqlite
@@ -17,6 +16,8 @@ import aiosqlite
 from picobot.core import metrics
 from picobot.core.errors import StartupError
 from picobot.storage.datadir import private_file
+
+log = logging.getLogger("picobot.storage")
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -57,13 +58,17 @@ Op = Callable[[sqlite3.Connection], Any]
 
 
 class Database:
-    """One SQLite connection in a thread of its own, its writes grouped into transactions.
+    """One SQLite connection, its writes grouped into transactions.
 
-    `run(op)` queues `op` (a function of the connection, run in that thread). The ops queued
-    while a transaction is in flight form the next one: run one after another in one thread
-    hop, then committed once. So many writers share one commit and one hop, instead of a hop
-    per statement and a commit each. `run` returns once the commit covering its op completed
-    (durable then: WAL, synchronous=NORMAL, survives a process kill).
+    `run(op)` queues `op` (a function of the connection). The ops queued in one turn of the
+    event loop form one transaction: run one after another, then committed once. So many
+    writers share one commit. `run` returns once the commit covering its op completed (durable
+    then: WAL with synchronous=NORMAL survives a process kill).
+
+    The transactions run in the event loop's thread: a commit in WAL mode only appends to the
+    WAL file (no fsync), which costs less than handing the work to a thread and back (the GIL
+    changes hands at every statement). The slow part, the checkpoint that copies the WAL into
+    the database and fsyncs, runs in a thread of its own every `CHECKPOINT_EVERY` commits.
 
     If an op or the commit fails, the transaction is rolled back and every op in it fails with
     that error: nothing of them was kept. An op runs even if its caller was cancelled meanwhile
@@ -83,14 +88,13 @@ class Database:
         self._setup = setup  # run once after the schema (migrations)
         self._commits = metrics.SQLITE_COMMITS.labels(name)
         self._conn: sqlite3.Connection | None = None
-        self._thread: _Thread | None = None
         self._queue: list[tuple[Op, bool, asyncio.Future[Any]]] = []
-        self._busy = False  # a transaction is in flight or about to start
-        self._idle: asyncio.Event | None = None  # set while nothing is queued or in flight
+        self._scheduled = False  # a transaction is about to run
+        self._checkpoints = Checkpoints(path)
 
     @property
     def is_open(self) -> bool:
-        return self._thread is not None
+        return self._conn is not None
 
     async def open(self) -> None:
         """Open the file (creating its folder), set the pragmas, apply the schema.
@@ -98,17 +102,8 @@ class Database:
         :raises StartupError: naming the file if it cannot be opened or is not a database;
             nothing is left open then.
         """
-        if self._thread is not None:
-            return
-        thread = _Thread(asyncio.get_running_loop())
-        try:
-            self._conn = await thread.run(self._connect)
-        except BaseException:
-            thread.stop()
-            raise
-        self._thread = thread
-        self._idle = asyncio.Event()
-        self._idle.set()
+        if self._conn is None:
+            self._conn = await asyncio.to_thread(self._connect)  # migrations may take a while
 
     def _connect(self) -> sqlite3.Connection:
         path = self.path
@@ -123,6 +118,7 @@ class Database:
         try:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # `Checkpoints` does it, elsewhere
             conn.executescript(self._schema)
             if self._setup is not None:
                 self._setup(conn)
@@ -135,17 +131,13 @@ class Database:
         return conn
 
     async def close(self) -> None:
-        """Let what is queued finish, then close the connection."""
-        thread = self._thread
-        if thread is None:
-            return
-        assert self._idle is not None
-        await self._idle.wait()
-        self._thread = None
+        """Run what is queued, then close the connection (a last checkpoint on the way)."""
+        if self._queue:
+            self._transact_queued()
         conn, self._conn = self._conn, None
         if conn is not None:
-            await thread.run(conn.close)
-        thread.stop()
+            await self._checkpoints.close()
+            await asyncio.to_thread(conn.close)
 
     async def run(self, op: Op, *, write: bool = True) -> Any:
         """Run `op(connection)` in the next transaction; its result once that committed.
@@ -155,30 +147,41 @@ class Database:
         :raises RuntimeError: if the database is not open.
         :raises sqlite3.Error: if `op` or its transaction's commit failed (nothing was kept).
         """
-        if self._thread is None:
+        if self._conn is None:
             raise RuntimeError(f"{self.path} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, write, future))
-        if not self._busy:
-            self._busy = True
-            assert self._idle is not None
-            self._idle.clear()
-            loop.call_soon(self._start)  # ops queued in this turn of the loop join in
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._transact_queued)  # ops queued in this turn of the loop join in
         return await future
 
-    def _start(self) -> None:
+    def _transact_queued(self) -> None:
+        self._scheduled = False
         group, self._queue = self._queue, []
-        assert self._thread is not None
-        self._thread.call(
-            functools.partial(self._transact, group), functools.partial(self._settle, group)
-        )
-
-    def _transact(self, group: list[tuple[Op, bool, asyncio.Future[Any]]]) -> list[Any]:
-        """In the connection's thread: the group's ops in one transaction, committed."""
-        conn = self._conn
-        assert conn is not None
+        if not group:
+            return
         writes = any(write for _, write, _ in group)
+        try:
+            results = self._transact(group, writes)
+        except Exception as exc:
+            for _, _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if writes:
+            self._commits.inc()
+            self._checkpoints.committed()
+        for (_, _, future), result in zip(group, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _transact(self, group: list[tuple[Op, bool, asyncio.Future[Any]]], writes: bool) -> Any:
+        """The group's ops in one transaction, committed."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"{self.path} is not open")
         try:
             if writes:
                 conn.execute("BEGIN IMMEDIATE")
@@ -193,75 +196,53 @@ class Database:
             raise
         return results
 
-    def _settle(
-        self,
-        group: list[tuple[Op, bool, asyncio.Future[Any]]],
-        results: list[Any] | None,
-        exc: BaseException | None,
-    ) -> None:
-        if self._queue:
-            self._start()  # what queued meanwhile: the next transaction, at once
-        else:
-            self._busy = False
-            assert self._idle is not None
-            self._idle.set()
-        if exc is None:
-            assert results is not None
-            if any(write for _, write, _ in group):
-                self._commits.inc()
-            for (_, _, future), result in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-        else:
-            for _, _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+
+CHECKPOINT_EVERY = 100  # commits between checkpoints (SQLite's own default: 1000 WAL pages)
 
 
-Done = Callable[[Any, BaseException | None], None]
+class Checkpoints:
+    """Copies the WAL back into the database now and then, in a thread of its own (it fsyncs,
+    which must not stall the event loop). PASSIVE: writers carry on meanwhile."""
 
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._due = CHECKPOINT_EVERY
+        self._running: asyncio.Future[None] | None = None
+        self._conn: sqlite3.Connection | None = None  # its own, used by one thread at a time
+        self._thread: ThreadPoolExecutor | None = None
 
-class _Thread:
-    """A thread running calls in order; each outcome goes back to the loop as one callback
-    (one wakeup of the loop per call: cheaper than an executor's futures)."""
+    def committed(self) -> None:
+        self._due -= 1
+        if self._due > 0 or self._running is not None or str(self.path) == ":memory:":
+            return
+        self._due = CHECKPOINT_EVERY
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        loop = asyncio.get_running_loop()
+        self._running = running = loop.run_in_executor(self._thread, self._checkpoint)
+        running.add_done_callback(self._done)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._calls: SimpleQueue[tuple[Callable[[], Any], Done] | None] = SimpleQueue()
-        threading.Thread(target=self._work, name="sqlite", daemon=True).start()
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
-    def call(self, fn: Callable[[], Any], done: Done) -> None:
-        """Run `fn` in the thread, then `done(result, None)` or `done(None, error)` in the loop."""
-        self._calls.put((fn, done))
+    def _done(self, running: asyncio.Future[None]) -> None:
+        self._running = None
+        if not running.cancelled() and running.exception() is not None:
+            # Nothing is lost (the WAL keeps it); the next checkpoint tries again.
+            log.warning("%s: checkpoint failed: %s", self.path, running.exception())
 
-    async def run(self, fn: Callable[[], Any]) -> Any:
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self.call(fn, functools.partial(_resolve, future))
-        return await future
-
-    def stop(self) -> None:
-        self._calls.put(None)
-
-    def _work(self) -> None:
-        while (item := self._calls.get()) is not None:
-            fn, done = item
-            try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
-            except BaseException as exc:  # handed to the loop, raised there
-                outcome = (None, exc)
-            try:
-                self._loop.call_soon_threadsafe(done, *outcome)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                return
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(result)
-    else:
-        future.set_exception(exc)
+    async def close(self) -> None:
+        if self._running is not None:
+            await asyncio.wait([self._running])
+        if self._thread is not None:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+            self._thread.shutdown(wait=False)
+            self._thread = None
 
 
 def _unusable(path: str | Path, exc: BaseException) -> StartupError:
