@@ -64,6 +64,22 @@ sys.exit(main(args))
 """
 
 
+# What reading the config costs on top of the daemon's other libraries: pydantic (its Python
+# modules and the pages of pydantic-core's library that building the validators touches) and
+# the config models. The web chat only daemon's largest single share; see docs/benchmarks.md.
+CONFIG_COST = """
+import sys
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+import aiohttp.web, aiosqlite, prometheus_client, yaml  # imported by the daemon anyway
+before = rss()
+from picobot.config import load_config
+load_config(sys.argv[1])
+print(rss() - before)
+"""
+
+
 @dataclass(frozen=True)
 class Sample:
     ready_wall: float  # s from spawn to READY=1
@@ -178,6 +194,21 @@ async def all_channels(
         return await daemon(config, pycache, discord=urls, hide=hide, idle=idle)
 
 
+def config_cost(pycache: str) -> float:
+    """MB of RSS that loading the web-chat-only config adds (see CONFIG_COST)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write_config(tmp, {"http": {"port": 0}})
+        out = subprocess.run(
+            [sys.executable, "-c", CONFIG_COST, str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=_env(pycache),
+        )
+    return float(out.stdout)
+
+
 def help_time(pycache: str) -> float:
     script = Path(sys.executable).with_name("picobot")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "picobot"]
@@ -197,6 +228,8 @@ class Results:
     every: Sample
     every_dev_venv: Sample  # with click, rich and pygments importable
     every_no_crypto: Sample  # with cryptography hidden too
+    config: float  # MB: pydantic and the config models, over the daemon's other libraries
+    web_openai: Sample  # the web chat with the real model client (openai SDK, which uses pydantic)
     help: float
 
 
@@ -208,7 +241,13 @@ async def measure(idle: float = IDLE_WINDOW) -> Results:
         every = await all_channels(pycache, idle)
         every_dev_venv = await all_channels(pycache, hide=())
         every_no_crypto = await all_channels(pycache, hide=(*DEV_ONLY, "cryptography"))
-        return Results(web, every, every_dev_venv, every_no_crypto, help_time(pycache))
+        config = config_cost(pycache)
+        # No request is made before READY: the address only has to parse.
+        openai = {**web_only, "llm": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1"}}
+        web_openai = await daemon(openai, pycache)
+        return Results(
+            web, every, every_dev_venv, every_no_crypto, config, web_openai, help_time(pycache)
+        )
 
 
 async def main(idle: float = IDLE_WINDOW) -> str:
@@ -234,7 +273,14 @@ async def main(idle: float = IDLE_WINDOW) -> str:
             "longer imported by python-telegram-bot (Telegram Passport, unused: channels/__init__",
             "keeps it out, -8 MB), and redis, which would bring it and opentelemetry, is imported",
             "only when cluster mode is configured: one row shows the four channels with",
-            "cryptography hidden, to check that nothing else brings it in.",
+            "cryptography hidden, to check that nothing else brings it in. tenacity (retries of",
+            "a failed channel start and of the openai model) and html2text (the fetch tool) are",
+            "imported on first use, and Telegram's two Bot API clients share one TLS context",
+            "(httpx loaded the CA store for each). What remains of the web chat's RSS is mostly",
+            "aiohttp (about 12 MB, with the TLS contexts it makes at import) and reading the",
+            "config: pydantic's modules, the pages of pydantic-core's library that building the",
+            "validators touches, and the models (one row below); the validators themselves hold",
+            "under 0.1 MB, and `defer_build` or glibc's MALLOC_ARENA_MAX=2 change less than that.",
             "",
             "| measure | result | target | |",
             "|---|---|---|---|",
@@ -257,6 +303,15 @@ async def main(idle: float = IDLE_WINDOW) -> str:
                 web.ready_cpu <= TARGETS["ready"],
             ),
             row("web chat only: start to READY=1, wall", f"{web.ready_wall:.2f} s"),
+            row(
+                "web chat only: of the RSS, reading the config (pydantic, the models)",
+                f"{r.config:.1f} MB",
+            ),
+            row(
+                "web chat only with `llm.provider: openai`: RSS after READY (the openai SDK"
+                " imports pydantic itself)",
+                f"{r.web_openai.rss:.1f} MB",
+            ),
             row(
                 "all four channels: RSS after READY",
                 f"{every.rss:.1f} MB",

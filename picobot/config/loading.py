@@ -6,7 +6,6 @@ Every error names the dotted key path, e.g. ``channels.telegram.token: required 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -167,6 +166,8 @@ def _problem(err: Any) -> tuple[str, str]:
     path = ".".join(loc)
     message = str(err["msg"])
     if err["type"] == "extra_forbidden":
+        import difflib  # only for a bad config: a daemon that starts never needs it
+
         message = "unknown key"
         close = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
         if close:

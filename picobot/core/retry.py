@@ -18,9 +18,10 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+if TYPE_CHECKING:
+    from tenacity import AsyncRetrying, RetryCallState
 
 from picobot.core.errors import RateLimited, TransientError
 
@@ -52,6 +53,10 @@ def retrying(
     """An `AsyncRetrying` that retries what `retry_on` accepts, waits `wait(error, attempt)`,
     gives up when `stop(error, attempt)` (never, without one) and then re-raises the last error.
     """
+    # Imported here: only a failed channel start or the openai model retries this way, and a
+    # web-chat-only daemon on the demo model never does (-0.5 MB RSS).
+    from tenacity import AsyncRetrying, retry_if_exception
+
     accept = (lambda exc: isinstance(exc, retry_on)) if isinstance(retry_on, type) else retry_on
 
     def error(state: RetryCallState) -> BaseException:

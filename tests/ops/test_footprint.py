@@ -11,10 +11,13 @@ from tests.ops.helpers import ROOT, write_config
 
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
 # parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
-# another platform), redis (cluster mode only) and cryptography (which redis would bring).
+# another platform), redis (cluster mode only) and cryptography (which redis would bring),
+# tenacity (a failed channel start or the openai model retries with it) and html2text (the
+# first fetched HTML page).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
     *("PIL", "pypdf", "puremagic", "markdown_it", "redis", "cryptography"),
+    *("tenacity", "html2text"),
 )
 
 SCRIPT = f"""
