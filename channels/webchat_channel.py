@@ -4,8 +4,11 @@
     agent listener (inbound, event) ─► RunBroker[inbound.id] ─► GET /api/runs/{id}/events
 
 Replies do not travel through the dispatcher: the page streams them from the run's events, so
-`send`/`edit`/`delete` only forward stray messages (the `message` tool, a flood warning) to the
-session's open runs as ``notice`` events. The run id is the `InboundMessage.id`.
+`send`/`edit`/`delete` only forward stray messages (a reminder, the `message` tool, a flood
+warning) as ``notice`` events: to the session's own stream when the page watches it
+(``GET /api/sessions/{id}/events``), else to the session's open runs. One that comes while no
+run is open (a reminder) is also kept in the history, so a page that was closed shows it.
+The run id is the `InboundMessage.id`.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from picobot.core.channel import (
 )
 from picobot.core.errors import BadRequest
 from picobot.core.messages import Attachment, InboundMessage, Kind, Sender, new_id, reply_to
-from picobot.webui.broker import RunBroker, RunsFull
+from picobot.webui.broker import RunBroker, RunsFull, Subscription
 from picobot.webui.limits import WebLimits
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ DEFAULT_MAX_TEXT = 16_000
 DEFAULT_INBOUND_RATE = 10  # per session per minute (channels.web.inbound_rate)
 DEFAULT_ADDRESS_RATE = 30  # per client address per minute (channels.web.address_rate)
 PREFIX = "web:"  # the session keys of the web chat (`InboundMessage.session_key`)
+STREAM = "session:"  # + session id: the broker's standing run of a session's stray messages
 
 
 class WebReply:
@@ -226,6 +230,25 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, FileTransf
             "height": attachment.height,
         }
 
+    def session_events(self, session: str, after: int | None) -> Subscription:
+        """The session's stray messages (``notice``, ``attachment``) from now on (`after`
+        None) or after event `after` (a reconnect).
+
+        :raises picobot.webui.broker.RunsFull: too many runs in progress.
+        """
+        self.broker.open(STREAM + session, session, standing=True)
+        return self.broker.subscribe(STREAM + session, after)
+
+    async def _stray(self, chat_id: str, name: str, data: dict[str, Any]) -> bool:
+        """Show a message outside a reply; True if it was (or will be) seen live."""
+        runs = list(self.broker.runs_of(chat_id))
+        if self.broker.watched(STREAM + chat_id):
+            self.broker.publish(STREAM + chat_id, name, data)
+        else:
+            for run_id in runs:
+                self.broker.publish(run_id, name, data)
+        return bool(runs)
+
     # -- run events -----------------------------------------------------------------------------
 
     def on_run_event(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
@@ -260,8 +283,9 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, FileTransf
         thread: str | None = None,
     ) -> str:
         text = getattr(message, "text", str(message))
-        for run_id in list(self.broker.runs_of(chat_id)):
-            self.broker.publish(run_id, "notice", {"text": text})
+        if not await self._stray(chat_id, "notice", {"text": text}) and self.services.note:
+            # No reply is being written (a reminder): kept for the next history load.
+            await self.services.note(PREFIX + chat_id, [{"role": "assistant", "content": text}])
         return new_id()
 
     async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
@@ -284,8 +308,7 @@ class WebChatChannel(Channel, WritesReplies, WatchesRuns, ServesHttp, FileTransf
         thread: str | None = None,
     ) -> str:
         data = self.describe(attachment) | {"caption": caption.text if caption else ""}
-        for run_id in list(self.broker.runs_of(chat_id)):
-            self.broker.publish(run_id, "attachment", data)
+        await self._stray(chat_id, "attachment", data)
         return new_id()
 
     # -- HTTP ---------------------------------------------------------------------------------

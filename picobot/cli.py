@@ -126,7 +126,8 @@ def _format_status(data: dict[str, Any]) -> str:
         lines.append(f"  {name}: {server.get('state')}, {tools} tools{error}")
     schedule = data.get("schedule")
     if schedule is not None:
-        lines.append(f"schedule: {schedule.get('entries', 0)} entries")
+        entries = schedule.get("entries")
+        lines.append(f"schedule: {'?' if entries is None else entries} entries")
     if cluster := data.get("cluster"):
         lines += _format_cluster(cluster)
     return "\n".join(lines)
@@ -142,7 +143,10 @@ def _format_cluster(cluster: dict[str, Any]) -> list[str]:
         held = ", ".join(owners.get(node, [])) or "none"
         lines.append(f"  node {node} at {info.get('http', '?')}: partitions {held}")
     for lease, holder in (cluster.get("leases") or {}).items():
-        lines.append(f"  {lease} connection held by {holder or 'nobody'}")
+        if lease == "scheduler":  # not a platform connection: the node firing reminders
+            lines.append(f"  reminders fired by {holder or 'nobody'} (lease scheduler)")
+        else:
+            lines.append(f"  {lease} connection held by {holder or 'nobody'}")
     if "(nobody)" in owners:
         lines.append(f"  unowned partitions: {', '.join(owners['(nobody)'])}")
     return lines

@@ -9,18 +9,22 @@ knows the dispatcher or the agent loop:
 Lifecycle: `open()` (the schedule database), `start_mcp()` (returns at once; servers connect
 in the background), `start_scheduler()` (after the outbox was resumed), `stop_scheduler()`
 (first on shutdown: nothing new fires), `aclose()` (last: MCP children stopped, store closed).
+In cluster mode the store is Redis's and `lead_scheduler()` starts the firing on the one node
+holding the `scheduler` lease.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from picobot.agent.fetch import fetch_tool
 from picobot.agent.mcp import McpManager
-from picobot.agent.schedule import Deliver, RunTurn, Scheduler, ScheduleStore
+from picobot.agent.schedule import Deliver, EntryStore, RunTurn, Scheduler, ScheduleStore
+from picobot.agent.schedule.scheduler import MAX_WAIT
 from picobot.agent.schedule.tool import schedule_tool
 from picobot.agent.tools import ToolRegistry, message_tool, time_tool
 from picobot.config import Config
@@ -66,9 +70,19 @@ async def agent_answer(agent: Agent, session: str, text: str) -> str:
 class Abilities:
     """Tools, scheduler and MCP servers of one daemon."""
 
-    def __init__(self, config: Config, deliver: Deliver, run_turn: RunTurn) -> None:
+    def __init__(
+        self,
+        config: Config,
+        deliver: Deliver,
+        run_turn: RunTurn,
+        *,
+        store: EntryStore | None = None,
+        poll: float | None = None,
+    ) -> None:
         self.config = config
-        self.store = ScheduleStore.in_dir(config.data_dir)
+        self.store: EntryStore = (
+            store if store is not None else ScheduleStore.in_dir(config.data_dir)
+        )
         zone = ZoneInfo(config.agent.timezone) if config.agent.timezone else None
         self.scheduler = Scheduler(
             self.store,
@@ -77,6 +91,7 @@ class Abilities:
             tz=zone,
             grace=config.schedule.grace,
             max_per_chat=config.schedule.max_per_chat,
+            poll=poll or MAX_WAIT,
         )
         self.tools = build_tools(config, self.scheduler)
         self.mcp = McpManager(config.mcp.servers, self.tools)
@@ -89,8 +104,19 @@ class Abilities:
         self.mcp.start()
 
     def start_scheduler(self) -> None:
+        if self._scheduler_task is not None and not self._scheduler_task.done():
+            return
         self._scheduler_task = asyncio.create_task(self.scheduler.run(), name="scheduler")
         self._scheduler_task.add_done_callback(_report_crash)
+
+    async def lead_scheduler(self, recorded: Callable[[str], Awaitable[bool]]) -> None:
+        """Cluster mode, on taking the `scheduler` lease: advance the entries whose firing
+        the outbox already holds (`recorded`), then fire. Never raises."""
+        try:
+            await self.scheduler.reconcile(recorded)
+        except Exception as exc:  # Redis went away: the loop retries, the lease may go
+            log.warning("schedule: could not check the outbox for fired entries (%s)", exc)
+        self.start_scheduler()
 
     async def stop_scheduler(self) -> None:
         task, self._scheduler_task = self._scheduler_task, None
@@ -108,9 +134,13 @@ class Abilities:
         return await self.mcp.reload(new.mcp.servers)
 
     async def status(self) -> dict[str, Any]:
+        try:
+            entries: int | None = await self.store.count()
+        except Exception:  # Redis unreachable: the cluster object says so
+            entries = None
         return {
             "mcp": self.mcp.status(),
-            "schedule": {"entries": await self.store.count(), **self.scheduler.statistics()},
+            "schedule": {"entries": entries, **self.scheduler.statistics()},
         }
 
 

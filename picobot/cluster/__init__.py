@@ -2,7 +2,7 @@
 
 Every key lives under `PREFIX`. Modules: `lease` (leases with fencing tokens), `budget`
 (shared rate budgets), `partitions` (inbound streams by conversation), `dedup` (events seen
-cluster-wide), `nodes` (the node registry).
+cluster-wide), `nodes` (the node registry), `sessions` (history), `schedule` (reminders).
 """
 
 from __future__ import annotations

@@ -109,6 +109,8 @@ class State(enum.StrEnum):
 
 History = Callable[[str], Awaitable[list[dict[str, Any]]]]  # session key -> conversation
 Forget = Callable[[str], Awaitable[None]]  # session key: stop its turn, delete its history
+# session key, messages: kept in its history for the user to see (never shown to the model)
+Note = Callable[[str, Sequence[dict[str, Any]]], Awaitable[None]]
 
 
 class FileStore(Protocol):
@@ -165,6 +167,7 @@ class Services:
     files: FileStore | None = None  # the media store
     directory: Directory | None = None  # the stored conversations (list, rename)
     forget: Forget | None = None  # delete a conversation (its running turn stops first)
+    note: Note | None = None  # keep a message in a conversation's history (see `Note`)
     model: str = ""  # the name of the model that answers
 
 

@@ -3,6 +3,7 @@
     intake ─► ClusterNode.publish ─► partition stream ─► owner's consume ─► handle(msg)
     turn finished ─► AckedInStreams ─► XACK
     HoldsConnection channels ─► polling only while this node holds `lease:<channel>`
+    reminders (Redis store) ─► fired only by the holder of `lease:scheduler` (`lead`)
 
 Redis down: the heartbeat fails, `ready` turns false (/readyz 503) within a few seconds,
 leases and partitions are dropped, loops retry; when Redis is back, the next heartbeat makes
@@ -27,6 +28,7 @@ from picobot.cluster.dedup import SeenEvents
 from picobot.cluster.lease import Lease, keep
 from picobot.cluster.nodes import NodeRegistry
 from picobot.cluster.partitions import Entry, InboundStreams, consume
+from picobot.cluster.schedule import RedisScheduleStore
 from picobot.cluster.sessions import RedisSessionStore
 from picobot.config import ClusterConfig
 from picobot.core import metrics
@@ -34,12 +36,15 @@ from picobot.core.channel import Channel, HoldsConnection, RateBudget, ReplyWrit
 from picobot.core.errors import BusClosed
 from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.core.messages import InboundMessage
+from picobot.core.tasks import cancel_and_wait
 from picobot.outbound.ratelimit import Budget
 
 log = logging.getLogger("picobot.cluster")
 
 LEASE_SHARE = 0.6  # lease TTL as a share of failover_seconds (see docs/cluster.md)
 HEARTBEATS = 5  # heartbeats per failover_seconds
+SCHEDULER = "scheduler"  # the lease of the node that fires reminders
+SCHEDULE_POLL = 1.0  # s: how soon the firing node sees an entry another node added
 
 
 class ClusterNode:
@@ -60,6 +65,11 @@ class ClusterNode:
         self.history = RedisSessionStore(self.redis)
         self._seen = SeenEvents(self.redis)
         self.leases: dict[str, Lease] = {}
+        # Reminders: any node adds, lists, cancels; the lease holder fires (fenced writes).
+        self.scheduler_lease = Lease(self.redis, SCHEDULER, self.node, self.ttl)
+        self.schedules = RedisScheduleStore(self.redis, self.scheduler_lease)
+        self.schedule_poll = SCHEDULE_POLL
+        self._leading: list[tuple[asyncio.Task[None], Lease, Callable[[], Awaitable[None]]]] = []
         self.ready = False
         self._set_up = False
         self._http = ""
@@ -164,6 +174,28 @@ class ClusterNode:
         self._keepers[name] = asyncio.create_task(
             keep(lease, acquired=acquired, lost=lost), name=f"lease {name}"
         )
+
+    def lead(
+        self,
+        lease: Lease,
+        start: Callable[[], Awaitable[None]],
+        stop: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run a job on one node of the cluster at a time: `start()` when this node takes
+        `lease`, `stop()` the moment it loses it (or in `stop_leading`). Neither may raise."""
+        self.leases[lease.name] = lease
+        task = asyncio.create_task(keep(lease, acquired=start, lost=stop), name=lease.name)
+        self._leading.append((task, lease, stop))
+
+    async def stop_leading(self) -> None:
+        """Stop the jobs this node leads and release their leases: the next node starts them
+        at once, without waiting for the lease to expire."""
+        leading, self._leading = self._leading, []
+        for task, lease, stop in leading:
+            await cancel_and_wait(task)
+            if lease.held:
+                await stop()
+                await lease.release()
 
     async def _upkeep(self) -> None:
         interval = self.config.failover_seconds / HEARTBEATS

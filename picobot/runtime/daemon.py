@@ -118,6 +118,9 @@ class Daemon:
             config,
             deliver=self.outbound.post,
             run_turn=lambda session, text: agent_answer(self.agent, session, text),
+            # Cluster mode: reminders in Redis, looked at often (other nodes add them).
+            store=self.cluster.schedules if self.cluster is not None else None,
+            poll=self.cluster.schedule_poll if self.cluster is not None else None,
         )
         self.agent = Agent(
             llm or make_llm(config),
@@ -165,6 +168,7 @@ class Daemon:
             history=self.agent.history,
             directory=self.agent.store,
             forget=self.agent.reset,
+            note=self.agent.store.append_note,
             model=self.agent.model_name,
             files=self.media.store,
         )
@@ -268,12 +272,20 @@ class Daemon:
         unfinished = await self.outbox.unfinished()
         await self._start_channels()  # one that fails is reported (and in /readyz)
         # Reminders recorded but not yet advanced when the last run died: not fired again.
-        await self.abilities.scheduler.reconcile(self.outbox.holds)
-        if self.cluster is not None:
+        if self.cluster is None:
+            await self.abilities.scheduler.reconcile(self.outbox.holds)
+        else:  # (in cluster mode, by the node taking the `scheduler` lease, when it does)
             http = f"{self.config.http.host}:{self.port}"
             await self.cluster.start(http, self.channels, self._run_here)
         await self._recover(unfinished)
-        self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
+        if self.cluster is None:
+            self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept
+        else:  # reminders fire on the one node holding the `scheduler` lease
+            self.cluster.lead(
+                self.cluster.scheduler_lease,
+                lambda: self.abilities.lead_scheduler(self.outbox.holds),
+                self.abilities.stop_scheduler,
+            )
         log.info("ready: %s", self.supervisor.summary_line())
         if self.config.channels.web.enabled:
             log.info("web chat: http://%s:%s/", self.config.http.host, self.port)
@@ -399,6 +411,8 @@ class Daemon:
             await self.cluster.stop_intake()
         await self.supervisor.stop_intake()
         self.inbound.close()
+        if self.cluster is not None:
+            await self.cluster.stop_leading()  # the scheduler lease moves on at once
         await self.abilities.stop_scheduler()  # nothing new fires; a cut entry fires next run
         # Let running turns finish, within the drain timeout.
         await self.agent_loop.drain(self.config.dispatch.drain_timeout)

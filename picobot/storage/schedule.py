@@ -1,7 +1,9 @@
 """The durable schedule: one row per entry, in `schedule.db` beside the outbox (same pragmas).
 
 An entry is deleted when a one-shot has been handed to the outbox, or moved to its next
-occurrence when a recurring one has; so a kill at any point loses nothing.
+occurrence when a recurring one has; so a kill at any point loses nothing. `EntryStore` is what
+the scheduler needs from a store: this SQLite one, or Redis in cluster mode
+(`picobot.cluster.schedule`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiosqlite
 
@@ -76,8 +78,63 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     )
 
 
+class EntryStore(Protocol):
+    """Where entries live. Requests (add, list, cancel) may come from any node; firing
+    (`may_fire`, `fired`) only from the one that fires, which a cluster store fences."""
+
+    async def open(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def add(
+        self,
+        *,
+        channel: str,
+        chat_id: str,
+        thread: str | None,
+        is_group: bool,
+        text: str,
+        cron: str | None,
+        run_agent: bool,
+        due: float,
+        limit: int,
+    ) -> Entry | None:
+        """The new entry, or None if its chat already has `limit` (checked atomically)."""
+        ...
+
+    async def get(self, entry_id: int) -> Entry | None: ...
+
+    async def for_chat(self, chat: str) -> list[Entry]:
+        """The chat's entries, soonest first."""
+        ...
+
+    async def due(self, now: float) -> list[Entry]:
+        """Entries due at `now` or earlier, the most overdue first."""
+        ...
+
+    async def next_due(self, after: float) -> float | None:
+        """The earliest due time later than `after` (None if there is none)."""
+        ...
+
+    async def delete(self, entry_id: int) -> bool:
+        """Remove an entry (a cancel); False if it was not there."""
+        ...
+
+    async def may_fire(self, entry: Entry) -> bool:
+        """Whether `entry` is still stored as read (not cancelled, not moved) and this node
+        may fire it now (a cluster store: it still holds the scheduler lease)."""
+        ...
+
+    async def fired(self, entry: Entry, next_due: float | None) -> bool:
+        """After a firing: delete `entry` (`next_due` None) or move it to `next_due`. False
+        if nothing was written (it was cancelled meanwhile, or this node may no longer fire)."""
+        ...
+
+    async def count(self) -> int: ...
+
+
 class ScheduleStore:
-    """One SQLite connection; statements are serialised by a lock."""
+    """`EntryStore` in SQLite: one connection; statements are serialised by a lock."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = path
@@ -179,6 +236,20 @@ class ScheduleStore:
 
     async def delete(self, entry_id: int) -> bool:
         rows = await self._run("DELETE FROM entries WHERE id = ? RETURNING id", (entry_id,))
+        return bool(rows)
+
+    async def may_fire(self, entry: Entry) -> bool:
+        rows = await self._run(
+            "SELECT 1 FROM entries WHERE id = ? AND due = ?", (entry.id, entry.due)
+        )
+        return bool(rows)
+
+    async def fired(self, entry: Entry, next_due: float | None) -> bool:
+        if next_due is None:
+            return await self.delete(entry.id)
+        rows = await self._run(
+            "UPDATE entries SET due = ? WHERE id = ? RETURNING id", (next_due, entry.id)
+        )
         return bool(rows)
 
     async def count(self) -> int:

@@ -12,6 +12,9 @@
     PATCH  /api/sessions/{session}            {"title"} -> {"id", "title"}; 404 if unknown
     DELETE /api/sessions/{session}            204 (stops its reply, forgets its history)
     GET    /api/sessions/{session}/messages   [{"role", "text", ...}] (see WebChatChannel.history)
+    GET    /api/sessions/{session}/events     text/event-stream: messages outside replies
+                                              (``notice``, ``attachment``, e.g. a reminder)
+                                              from now on, or after Last-Event-ID; never ends
 
 When ``channels.web.token`` is set, every ``/api/*`` call needs ``Authorization: Bearer <token>``
 or ``?token=<token>`` (EventSource cannot send headers); 401 otherwise (checked by the server's
@@ -97,6 +100,8 @@ class WebChat(Protocol):
     async def rename_session(self, session: str, title: str) -> bool: ...
 
     async def delete_session(self, session: str) -> None: ...
+
+    def session_events(self, session: str, after: int | None) -> Subscription: ...
 
 
 def error(status: int, message: str) -> web.Response:
@@ -232,6 +237,21 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
             return error(400, "bad session id")
         return web.json_response(await channel.history(session))
 
+    async def session_events(request: web.Request) -> web.StreamResponse:
+        session = request.match_info["session"]
+        if not SESSION_ID.fullmatch(session):
+            return error(400, "bad session id")
+        raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        try:
+            after = None if raw is None else max(0, int(raw))
+        except ValueError:
+            return error(400, "Last-Event-ID must be an integer")
+        try:
+            sub = channel.session_events(session, after)
+        except RunsFull:
+            return error(503, "too many event streams; try again later")
+        return await _stream(request, sub)
+
     async def list_sessions(request: web.Request) -> web.Response:
         return web.json_response(await channel.sessions())
 
@@ -269,6 +289,7 @@ def routes(channel: WebChat) -> list[web.RouteDef]:
         web.patch("/api/sessions/{session}", rename_session),
         web.delete("/api/sessions/{session}", delete_session),
         web.get("/api/sessions/{session}/messages", session_messages),
+        web.get("/api/sessions/{session}/events", session_events),
         web.get("/api/media/{media_id}", get_media),
     ]
 

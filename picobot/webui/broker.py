@@ -4,6 +4,8 @@ Each run keeps a bounded log of its events, numbered 1, 2, 3… (the SSE ``id:``
 first gets the logged events after the id it asks for (0: all of them, or its ``Last-Event-ID``
 on a reconnect), then the live ones, so a late or reconnecting tab sees no gap and no repeat.
 The last event of a run is ``done``; a finished run's log is kept for ``ttl`` seconds.
+A *standing* run never ends: a session's own stream of messages outside its runs (the web
+chat's reminders), kept while watched; it is not among the session's runs (`runs_of`).
 
 Nothing here waits for a subscriber: `publish` is synchronous. Each subscriber has a bounded
 queue of live events; one that falls ``queue_size`` events behind is dropped (its iteration
@@ -72,6 +74,7 @@ class _Run:
     touched: float
     next_id: int = 1
     finished: bool = False
+    standing: bool = False
     subscribers: set[Subscription] = field(default_factory=set)
 
 
@@ -158,9 +161,9 @@ class RunBroker:
     def __contains__(self, run_id: object) -> bool:
         return run_id in self._runs
 
-    def open(self, run_id: str, session: str) -> None:
+    def open(self, run_id: str, session: str, *, standing: bool = False) -> None:
         """Start a run (idempotent: an existing run is kept). When `max_runs` are open, the
-        oldest finished run makes room; a live run is never evicted.
+        oldest finished (or unwatched standing) run makes room; a live run is never evicted.
 
         :raises RunsFull: if every open run is still live.
         """
@@ -168,11 +171,19 @@ class RunBroker:
         if run_id in self._runs:
             return
         if len(self._runs) >= self.max_runs:
-            finished = next((r.run_id for r in self._runs.values() if r.finished), None)
-            if finished is None:
+            spare = next(
+                (
+                    r.run_id
+                    for r in self._runs.values()
+                    if r.finished or (r.standing and not r.subscribers)
+                ),
+                None,
+            )
+            if spare is None:
                 raise RunsFull(f"{len(self._runs)} runs in progress")
-            self._drop(finished)
-        self._runs[run_id] = _Run(run_id, session, deque(maxlen=self.log_size), self.clock())
+            self._drop(spare)
+        log = deque[Event](maxlen=self.log_size)
+        self._runs[run_id] = _Run(run_id, session, log, self.clock(), standing=standing)
 
     def discard(self, run_id: str) -> None:
         """Forget a run at once (e.g. its message was refused); its subscribers end."""
@@ -204,11 +215,17 @@ class RunBroker:
     def runs_of(self, session: str, *, finished: bool = False) -> Iterator[str]:
         """Ids of the session's runs (unfinished only, unless `finished`), oldest first."""
         for run in self._runs.values():
-            if run.session == session and (finished or not run.finished):
+            if run.session == session and not run.standing and (finished or not run.finished):
                 yield run.run_id
 
-    def subscribe(self, run_id: str, after: int = 0) -> Subscription:
-        """Events of `run_id` with an id above `after`: the logged ones, then live ones.
+    def watched(self, run_id: str) -> bool:
+        """Whether someone subscribes to `run_id` now."""
+        run = self._runs.get(run_id)
+        return run is not None and bool(run.subscribers)
+
+    def subscribe(self, run_id: str, after: int | None = 0) -> Subscription:
+        """Events of `run_id` with an id above `after`: the logged ones, then live ones
+        (`after` None: live ones only).
 
         :raises UnknownRun: if the run is unknown or expired.
         """
@@ -216,6 +233,8 @@ class RunBroker:
         run = self._runs.get(run_id)
         if run is None:
             raise UnknownRun(run_id)
+        if after is None:
+            after = run.next_id - 1
         backlog = [e for e in run.log if e.id > after]
         sub = Subscription(run, backlog, after, self.queue_size)
         if self._closed or run.finished:
@@ -231,6 +250,7 @@ class RunBroker:
             run.run_id
             for run in self._runs.values()
             if now - run.touched >= (self.ttl if run.finished else self.idle_ttl)
+            and not (run.standing and run.subscribers)  # a watched stream is kept
         ]
         for run_id in expired:
             self._drop(run_id)

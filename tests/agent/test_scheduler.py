@@ -1,19 +1,28 @@
-"""The scheduler against a real SQLite store, with an injected clock: no real waiting."""
+"""The scheduler against each real store (SQLite; Redis, as in cluster mode, on a real
+redis-server), with an injected clock: no real waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from picobot.agent.schedule import ScheduleError, Scheduler, ScheduleStore, Target
+from picobot.agent.schedule import (
+    Entry,
+    EntryStore,
+    ScheduleError,
+    Scheduler,
+    ScheduleStore,
+    Target,
+)
 from picobot.agent.schedule.scheduler import RETRY_AFTER
 from picobot.core.messages import OutboundMessage
+from tests.cluster.redis_server import RedisServer, server_in
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2026, 11, 30, 8, 0, tzinfo=PARIS).timestamp()
@@ -40,10 +49,28 @@ class Outbox(list[OutboundMessage]):
         self.append(msg)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ScheduleStore]:
-    async with ScheduleStore.in_dir(tmp_path) as s:
-        yield s
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with server_in(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EntryStore]:
+    """Every test runs against both stores: the Redis one must mean the same."""
+    if request.param == "sqlite":
+        async with ScheduleStore.in_dir(tmp_path) as s:
+            yield s
+        return
+    from picobot.cluster import connect
+    from picobot.cluster.schedule import RedisScheduleStore
+
+    client = connect(request.getfixturevalue("redis_server").url)
+    await client.flushdb()
+    try:
+        yield RedisScheduleStore(client)
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -57,7 +84,7 @@ def sent() -> Outbox:
 
 
 @pytest.fixture
-def scheduler(store: ScheduleStore, sent: Outbox, clock: Clock) -> Scheduler:
+def scheduler(store: EntryStore, sent: Outbox, clock: Clock) -> Scheduler:
     return Scheduler(store, sent, clock=clock, tz=PARIS, grace=3600, max_per_chat=50)
 
 
@@ -130,7 +157,7 @@ async def test_empty_text_is_refused(scheduler: Scheduler) -> None:
 
 
 async def test_a_recurring_interval_under_a_minute_is_refused(
-    store: ScheduleStore, sent: Outbox
+    store: EntryStore, sent: Outbox
 ) -> None:
     # Five fields cannot say "every 5 seconds"; the interval check is the second guard.
     with pytest.raises(ScheduleError, match="exactly 5 fields"):
@@ -186,7 +213,7 @@ async def test_entries_survive_a_restart_and_fire_once(
 
 
 async def test_an_entry_later_than_grace_is_skipped_with_a_log_line(
-    store: ScheduleStore, sent: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
+    store: EntryStore, sent: Outbox, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     scheduler = Scheduler(store, sent, clock=clock, tz=PARIS, grace=60)
     one_shot = await scheduler.create(HERE, "missed", in_seconds=30)
@@ -216,7 +243,7 @@ async def test_a_failed_delivery_is_retried_not_lost(
 
 
 async def test_run_agent_delivers_the_turns_answer(
-    store: ScheduleStore, sent: Outbox, clock: Clock
+    store: EntryStore, sent: Outbox, clock: Clock
 ) -> None:
     turns: list[tuple[str, str]] = []
 
@@ -236,7 +263,7 @@ async def test_run_agent_delivers_the_turns_answer(
 
 
 async def test_the_loop_fires_due_entries_and_stops_cleanly(
-    store: ScheduleStore, clock: Clock
+    store: EntryStore, clock: Clock
 ) -> None:
     fired = asyncio.Event()
 
@@ -274,3 +301,40 @@ async def test_a_firing_the_outbox_already_holds_is_not_fired_again(
     assert [m.text for m in sent] == ["⏰ drink"]  # only the one the outbox did not hold
     assert await scheduler.entries(HERE.chat) == []
     assert await scheduler.entries(THERE.chat) == [] and other.id != entry.id
+
+
+async def test_the_loop_outlives_a_failing_store(
+    store: EntryStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store fails (Redis unreachable, a disk error): one warning, and the loop tries
+    again after `poll` seconds instead of dying."""
+    fired = asyncio.Event()
+
+    class Flaky:
+        failures = 2
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def due(self, now: float) -> list[Entry]:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("Redis is down")
+            return await store.due(now)
+
+    async def deliver(msg: OutboundMessage) -> None:
+        fired.set()
+
+    scheduler = Scheduler(Flaky(), deliver, clock=clock, tz=PARIS, poll=0.01)  # type: ignore[arg-type]
+    await scheduler.create(HERE, "now", in_seconds=5)
+    clock.now += 5
+    task = asyncio.create_task(scheduler.run())
+    with caplog.at_level(logging.INFO, "picobot.schedule"):
+        async with asyncio.timeout(5):
+            await fired.wait()
+            await scheduler.settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert caplog.text.count("the store failed (ConnectionError: Redis is down)") == 1
+    assert "the store answers again" in caplog.text

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from picobot.core.channel import Capabilities, Channel, Rendered, State
+from picobot.core.messages import OutboundMessage
 from picobot.runtime.http import make_app
 from tests.webui.conftest import TIMEOUT, StartDaemon, read_events
 
@@ -280,3 +281,34 @@ async def test_info_names_the_model_and_static_files_are_served(start_daemon: St
         for name in ("index.html", "vendor/README.md", "nope.js"):
             async with d.http.get(f"{d.base}/static/{name}") as r:
                 assert r.status == 404, name
+
+
+async def test_a_reminder_reaches_the_page_outside_a_reply_and_stays_in_history(
+    start_daemon: StartDaemon,
+) -> None:
+    """No reply is streaming: a message for the chat (a reminder) arrives on the session's
+    own event stream, and the next history load shows it too."""
+    async with start_daemon() as d:
+        first = await d.post("one")
+        await d.events(first["run_id"])
+        session = first["session"]
+        url = f"{d.base}/api/sessions/{session}/events"
+        async with d.http.get(url) as r:  # subscribed once the headers are in
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            reader = asyncio.create_task(read_events(r, until="notice"))
+            await d.daemon.outbound.deliver(OutboundMessage("web", session, "⏰ tea"))
+            (notice,) = await reader
+        assert (notice.event, notice.data) == ("notice", {"text": "⏰ tea"})
+        # No page watching: still kept for the next history load.
+        await d.daemon.outbound.deliver(OutboundMessage("web", session, "⏰ later"))
+        async with d.http.get(f"{d.base}/api/sessions/{session}/messages") as r:
+            history = await r.json()
+        async with d.http.get(f"{d.base}/api/sessions/../events") as r:
+            assert r.status in (400, 404)
+        async with d.http.get(url, headers={"Last-Event-ID": "x"}) as r:
+            assert r.status == 400
+    assert history[-2:] == [
+        {"role": "assistant", "text": "⏰ tea", "note": True},
+        {"role": "assistant", "text": "⏰ later", "note": True},
+    ]

@@ -178,3 +178,25 @@ def test_a_flood_of_runs_never_evicts_a_live_run() -> None:
     with pytest.raises(RunsFull):
         broker.open("f4", "flood")
     assert "live" in broker and list(broker.runs_of("other-tab")) == ["live"]
+
+
+async def test_a_standing_run_is_a_sessions_own_stream() -> None:
+    """Not among the session's runs; a new watcher gets live events only; kept while watched,
+    and the first to make room when unwatched."""
+    clock = Clock()
+    broker = RunBroker(clock=clock, idle_ttl=60, max_runs=2)
+    broker.open("session:s", "s", standing=True)
+    broker.open("r1", "s")
+    assert list(broker.runs_of("s")) == ["r1"] and not broker.watched("session:s")
+    broker.publish("session:s", "notice", {"text": "old"})
+    tab = broker.subscribe("session:s", None)
+    assert broker.watched("session:s")
+    broker.publish("session:s", "notice", {"text": "new"})
+    clock.now += 120  # silent for longer than idle_ttl, but watched: kept
+    broker.sweep()
+    assert "session:s" in broker and "r1" not in broker
+    tab.close()
+    broker.open("r2", "s")
+    broker.open("r3", "s")  # full: the unwatched standing run makes room, no live run does
+    assert "session:s" not in broker and {"r2", "r3"} <= set(broker.runs_of("s"))
+    assert [e.data["text"] for e in await drain(tab)] == ["new"]

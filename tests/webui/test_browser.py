@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
+from picobot.core.messages import OutboundMessage
 from tests.media import samples
 from tests.webui.conftest import StartDaemon
 
@@ -363,4 +364,29 @@ async def test_a_dropped_file_is_sent_and_described(start_daemon: StartDaemon) -
         link = page.locator(".msg.user .attachment a")
         assert await link.text_content() == "📎 table.csv"
         assert (await link.get_attribute("href") or "").startswith("/api/media/")
+    assert console.errors == []
+
+
+async def test_a_reminder_shows_while_no_reply_streams_and_after_a_reload(
+    start_daemon: StartDaemon,
+) -> None:
+    async with chromium() as browser, start_daemon() as d:
+        page = await browser.new_page()
+        console = Console(page)
+        await page.goto(d.base + "/")
+        await page.fill("#input", "hello")
+        # The stream's headers come once the server subscribed it (the page opens it at once).
+        async with page.expect_response(
+            lambda r: "/api/sessions/" in r.url and r.url.endswith("/events")
+        ) as stream:
+            await page.press("#input", "Enter")
+        assert (await stream.value).status == 200
+        await answered(page, 1)
+        session = await page.evaluate("localStorage.getItem('picobot.session')")
+        assert d.daemon.channels["web"].broker.watched("session:" + session)
+        await d.daemon.outbound.deliver(OutboundMessage("web", session, "⏰ tea time"))
+        await page.wait_for_selector(".msg.note:has-text('⏰ tea time')", timeout=WAIT_MS)
+        await page.reload()
+        await page.wait_for_selector(".msg.assistant:has-text('⏰ tea time')", timeout=WAIT_MS)
+        assert await page.locator(":text('⏰ tea time')").count() == 1  # once, from history
     assert console.errors == []

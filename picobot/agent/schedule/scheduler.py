@@ -1,6 +1,6 @@
 """The scheduler: validates new entries, fires due ones through narrow callables.
 
-    create() ─► ScheduleStore ─► run(): wait for the next due entry ─► fire:
+    create() ─► EntryStore ─► run(): wait for the next due entry ─► fire:
         run_agent false: "⏰ text"               ─► deliver(msg)  (the outbound door: outbox)
         run_agent true:  run_turn(session, text) ─► deliver(answer)
     then a one-shot is deleted, a recurring entry moved to its next occurrence.
@@ -8,6 +8,9 @@
 An entry is advanced only after `deliver` returned (the message is in the outbox), so a kill
 loses nothing; a kill between the two repeats at most that one message. An entry more than
 `grace` seconds late (the daemon was down) is skipped with a log line, not fired.
+
+In cluster mode the store is in Redis: any node creates, lists and cancels; `run()` runs only
+on the holder of the `scheduler` lease, and the store fences its firing (`may_fire`, `fired`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from cronsim import CronSim, CronSimError
 
 from picobot.config import DEFAULT_MAX_PER_CHAT, DEFAULT_SCHEDULE_GRACE
 from picobot.core.messages import OutboundMessage
-from picobot.storage.schedule import Entry, ScheduleStore, chat_key
+from picobot.storage.schedule import Entry, EntryStore, chat_key
 
 log = logging.getLogger("picobot.schedule")
 
@@ -106,11 +109,12 @@ class Scheduler:
     """Creates, lists, cancels and fires entries. `run()` is the daemon's task.
 
     `clock` (epoch seconds) is injected so tests move time by hand and call `fire_due()`.
+    `poll`: the loop looks at the store at least this often (entries another node added).
     """
 
     def __init__(
         self,
-        store: ScheduleStore,
+        store: EntryStore,
         deliver: Deliver,
         run_turn: RunTurn | None = None,
         *,
@@ -118,6 +122,7 @@ class Scheduler:
         tz: tzinfo | None = None,
         grace: float = DEFAULT_SCHEDULE_GRACE,
         max_per_chat: int = DEFAULT_MAX_PER_CHAT,
+        poll: float = MAX_WAIT,
     ) -> None:
         self.store = store
         self.deliver = deliver
@@ -126,6 +131,8 @@ class Scheduler:
         self.tz = tz or local_timezone()
         self.grace = grace
         self.max_per_chat = max_per_chat
+        self.poll = poll
+        self._failing = False  # the store failed last round (logged once per episode)
         self._firing: dict[int, asyncio.Task[None]] = {}
         self._retry_at: dict[int, float] = {}  # entry id -> when a failed delivery retries
         self._wake = asyncio.Event()
@@ -246,8 +253,7 @@ class Scheduler:
         try:
             while True:
                 self._wake.clear()
-                await self.fire_due(wait=False)
-                delay = await self._next_delay()
+                delay = await self._round()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
@@ -258,13 +264,31 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*firing, return_exceptions=True)
 
+    async def _round(self) -> float:
+        """Fire what is due; how long to wait for the next round. A store that fails (Redis
+        unreachable) is tried again after `poll` seconds: the loop never dies of it."""
+        try:
+            await self.fire_due(wait=False)
+            delay = await self._next_delay()
+        except Exception as exc:
+            if not self._failing:
+                log.warning(
+                    "schedule: the store failed (%s: %s); trying again", type(exc).__name__, exc
+                )
+            self._failing = True
+            return self.poll
+        if self._failing:
+            log.info("schedule: the store answers again")
+        self._failing = False
+        return delay
+
     async def _next_delay(self) -> float:
         now = self.clock()
         candidates = list(self._retry_at.values())
         upcoming = await self.store.next_due(now)
         if upcoming is not None:
             candidates.append(upcoming)
-        return min(MAX_WAIT, max(0.0, min(candidates, default=now + MAX_WAIT) - now))
+        return min(self.poll, max(0.0, min(candidates, default=now + self.poll) - now))
 
     async def reconcile(self, recorded: Callable[[str], Awaitable[bool]]) -> int:
         """Before the outbox resumes (at start): advance the due entries whose firing the outbox
@@ -296,9 +320,13 @@ class Scheduler:
 
     def _fired(self, entry_id: int, task: asyncio.Task[None]) -> None:
         self._firing.pop(entry_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("schedule: entry #%d: the store failed (%s)", entry_id, exc)
         self._wake.set()
 
     async def _fire(self, entry: Entry, now: float) -> None:
+        if not await self.store.may_fire(entry):  # cancelled meanwhile, or not ours to fire
+            return
         late = now - entry.due
         if late > self.grace:
             log.warning(
@@ -311,6 +339,8 @@ class Scheduler:
             return
         try:
             text = await self._message(entry)
+            if entry.run_agent and not await self.store.may_fire(entry):
+                return  # the turn took a while: the entry was cancelled or the lease lost
             await self.deliver(
                 OutboundMessage(
                     channel=entry.channel,
@@ -346,16 +376,14 @@ class Scheduler:
         return answer.strip() or REMINDER_PREFIX + entry.text
 
     async def _advance(self, entry: Entry, now: float) -> None:
-        if entry.cron is None:
-            await self.store.delete(entry.id)
-            return
-        try:
-            due = next_occurrence(entry.cron, max(now, entry.due), self.tz)
-        except (CronSimError, StopIteration):
-            log.warning("schedule: entry #%d never fires again: removed", entry.id)
-            await self.store.delete(entry.id)
-            return
-        await self.store.reschedule(entry.id, due)
+        due: float | None = None
+        if entry.cron is not None:
+            try:
+                due = next_occurrence(entry.cron, max(now, entry.due), self.tz)
+            except (CronSimError, StopIteration):
+                log.warning("schedule: entry #%d never fires again: removed", entry.id)
+        if not await self.store.fired(entry, due):
+            log.info("schedule: entry #%d not advanced (cancelled, or not ours)", entry.id)
 
     def statistics(self) -> dict[str, Any]:
         return {"firing": len(self._firing), "retrying": len(self._retry_at)}

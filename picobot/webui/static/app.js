@@ -16,6 +16,7 @@ import {
 } from "./bubbles.js";
 import { initConversations, loadConversations } from "./conversations.js";
 import { renderInto } from "./markdown.js";
+import { watchSession } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
 const messages = $("messages");
@@ -62,6 +63,19 @@ function showInfo(info) {
   const restarted = boot !== null && info.boot !== boot;
   boot = info.boot;
   return restarted;
+}
+
+// The conversation's messages outside a reply (a reminder): see stream.js.
+function watchStray() {
+  watchSession(
+    currentSession(),
+    (name, d) => (name === "notice" ? addNote(d.text) : name === "attachment" && addFile(d)),
+    async () => {
+      const before = boot;
+      const info = await waitForServer();
+      return before !== null && info.boot !== before;
+    },
+  );
 }
 
 function updateStop() {
@@ -215,6 +229,7 @@ async function post(text, files = []) {
   }
   const result = await api("/api/messages", options);
   localStorage.setItem(KEYS.session, result.session);
+  watchStray(); // a new conversation has its own stream from now on
   return result;
 }
 
@@ -271,6 +286,7 @@ function newChat() {
   takeAttached(); // files chosen for the old conversation are dropped
   localStorage.removeItem(KEYS.session);
   messages.replaceChildren();
+  watchStray(); // none until the first message
   showStatus("");
   loadConversations();
   input.focus();
@@ -282,7 +298,10 @@ function openConversation(id) {
   messages.replaceChildren();
   document.body.classList.remove("show-sidebar");
   $("menu").setAttribute("aria-expanded", "false");
-  loadHistory().then(loadConversations);
+  loadHistory().then(() => {
+    watchStray();
+    loadConversations();
+  });
   input.focus();
 }
 
@@ -368,5 +387,6 @@ $("menu").addEventListener("click", () => {
     else showStatus(err.message);
   }
   loadConversations();
-  loadHistory();
+  await loadHistory();
+  watchStray(); // after the history: what comes from now on is new
 })();
