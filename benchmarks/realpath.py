@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from types import FrameType
 from typing import Any, ClassVar
 from unittest import mock
@@ -43,6 +44,7 @@ from picobot.config import parse_config
 from picobot.core.channel import NO_SERVICES, Capabilities, Channel, InboundSink, Rendered
 from picobot.core.channel import Services as ChannelServices
 from picobot.core.messages import InboundMessage, Sender
+from picobot.runtime import collector
 from picobot.runtime.daemon import Daemon
 from picobot.runtime.logs import OWN_LOGGERS, setup_logging
 
@@ -101,6 +103,17 @@ class NullChannel(Channel):
         return None
 
 
+@contextlib.asynccontextmanager
+async def tuned_collector() -> AsyncIterator[None]:
+    """The garbage collector as `picobot run` sets it once started; undone after the run."""
+    threshold = gc.get_threshold()
+    collector.tune()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
 def sqlite_commits() -> float:
     """Transactions committed so far, all databases (the metric picobot exports)."""
     return sum(
@@ -133,7 +146,8 @@ async def run_once(
         }
         config = parse_config(data, env={})
         with mock.patch.object(channel_registry, "load", lambda name: NullChannel):
-            async with Daemon(config, llm=InstantLLM()) as daemon:  # type: ignore[arg-type]
+            daemon = Daemon(config, llm=InstantLLM())  # type: ignore[arg-type]
+            async with daemon, tuned_collector():
                 commits, threads = sqlite_commits(), sqlite_cpu()
                 started: dict[str, float] = {}
 
@@ -293,7 +307,9 @@ async def main() -> str:
         f"{N} messages, each in a conversation of its own, best of 3; durability on (SQLite"
         " WAL in a temporary folder: every message recorded before the intake returns, every"
         " reply before its lane takes it, the history saved each turn), an instant fake model"
-        " whose reply quotes the question, Telegram's capabilities, no rate budget. Intake one"
+        " whose reply quotes the question, Telegram's capabilities, no rate budget, the"
+        " garbage collector set as `picobot run` sets it (`picobot/runtime/collector.py`)."
+        " Intake one"
         " message at a time (Telegram's long polling), or with"
         f" {IN_FLIGHT} calls in flight (webhooks, the web chat, Slack, Discord). CPU is the"
         " whole process's; the share of the thread that checkpoints the WAL is shown too."
