@@ -90,7 +90,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._queue: list[tuple[Op, bool, asyncio.Future[Any]]] = []
         self._scheduled = False  # a transaction is about to run
-        self._checkpoints = Checkpoints(path)
+        self._checkpoints = Checkpoints(path, then=self._after_checkpoint)
 
     @property
     def is_open(self) -> bool:
@@ -119,6 +119,8 @@ class Database:
             for pragma in PRAGMAS:
                 conn.execute(pragma)
             conn.execute("PRAGMA wal_autocheckpoint = 0")  # `Checkpoints` does it, elsewhere
+            # A WAL that grew past this (a burst) is cut back when it starts over.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_PAGES * 4096}")
             conn.executescript(self._schema)
             if self._setup is not None:
                 self._setup(conn)
@@ -132,11 +134,11 @@ class Database:
 
     async def close(self) -> None:
         """Run what is queued, then close the connection (a last checkpoint on the way)."""
+        await self._checkpoints.close()
         if self._queue:
             self._transact_queued()
         conn, self._conn = self._conn, None
         if conn is not None:
-            await self._checkpoints.close()
             await asyncio.to_thread(conn.close)
 
     async def run(self, op: Op, *, write: bool = True) -> Any:
@@ -152,13 +154,20 @@ class Database:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((op, write, future))
-        if not self._scheduled:
+        if not self._scheduled and not self._checkpoints.running:
             self._scheduled = True
             loop.call_soon(self._transact_queued)  # ops queued in this turn of the loop join in
         return await future
 
+    def _after_checkpoint(self) -> None:
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._transact_queued)
+
     def _transact_queued(self) -> None:
         self._scheduled = False
+        if self._checkpoints.running:
+            return  # after it (`_after_checkpoint`): see `Checkpoints`
         group, self._queue = self._queue, []
         if not group:
             return
@@ -197,44 +206,68 @@ class Database:
         return results
 
 
-CHECKPOINT_EVERY = 100  # commits between checkpoints (SQLite's own default: 1000 WAL pages)
+WAL_PAGES = 1000  # pages the WAL may grow to between checkpoints (SQLite's own default)
+CHECKPOINT_EVERY = 100  # commits between checkpoints, at most
 
 
 class Checkpoints:
     """Copies the WAL back into the database now and then, in a thread of its own (it fsyncs,
-    which must not stall the event loop). PASSIVE: writers carry on meanwhile."""
+    which must not stall the event loop).
 
-    def __init__(self, path: str | Path) -> None:
+    Meanwhile the database's transactions wait (the loop does not): a checkpoint that new
+    commits keep outrunning never completes, and SQLite starts the WAL over only after one
+    did, so the file would grow without end. `then` is told when it is over. The commits
+    between two checkpoints follow the pages each wrote last time: about `WAL_PAGES` in all.
+    """
+
+    def __init__(self, path: str | Path, *, then: Callable[[], None]) -> None:
         self.path = path
-        self._due = CHECKPOINT_EVERY
-        self._running: asyncio.Future[None] | None = None
+        self._then = then
+        self._every = self._due = CHECKPOINT_EVERY
+        self._running: asyncio.Future[int] | None = None
         self._conn: sqlite3.Connection | None = None  # its own, used by one thread at a time
         self._thread: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None
 
     def committed(self) -> None:
         self._due -= 1
-        if self._due > 0 or self._running is not None or str(self.path) == ":memory:":
+        if self._due > 0 or self._running is not None or self._closed:
             return
-        self._due = CHECKPOINT_EVERY
+        if str(self.path) == ":memory:":
+            return
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         loop = asyncio.get_running_loop()
         self._running = running = loop.run_in_executor(self._thread, self._checkpoint)
         running.add_done_callback(self._done)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self) -> int:
+        """The WAL's size in pages, now copied back."""
         if self._conn is None:
             self._conn = sqlite3.connect(self.path, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout=5000")
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        _, pages, _ = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(pages)
 
-    def _done(self, running: asyncio.Future[None]) -> None:
+    def _done(self, running: asyncio.Future[int]) -> None:
         self._running = None
-        if not running.cancelled() and running.exception() is not None:
+        if running.cancelled():
+            pass
+        elif running.exception() is not None:
             # Nothing is lost (the WAL keeps it); the next checkpoint tries again.
             log.warning("%s: checkpoint failed: %s", self.path, running.exception())
+        elif pages := running.result():
+            every = self._every * WAL_PAGES // pages
+            self._every = max(1, min(CHECKPOINT_EVERY, 2 * self._every, every))
+        self._due = self._every
+        self._then()
 
     async def close(self) -> None:
+        self._closed = True  # the connection's own close checkpoints one last time
         if self._running is not None:
             await asyncio.wait([self._running])
         if self._thread is not None:

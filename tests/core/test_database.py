@@ -72,3 +72,17 @@ async def test_a_closed_database_refuses_work(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(RuntimeError, match="not open"):
         await db.run(insert(1))
+
+
+async def test_the_wal_starts_over_instead_of_growing_with_every_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 5)
+    path = tmp_path / "x.db"
+    db = Database(path, SCHEMA, name="test")
+    await db.open()
+    for i in range(400):  # one commit each, a few WAL pages each: ~5 MB without restarts
+        await db.run(insert(i))
+    wal = (tmp_path / "x.db-wal").stat().st_size
+    assert wal < 200 * 1024
+    await db.close()
