@@ -19,6 +19,11 @@ outcome: an unreachable Discord leaves the channel DISCONNECTED, still trying, a
 nothing else. Each failed attempt is one log line, its traceback at debug level (discord.py's
 own "Attempting a reconnect" tracebacks included, see `discord_gateway`).
 
+Cluster mode (`HoldsConnection`): one gateway session per bot, on the node holding the lease.
+Every node logs in over HTTP (`start()`: REST only, which is all sending needs);
+`open_intake()` connects the gateway, `close_intake()` closes it (code 1000: the session ends)
+and keeps the HTTP client. A hand-over first lets the messages already received reach the sink.
+
 Retried sends reuse the failed attempt's `nonce` (`discord_nonces`): discord.py always sets
 ``enforce_nonce``, so when the connection dropped after Discord created the message, the retry
 gets that message back instead of posting a second one (an orphan "Thinking…" otherwise).
@@ -41,12 +46,14 @@ from channels.discord_messages import to_inbound
 from channels.discord_nonces import RetryNonces
 from channels.discord_sdk import discord
 from channels.downloads import stream_url
+from channels.inflight import InFlight
 from picobot.config import DiscordConfig
 from picobot.core.channel import (
     NO_SERVICES,
     Capabilities,
     Channel,
     FileTransfer,
+    HoldsConnection,
     InboundSink,
     Rate,
     RateBudget,
@@ -63,6 +70,7 @@ from picobot.core.errors import (
     ConfigError,
 )
 from picobot.core.messages import Attachment
+from picobot.core.tasks import cancel_and_wait
 
 log = logging.getLogger("picobot.discord")
 
@@ -93,9 +101,11 @@ NO_CONTENT_INTENT = (
     "the Message Content intent is not enabled for this bot "
     "(Discord developer portal → Bot → Privileged Gateway Intents)"
 )
+STANDBY = "sending; gateway on the lease holder"
+INTAKE_DRAIN_TIMEOUT = 5.0  # seconds a hand-over waits for received messages to reach the sink
 
 
-class DiscordChannel(Channel, FileTransfer):
+class DiscordChannel(Channel, FileTransfer, HoldsConnection):
     """The Discord adapter. Timings are class attributes so tests can shorten them."""
 
     name = "discord"
@@ -121,7 +131,10 @@ class DiscordChannel(Channel, FileTransfer):
                 raise TypeError(f"unknown option {key!r}")
             setattr(self, key, value)
         self._client: GatewayClient | None = None
+        self._logged_in = False  # the client's HTTP half is ready: sending works
         self._task: asyncio.Task[None] | None = None
+        self._gateway = True  # cluster mode: False while another node holds the gateway
+        self._inflight = InFlight()
         # Set by READY, a failed attempt or giving up: what start() waits for.
         self._settled = asyncio.Event()
         self._nonces = RetryNonces()
@@ -133,7 +146,8 @@ class DiscordChannel(Channel, FileTransfer):
     async def start(self) -> None:
         """Start the connect loop (unless it runs already) and wait up to `ready_timeout` for
         its first outcome. Discord unreachable is no error here: the state says DISCONNECTED
-        and the loop keeps trying on its own (so nobody starts a second one).
+        and the loop keeps trying on its own (so nobody starts a second one). With intake
+        deferred (cluster mode) the loop only logs in: sending works, the gateway waits.
 
         :raises ConfigError: the token was rejected, or the Message Content intent is off.
         """
@@ -155,18 +169,56 @@ class DiscordChannel(Channel, FileTransfer):
             self.set_state(State.DISCONNECTED, f"not ready after {self.ready_timeout:g} s")
 
     async def stop(self) -> None:
-        """Close the client and end the background task. Safe after a failed start."""
+        """End the background task, then close the client. Safe after a failed start."""
         client, task = self._client, self._task
-        self._task = None
+        self._client, self._task, self._logged_in = None, None, False
+        # The task first: a connect() that saw the client close would dispatch "disconnect"
+        # after close() unset the client's loop, leaking that event's coroutine.
+        if task is not None:
+            await cancel_and_wait(task)
         files, self._files = self._files, None
         if files is not None:
             await files.close()
         if client is not None:
             await client.close()
+
+    # -- cluster mode: the gateway only on the node holding the lease (HoldsConnection) -----
+
+    @property
+    def exclusive_intake(self) -> bool:
+        return True  # the gateway is the only intake
+
+    def defer_intake(self, poll_timeout: float) -> None:
+        self._gateway = False  # no long poll here: a gateway session closes at once
+
+    async def open_intake(self) -> None:
+        """Connect the gateway (a new session: IDENTIFY).
+
+        :raises ChannelTimeout: the client is not logged in (start() has not succeeded).
+        """
+        if self._gateway and self._task is not None and not self._task.done():
+            return
+        if self._client is None or not self._logged_in:
+            raise ChannelTimeout("discord is not logged in")
+        self._gateway = True
+        self._task = asyncio.create_task(self._run(), name="discord gateway")
+        log.info("discord: connecting the gateway (this node holds the lease)")
+
+    async def close_intake(self, *, finish_poll: bool) -> None:
+        """Close the gateway session; sending goes on over HTTP. `finish_poll`: then wait for
+        the messages already received to reach the sink (a hand-over)."""
+        self._gateway = False
+        task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
+        client = self._client
+        if client is not None and client.ws is not None:
+            with contextlib.suppress(Exception):  # gone already: nothing left to close
+                await client.ws.close(code=1000)
+        if finish_poll and not await self._inflight.finished(INTAKE_DRAIN_TIMEOUT):
+            log.warning("discord: some received messages were not handed over")
+        if self._client is not None and self.state is not State.FAILED:
+            self.set_state(State.CONNECTED, STANDBY)
 
     def _new_client(self) -> GatewayClient:
         intents = discord.Intents.default()
@@ -180,18 +232,23 @@ class DiscordChannel(Channel, FileTransfer):
         )
 
     async def _run(self) -> None:
-        """Log in, then keep `connect()` running until the client is closed."""
+        """Log in, then keep `connect()` running until the client is closed (or, while another
+        node holds the gateway, stop once logged in)."""
         loop = asyncio.get_running_loop()
         delay = self.reconnect_delay
         token = self.config.token.get_secret_value() if self.config.token else ""
-        logged_in = False
         while True:
             client = self._client = self._client or self._new_client()
             started = loop.time()
             try:
-                if not logged_in:
+                if not self._logged_in:
                     await client.login(token)
-                    logged_in = True
+                    self._logged_in = True
+                if not self._gateway:
+                    log.info("discord: logged in as %s (%s)", client.user, STANDBY)
+                    self.set_state(State.CONNECTED, STANDBY)
+                    self._settled.set()
+                    return
                 await client.connect(reconnect=True)
                 return  # close() was called
             except discord.LoginFailure:
@@ -215,7 +272,7 @@ class DiscordChannel(Channel, FileTransfer):
                 log.debug("discord connection failure", exc_info=True)
                 self.set_state(State.DISCONNECTED, f"reconnecting after {type(exc).__name__}")
                 self._settled.set()
-                if not logged_in:  # login opens an HTTP session: start over with a new client
+                if not self._logged_in:  # login opens an HTTP session: start over
                     self._client = None
                     await client.close()
                 elif client.ws is not None:
@@ -232,7 +289,8 @@ class DiscordChannel(Channel, FileTransfer):
     # -- gateway events (GatewayOwner) -------------------------------------------------------
 
     def gateway_ready(self) -> None:
-        self.set_state(State.CONNECTED)
+        if self._gateway:  # not a READY delayed past close_intake()
+            self.set_state(State.CONNECTED)
         self._settled.set()
 
     def gateway_resumed(self) -> None:
@@ -249,12 +307,13 @@ class DiscordChannel(Channel, FileTransfer):
         inbound = to_inbound(message, client.user if client is not None else None, self.config)
         if inbound is None:
             return
-        try:
-            await self.sink(inbound)
-        except BusClosed:
-            log.info("discord: shutting down, dropped message %s", inbound.id)
-        except Exception:
-            log.exception("discord: the core failed to take message %s", inbound.id)
+        with self._inflight.track():
+            try:
+                await self.sink(inbound)
+            except BusClosed as exc:
+                log.info("discord: dropped message %s (%s)", inbound.id, exc)
+            except Exception:
+                log.exception("discord: the core failed to take message %s", inbound.id)
 
     # -- outbound ---------------------------------------------------------------------------
 

@@ -42,6 +42,13 @@ class GatewayClient(discord.Client):
         self._owner = owner
         guard_parsers(self)
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # close() unsets the client's loop: an event dispatched after it (READY's delay running
+        # out, connect() seeing the socket close) raised AttributeError and left its handler's
+        # coroutine never awaited. Nothing listens any more: drop it.
+        if not self.is_closed():
+            super().dispatch(event, *args, **kwargs)
+
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         if not initial:  # Discord allows one IDENTIFY per 5 s
             await asyncio.sleep(self._owner.identify_delay)

@@ -12,8 +12,11 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.inflight import InFlight
 from channels.slack_errors import translate_errors
 from picobot.core.channel import State
 
@@ -49,6 +52,19 @@ def make_app(
     app.event("app_mention")(on_event)
     app.event(re.compile(".*"))(on_other_event)  # ack the rest, or Slack redelivers
     return app
+
+
+class CountingSocketHandler(AsyncSocketModeHandler):
+    """bolt's Socket Mode handler, counting the envelopes being handled (until their ack was
+    sent), so that a hand-over closes the socket only after they were acknowledged."""
+
+    def __init__(self, app: AsyncApp, app_token: str, inflight: InFlight) -> None:
+        super().__init__(app, app_token)
+        self._inflight = inflight
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        with self._inflight.track():
+            await super().handle(client, req)
 
 
 async def connect_socket(

@@ -21,6 +21,11 @@ not acknowledged and Slack redelivers it.
 Modules: slack_app (bolt wiring), slack_events (event → InboundMessage), slack_files,
 slack_errors (`translate_errors()`: SDK errors → `picobot.core.errors`).
 
+Cluster mode (`HoldsConnection`): in Socket Mode only the node holding the lease opens the
+socket (`open_intake()`); every node checks the token and sends with the Web API. A hand-over
+refuses new envelopes (unacknowledged, Slack redelivers them), lets those being handled be
+acknowledged, then closes the socket. Over HTTP any node takes the posts: not exclusive.
+
 Outbound: one Web API call per method. The SDK's own retry handlers are off
 (``retry_handlers=[]``): the core retries, and the default connection-error handler can post a
 message twice.
@@ -38,7 +43,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -46,7 +50,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels import slack_files
-from channels.slack_app import connect_socket, handle_http, make_app
+from channels.inflight import InFlight
+from channels.slack_app import CountingSocketHandler, connect_socket, handle_http, make_app
 from channels.slack_errors import TYPING_UNAVAILABLE, error_code, translate_errors
 from channels.slack_events import event_type, remember, to_inbound
 from picobot.config import SlackConfig
@@ -55,6 +60,7 @@ from picobot.core.channel import (
     Capabilities,
     Channel,
     FileTransfer,
+    HoldsConnection,
     InboundSink,
     Rate,
     RateBudget,
@@ -63,7 +69,14 @@ from picobot.core.channel import (
     Services,
     State,
 )
-from picobot.core.errors import BadRequest, ChannelError, ChannelTimeout, Forbidden, PermanentError
+from picobot.core.errors import (
+    BadRequest,
+    BusClosed,
+    ChannelError,
+    ChannelTimeout,
+    Forbidden,
+    PermanentError,
+)
 from picobot.core.messages import Attachment, InboundMessage, Sender
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
@@ -98,9 +111,11 @@ CAPABILITIES = Capabilities(
 
 TYPING_STATUS = "is thinking…"
 API_TIMEOUT = 30.0  # seconds per Web API call
+STANDBY = "sending; socket mode on the lease holder"
+INTAKE_DRAIN_TIMEOUT = 5.0  # seconds a hand-over waits for envelopes being handled
 
 
-class SlackChannel(Channel, ServesHttp, FileTransfer):
+class SlackChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
     """Slack via slack-bolt. See the module docstring for the ack and dedupe rules.
 
     Files: downloads need the ``files:read`` scope (files.info, then ``url_private_download``
@@ -118,7 +133,10 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
         self._app: AsyncApp | None = None
-        self._handler: AsyncSocketModeHandler | None = None
+        self._handler: CountingSocketHandler | None = None
+        self._deferred = False  # cluster mode: the socket waits for open_intake() (the lease)
+        self._intake_open = True  # False while a hand-over refuses new envelopes
+        self._inflight = InFlight()
         self._bot_user_id = ""
         self._mention: re.Pattern[str] | None = None
         self._seen: OrderedDict[str, str] = OrderedDict()  # event ids, channel:ts accepted
@@ -153,12 +171,13 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
                 auth_test_response=auth, bot_token=_secret(cfg.bot_token)
             )
             self._app = self._make_app()
-            if cfg.mode == "socket":
+            if cfg.mode == "socket" and not self._deferred:
                 await self._connect_socket(self._app)
         except BaseException:
             await self.stop()
             raise
-        self.set_state(State.CONNECTED)
+        standby = self._deferred and self.exclusive_intake
+        self.set_state(State.CONNECTED, STANDBY if standby else "")
 
     def _make_app(self) -> AsyncApp:
         assert self._session is not None
@@ -175,9 +194,50 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
         )
 
     async def _connect_socket(self, app: AsyncApp) -> None:
-        self._handler = AsyncSocketModeHandler(app, _secret(self.config.app_token))
-        # Late-bound: the state is set on this channel as it is when a reconnect happens.
-        await connect_socket(self._handler, lambda state, detail: self.set_state(state, detail))
+        handler = CountingSocketHandler(app, _secret(self.config.app_token), self._inflight)
+        self._intake_open = True
+        try:
+            # Late-bound: the state is set on this channel as it is when a reconnect happens.
+            await connect_socket(handler, lambda state, detail: self.set_state(state, detail))
+        except BaseException:
+            await handler.close_async()
+            raise
+        self._handler = handler
+
+    # -- cluster mode: the socket only on the node holding the lease (HoldsConnection) ------
+
+    @property
+    def exclusive_intake(self) -> bool:
+        return self.config.mode == "socket"  # Events API posts may reach any node
+
+    def defer_intake(self, poll_timeout: float) -> None:
+        self._deferred = True
+
+    async def open_intake(self) -> None:
+        """Open the Socket Mode connection.
+
+        :raises ChannelError: translated (also when the channel has not started).
+        """
+        if self._handler is not None:
+            return
+        if self._app is None:
+            raise ChannelTimeout("slack: channel not started")
+        await self._connect_socket(self._app)
+        self.set_state(State.CONNECTED, "socket mode")
+        log.info("slack: socket mode connected (this node holds the lease)")
+
+    async def close_intake(self, *, finish_poll: bool) -> None:
+        """Close the socket; sending goes on. `finish_poll`: refuse new envelopes first and let
+        those being handled be acknowledged (a hand-over)."""
+        handler, self._handler = self._handler, None
+        if handler is None:
+            return
+        self._intake_open = False
+        if finish_poll and not await self._inflight.finished(INTAKE_DRAIN_TIMEOUT):
+            log.warning("slack: some envelopes were not acknowledged; Slack sends them again")
+        await handler.close_async()
+        if self._app is not None:  # still started: sending works
+            self.set_state(State.CONNECTED, STANDBY)
 
     async def stop(self) -> None:
         """Close the WebSocket and the HTTP session. Safe after a failed or repeated start."""
@@ -203,6 +263,8 @@ class SlackChannel(Channel, ServesHttp, FileTransfer):
     # -- inbound ----------------------------------------------------------------------------
 
     async def _on_event(self, body: dict[str, Any], request: AsyncBoltRequest) -> None:
+        if not self._intake_open:  # handing the socket over: Slack redelivers it to the next
+            raise BusClosed("slack: this node is handing its socket over")
         msg = self._inbound(body)
         if msg is None:
             return

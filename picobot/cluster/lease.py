@@ -139,38 +139,57 @@ async def keep(
     acquired: Callable[[], Awaitable[None]],
     lost: Callable[[], Awaitable[None]],
     retry: float | None = None,
+    eligible: Callable[[], bool] = lambda: True,
 ) -> None:
     """Hold `lease` whenever possible, until cancelled.
 
-    Tries to take it every `retry` s (default ``ttl / 6``); once taken, awaits `acquired()` and
+    Tries to take it every `retry` s (default ``ttl / 6``) while `eligible()` (a node that
+    could not use the lease leaves it to the others); once taken, awaits `acquired()` and
     renews every ``ttl / 3``. When a renewal fails (another holder, Redis unreachable or too
     slow) the lease is dropped and `lost()` awaited at once, then it is tried again.
+    `acquired()` may release the lease (it could not use it): it is tried again later.
     Cancelling does not release: call `lease.release()` once the holder's work has stopped.
-    `acquired` and `lost` must not raise.
+    `acquired` and `lost` must not raise; a cancel waits for them to finish (a connection
+    half opened or half closed would be left behind).
     """
     retry = lease.ttl / 6 if retry is None else retry
     renew_every = lease.ttl / 3
     while True:
-        try:
-            taken = await cancellable(lease.try_acquire())
-        except RedisError as exc:
-            log.debug("lease %s: cannot reach Redis (%s)", lease.name, exc)
-            taken = False
+        taken = False
+        if eligible():
+            try:
+                taken = await cancellable(lease.try_acquire())
+            except RedisError as exc:
+                log.debug("lease %s: cannot reach Redis (%s)", lease.name, exc)
         if not taken:
             await asyncio.sleep(retry)
             continue
         log.info("lease %s: held by this node (token %s)", lease.name, lease.token)
-        await acquired()
+        await _to_the_end(acquired())
+        if not lease.held:  # acquired() gave it back: it could not use it
+            await asyncio.sleep(retry)
+            continue
         while True:
             await asyncio.sleep(renew_every)
+            given_up = not lease.held  # released meanwhile (its intake failed)
             try:
                 async with asyncio.timeout(renew_every):
                     if await cancellable(lease.renew()):
                         continue
-                reason = "taken by another node"
+                reason = "given up" if given_up else "taken by another node"
             except (RedisError, TimeoutError) as exc:
                 reason = f"cannot renew: {exc or type(exc).__name__}"
             lease.forget()
             log.warning("lease %s: lost (%s)", lease.name, reason)
-            await lost()
+            await _to_the_end(lost())
             break
+
+
+async def _to_the_end(call: Awaitable[None]) -> None:
+    """Await `call`; if cancelled meanwhile, let it finish first, then end as cancelled."""
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

@@ -330,11 +330,12 @@ class FileTransfer(ABC):
 
 class HoldsConnection(ABC):
     """A channel whose intake is one platform connection per bot (Telegram long polling: a
-    second poller gets 409 Conflict). In cluster mode only the node holding the channel's lease
-    runs that intake; every node connects for sending.
+    second poller gets 409 Conflict; the Discord gateway; Slack Socket Mode). In cluster mode
+    only the node holding the channel's lease runs that intake; every node connects for sending
+    (and is `connected` then: it can deliver any reply).
 
     Lifecycle: `defer_intake()` before `start()` makes `start()` connect without intake;
-    `open_intake()` starts it, `stop_intake(finish=...)` stops it (again and again).
+    `open_intake()` starts it, `close_intake(finish_poll=...)` stops it (again and again).
     """
 
     @property

@@ -2,7 +2,8 @@
 
     intake ─► ClusterNode.publish ─► partition stream ─► owner's consume ─► handle(msg)
     turn finished ─► AckedInStreams ─► XACK
-    HoldsConnection channels ─► polling only while this node holds `lease:<channel>`
+    HoldsConnection channels ─► intake only while this node holds `lease:<channel>`
+                                (picobot.runtime.connections)
     reminders (Redis store) ─► fired only by the holder of `lease:scheduler` (`lead`)
 
 Redis down: the heartbeat fails, `ready` turns false (/readyz 503) within a few seconds,
@@ -17,7 +18,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -38,6 +39,7 @@ from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.core.messages import InboundMessage
 from picobot.core.tasks import cancel_and_wait
 from picobot.outbound.ratelimit import Budget
+from picobot.runtime.connections import HeldConnections
 
 log = logging.getLogger("picobot.cluster")
 
@@ -64,7 +66,8 @@ class ClusterNode:
         self.streams = InboundStreams(self.redis, self.node, ttl=self.ttl)
         self.history = RedisSessionStore(self.redis)
         self._seen = SeenEvents(self.redis)
-        self.leases: dict[str, Lease] = {}
+        self.connections = HeldConnections(self.redis, self.node, self.ttl)
+        self.leases = self.connections.leases  # by channel name: fences what an intake queues
         # Reminders: any node adds, lists, cancels; the lease holder fires (fenced writes).
         self.scheduler_lease = Lease(self.redis, SCHEDULER, self.node, self.ttl)
         self.schedules = RedisScheduleStore(self.redis, self.scheduler_lease)
@@ -74,8 +77,6 @@ class ClusterNode:
         self._set_up = False
         self._http = ""
         self._tasks: list[asyncio.Task[None]] = []
-        self._keepers: dict[str, asyncio.Task[None]] = {}
-        self._holders: dict[str, HoldsConnection] = {}
         self._consumer: asyncio.Task[None] | None = None
         self._beat_ok = asyncio.Event()
 
@@ -90,10 +91,16 @@ class ClusterNode:
         return max(1.0, self.config.failover_seconds / 4)
 
     def prepare(self, channel: Channel) -> None:
-        """Before a channel starts: one whose intake is one connection per bot waits for the
-        lease (`start()` connects for sending only)."""
+        """Before a channel starts: one whose intake is one connection per bot connects for
+        sending only (`start()`), and its intake runs while this node holds the lease named
+        after it, from the moment it is connected (see `picobot.runtime.connections`)."""
         if isinstance(channel, HoldsConnection) and channel.exclusive_intake:
             channel.defer_intake(self.poll_timeout)
+            self.connections.hold(channel.name, channel, lambda: channel.connected)
+
+    async def hand_over(self, name: str) -> None:
+        """Before the channel `name` stops (a reload): hand its connection's lease over."""
+        await self.connections.hand_over(name)
 
     def checks(self) -> dict[str, str]:
         """Readiness beyond the channels (/readyz): whether this node reaches Redis."""
@@ -136,14 +143,9 @@ class ClusterNode:
 
     # -- running ----------------------------------------------------------------------------
 
-    async def start(
-        self,
-        http: str,
-        channels: Mapping[str, Channel],
-        handle: Callable[[InboundMessage], Awaitable[None]],
-    ) -> None:
-        """Start heartbeats, partition upkeep and consumption, and a lease keeper for every
-        channel whose intake must run on one node. Returns at once (Redis may be down)."""
+    async def start(self, http: str, handle: Callable[[InboundMessage], Awaitable[None]]) -> None:
+        """Start heartbeats, partition upkeep and consumption (the platform leases are kept
+        from `prepare()` on). Returns at once (Redis may be down)."""
         self._http = http
         self._tasks.append(asyncio.create_task(self._upkeep(), name="cluster upkeep"))
 
@@ -152,27 +154,6 @@ class ClusterNode:
 
         self._consumer = asyncio.create_task(
             consume(self.streams, hand, block=min(1.0, self.ttl / 6)), name="cluster consumer"
-        )
-        for name, channel in channels.items():
-            if isinstance(channel, HoldsConnection) and channel.exclusive_intake:
-                self._keep_lease(name, channel)
-
-    def _keep_lease(self, name: str, channel: HoldsConnection) -> None:
-        lease = self.leases[name] = Lease(self.redis, name, self.node, self.ttl)
-        self._holders[name] = channel
-
-        async def acquired() -> None:
-            try:
-                await channel.open_intake()
-            except Exception as exc:  # the platform is unreachable: give the lease back
-                log.warning("%s: could not start intake (%s); lease released", name, exc)
-                await lease.release()
-
-        async def lost() -> None:
-            await channel.close_intake(finish_poll=False)
-
-        self._keepers[name] = asyncio.create_task(
-            keep(lease, acquired=acquired, lost=lost), name=f"lease {name}"
         )
 
     def lead(
@@ -261,18 +242,7 @@ class ClusterNode:
     async def stop_intake(self) -> None:
         """Hand over every platform lease: intake stops after its last poll returned, then the
         lease is released so the next node starts at once. Stops consuming new entries."""
-        for name, task in self._keepers.items():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            lease = self.leases[name]
-            if lease.held:
-                log.info("lease %s: handing over after the last poll", name)
-                try:
-                    await self._holders[name].close_intake(finish_poll=True)
-                finally:
-                    await lease.release()
-        self._keepers.clear()
+        await self.connections.hand_over_all()
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

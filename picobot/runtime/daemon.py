@@ -89,6 +89,7 @@ class Daemon:
             self._make_channel,
             on_start=self._attach,
             on_stop=self._detach,
+            before_stop=self.cluster.hand_over if self.cluster is not None else None,
             retry_first=supervisor_module.START_RETRY_FIRST,
             retry_max=supervisor_module.START_RETRY_MAX,
         )
@@ -276,7 +277,7 @@ class Daemon:
             await self.abilities.scheduler.reconcile(self.outbox.holds)
         else:  # (in cluster mode, by the node taking the `scheduler` lease, when it does)
             http = f"{self.config.http.host}:{self.port}"
-            await self.cluster.start(http, self.channels, self._run_here)
+            await self.cluster.start(http, self._run_here)
         await self._recover(unfinished)
         if self.cluster is None:
             self.abilities.start_scheduler()  # after the outbox's leftovers, so order is kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +28,7 @@ START_RETRY_MAX = 60.0
 # Makes the channel `name` from its config section; None when its library is missing.
 Factory = Callable[[str, Any], Channel | None]
 Hook = Callable[[Channel], None]
+Stopping = Callable[[str], Awaitable[None]]  # awaited with a channel's name before it stops
 
 
 class ChannelSupervisor:
@@ -39,12 +40,14 @@ class ChannelSupervisor:
         *,
         on_start: Hook | None = None,
         on_stop: Hook | None = None,
+        before_stop: Stopping | None = None,
         retry_first: float = START_RETRY_FIRST,
         retry_max: float = START_RETRY_MAX,
     ) -> None:
         self._factory = factory
         self._on_start = on_start
         self._on_stop = on_stop
+        self._before_stop = before_stop  # cluster mode: its connection's lease is handed over
         self._retry_first = retry_first
         self._retry_max = retry_max
         self._channels: dict[str, Channel] = {}
@@ -94,6 +97,8 @@ class ChannelSupervisor:
         if self._on_stop is not None:
             self._on_stop(channel)
         try:
+            if self._before_stop is not None:
+                await self._before_stop(name)
             await channel.stop()
         except Exception as exc:
             log.warning("channel %s did not stop cleanly: %s", name, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import warnings
@@ -295,6 +296,22 @@ async def test_connected_state_is_in_readyz(fake: FakeDiscord, tmp_path: Path) -
         await fake.wait_for(lambda: answered(fake, DM))
         assert len(fake.resumes) == 1 and states == [State.DISCONNECTED, State.CONNECTED]
         assert channel.state is State.CONNECTED
+
+
+async def test_events_after_close_are_dropped(fake: FakeDiscord, tmp_path: Path) -> None:
+    """An event discord.py dispatched after close() (READY's delay running out, connect()
+    seeing the socket close) raised AttributeError, as close() unsets the client's loop, and
+    left its handler's coroutine never awaited: a warning in whichever test ran next."""
+    async with running(fake, tmp_path) as (_, channel, _):
+        client = channel._client
+        assert client is not None
+    assert client.is_closed()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client.dispatch("ready")
+        client.dispatch("disconnect")
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
 async def test_rejected_token_fails_clearly(fake: FakeDiscord, tmp_path: Path) -> None:

@@ -163,11 +163,24 @@ class GatewayMixin:
         self._backlog: list[dict[str, Any]] = []  # this session's dispatches, for RESUME replay
         self._conn: _Conn | None = None  # the live (identified/resumed) connection
         self._conns: set[_Conn] = set()
+        # Connections that identified or resumed: Discord lets a bot run several sessions at
+        # once (each gets the events); the fake notices, so tests can assert there was one.
+        self._sessions: set[_Conn] = set()
+        self.peak_sessions = 0  # the most sessions that were open at the same time
         self._gw_lock = asyncio.Lock()  # keeps `s` order == wire order
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _notify(self) -> None:
         raise NotImplementedError
+
+    @property
+    def live_sessions(self) -> int:
+        """Gateway sessions open now (their socket not closed)."""
+        return sum(1 for conn in self._sessions if not conn.ws.closed)
+
+    def _session_opened(self, conn: _Conn) -> None:
+        self._sessions = {c for c in self._sessions if not c.ws.closed} | {conn}
+        self.peak_sessions = max(self.peak_sessions, len(self._sessions))
 
     def _bot_user(self) -> dict[str, Any]:
         return user_payload(self.bot_id, self.bot_name, bot=True)
@@ -371,6 +384,7 @@ class GatewayMixin:
                     await self._on_frame(conn, json.loads(msg.data))
         finally:
             self._conns.discard(conn)
+            self._sessions.discard(conn)
             if self._conn is conn:
                 self._conn = None
             self._notify()
@@ -398,6 +412,7 @@ class GatewayMixin:
             self.intents = data.get("intents", 0)
             self.session_id = uuid.uuid4().hex
             self._seq, self._backlog, self._conn = 0, [], conn
+            self._session_opened(conn)
             ready = {
                 "v": 10,
                 "user": self._bot_user(),
@@ -424,6 +439,7 @@ class GatewayMixin:
         async with self._gw_lock:
             self.resumes.append(data)
             self._conn = conn
+            self._session_opened(conn)
             last_seen = data.get("seq") or 0
             for frame in self._backlog:
                 if frame["s"] > last_seen:

@@ -48,6 +48,7 @@ class SocketModeMixin:
         self.socket_received: list[Any] = []  # client frames that are not acks
         self.socket_connected = asyncio.Event()
         self.socket_connections = 0  # accepted WebSocket handshakes so far
+        self.peak_sockets = 0  # the most connections open at once (Slack allows up to 10)
         # Like Slack: re-send an envelope not acked within this many seconds (None = never).
         self.redeliver_unacked_after: float | None = None
         self.max_redeliveries = 3  # Slack retries an event three times
@@ -182,6 +183,7 @@ class SocketModeMixin:
         await ws.prepare(request)
         self._sockets.append(ws)
         self.socket_connections += 1
+        self.peak_sockets = max(self.peak_sockets, len(self._live_sockets()))
         await ws.send_json(
             {
                 "type": "hello",
@@ -206,6 +208,11 @@ class SocketModeMixin:
                 self.socket_connected.clear()
             await self._notify()
         return ws
+
+    @property
+    def open_sockets(self) -> int:
+        """Socket Mode connections open now."""
+        return len(self._live_sockets())
 
     def _live_sockets(self) -> list[web.WebSocketResponse]:
         return [ws for ws in self._sockets if not ws.closed]

@@ -123,6 +123,17 @@ async def test_login_identify_ready_and_guild_cache(fake: FakeDiscord) -> None:
     assert routes[:2] == ["get_me", "get_application"]
 
 
+async def test_concurrent_sessions_are_counted(fake: FakeDiscord) -> None:
+    """Discord lets a bot run several gateway sessions at once; the fake notices."""
+    async with running(fake):
+        assert (fake.live_sessions, fake.peak_sessions) == (1, 1)
+        async with running(fake):
+            assert (fake.live_sessions, fake.peak_sessions) == (2, 2)
+        await fake.wait_for(lambda: fake.live_sessions == 1)
+    await fake.wait_for(lambda: fake.live_sessions == 0)
+    assert fake.peak_sessions == 2
+
+
 async def test_wrong_token_is_a_login_failure(fake: FakeDiscord) -> None:
     bot = Bot()
     try:

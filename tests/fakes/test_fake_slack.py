@@ -282,6 +282,16 @@ def bolt_app(fake: FakeSlack, **kw: Any) -> AsyncApp:
     return AsyncApp(client=web_client(fake), **kw)
 
 
+async def test_concurrent_sockets_are_counted(fake: FakeSlack) -> None:
+    """Slack takes up to 10 Socket Mode connections per app; the fake notices how many."""
+    async with bolt_running(fake, bolt_app(fake)):
+        assert (fake.open_sockets, fake.peak_sockets) == (1, 1)
+        async with bolt_running(fake, bolt_app(fake)):
+            await fake.wait_for(lambda: fake.open_sockets == 2)
+        await fake.wait_for(lambda: fake.open_sockets == 1)
+    assert fake.peak_sockets == 2
+
+
 async def test_bolt_receives_dm_and_acks(fake: FakeSlack) -> None:
     app = bolt_app(fake)
     got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -90,6 +90,26 @@ async def test_replacing_a_channel_cancels_its_retry_and_hooks_see_both() -> Non
     assert "tg" not in supervisor.channels
 
 
+async def test_before_stop_is_awaited_before_a_channel_stops() -> None:
+    """Cluster mode hands a channel's connection lease over there (a reload, a shutdown)."""
+    old, new = Unreachable("tg"), Unreachable("tg")
+    old.reachable.set()
+    new.reachable.set()
+    instances = iter([old, new])
+    handed_over: list[tuple[str, bool]] = []  # (name, was that channel stopped already?)
+
+    async def before_stop(name: str) -> None:
+        handed_over.append((name, old.stopped if not handed_over else new.stopped))
+
+    supervisor = ChannelSupervisor(lambda name, config: next(instances), before_stop=before_stop)
+    supervisor.create("tg", enabled())
+    await supervisor.start_all()
+    await supervisor.replace("tg", enabled())
+    assert handed_over == [("tg", False)] and old.stopped
+    await supervisor.aclose()
+    assert handed_over == [("tg", False), ("tg", False)] and new.stopped
+
+
 async def test_routes_follow_the_channel_running_under_the_name() -> None:
     instances = iter([Hooked(name="first"), Hooked(name="second")])
     supervisor = ChannelSupervisor(lambda name, config: next(instances))
