@@ -94,11 +94,11 @@ class DeadLetter(NamedTuple):
 
 
 class Outbox:
-    """One SQLite connection shared by the daemon, in a thread of its own (`Database`).
+    """One SQLite connection shared by the daemon (`Database`).
 
     Commits are grouped: a statement returns once a commit covering it has completed, and the
-    statements queued while one commit was in flight share the next (one WAL commit and one
-    thread hop for many writers, instead of one each).
+    statements queued in the same turn of the event loop share it (one WAL commit for many
+    writers, instead of one each).
     """
 
     def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:

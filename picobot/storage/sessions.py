@@ -170,9 +170,9 @@ class HistoryStore(Protocol):
 class SessionStore:
     """Messages per session key, oldest first. Opens lazily; `aclose()` when done.
 
-    One connection, in a thread of its own (`Database`), shared by every session: each write
-    is one op of a grouped transaction (the writes of many turns share one commit), so a
-    turn's messages are kept all together or not at all.
+    One connection (`Database`), shared by every session: each write is one op of a grouped
+    transaction (the writes of many turns share one commit), so a turn's messages are kept
+    all together or not at all.
     """
 
     def __init__(
@@ -319,7 +319,7 @@ def _append(
     now: float,
     db: sqlite3.Connection,
 ) -> None:
-    """In the connection's thread: a turn's messages, the session's row, the prune."""
+    """In a transaction: a turn's messages, the session's row, the prune."""
     db.executemany("INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)", rows)
     db.execute(
         "INSERT INTO sessions (session, title, created, updated)"

@@ -68,7 +68,7 @@ class Database:
     The transactions run in the event loop's thread: a commit in WAL mode only appends to the
     WAL file (no fsync), which costs less than handing the work to a thread and back (the GIL
     changes hands at every statement). The slow part, the checkpoint that copies the WAL into
-    the database and fsyncs, runs in a thread of its own every `CHECKPOINT_EVERY` commits.
+    the database and fsyncs, runs in a thread of its own (`Checkpoints`).
 
     If an op or the commit fails, the transaction is rolled back and every op in it fails with
     that error: nothing of them was kept. An op runs even if its caller was cancelled meanwhile
