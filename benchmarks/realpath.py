@@ -2,46 +2,67 @@
 
 `Daemon` with a data_dir in a temporary folder (SQLite, WAL): each inbound message goes through
 the intake (recorded in the outbox), the agent (an instant fake model; the session history is
-loaded and saved), the streaming writer, the outbound door (the reply recorded in the outbox,
-then its lane) and the delivery (split, render) to a null channel with Telegram's capabilities
-and no rate budget. Measured: messages/s, CPU µs per message, latency from the intake call to
-the channel's send (p50/p99), and SQLite commits per message.
+loaded and saved), the reply writer, the outbound door (the reply recorded in the outbox, then
+its lane) and the delivery (split, render) to a null channel with Telegram's capabilities and
+no rate budget. Measured: messages/s, CPU µs per message (the whole process: the event loop and
+the WAL's checkpoints), latency from the intake call to the channel's send (p50/p99), and SQLite
+commits per message.
+
+Each reply differs (it quotes the question), so no cache hides the rendering. Intake runs one
+message at a time (as Telegram's long polling hands them over: each acknowledged only once its
+commit is done), or with many in flight (webhooks, the web chat, Slack and Discord: concurrent
+requests and events, whose records share commits).
+
+`python -m benchmarks.realpath` also shows where the CPU goes: a profile of the event loop's
+thread by stage (SIGPROF samples), and the checkpoint thread's own CPU clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import gc
 import logging
 import os
+import signal
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from types import FrameType
 from typing import Any, ClassVar
 from unittest import mock
 
-import aiosqlite
+from prometheus_client import REGISTRY
 
 import channels as channel_registry
+from benchmarks import pipeline
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
 from picobot.config import parse_config
 from picobot.core.channel import NO_SERVICES, Capabilities, Channel, InboundSink, Rendered
 from picobot.core.channel import Services as ChannelServices
 from picobot.core.messages import InboundMessage, Sender
+from picobot.runtime import collector
 from picobot.runtime.daemon import Daemon
+from picobot.runtime.logs import OWN_LOGGERS, setup_logging
 
 N = int(os.environ.get("REALPATH_N", "5000"))  # one sender each: flood guard per sender
-REPLY = "Here is **your** answer, with a [link](https://example.org) and some `code`."
+IN_FLIGHT = 100  # intake calls at once in the concurrent rows
+MARKDOWN = "Here is **your** answer to {q}, with a [link](https://example.org) and some `code`."
+PLAIN = "Here is your answer to {q}. It has no Markdown at all, as many short replies do."
 TARGET_RATE, TARGET_CPU = 5_000, 200.0
 
 
 class InstantLLM:
     name = "instant"
+    reply = MARKDOWN
 
     async def stream(
         self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
     ) -> AsyncGenerator[LLMEvent, None]:
-        yield TextDelta(REPLY)
+        yield TextDelta(self.reply.format(q=messages[-1]["content"]))
         yield Finish("stop")
 
     async def aclose(self) -> None:
@@ -82,21 +103,40 @@ class NullChannel(Channel):
         return None
 
 
-async def run_once() -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def tuned_collector() -> AsyncIterator[None]:
+    """The garbage collector as `picobot run` sets it once started; undone after the run."""
+    threshold = gc.get_threshold()
+    collector.tune()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
+def sqlite_commits() -> float:
+    """Transactions committed so far, all databases (the metric picobot exports)."""
+    return sum(
+        REGISTRY.get_sample_value("picobot_sqlite_commits_total", {"db": db}) or 0.0
+        for db in ("outbox", "sessions")
+    )
+
+
+def sqlite_cpu() -> float:
+    """CPU seconds the SQLite checkpoint threads used so far (their own clocks)."""
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        for t in threading.enumerate()
+        if t.name.startswith("sqlite") and t.ident is not None
+    )
+
+
+async def run_once(
+    senders: int = 1, reply: str = MARKDOWN, profile: Profile | None = None
+) -> dict[str, float]:
+    """`senders`: how many intake calls are in flight at once (1: one after another)."""
     NullChannel.sent, NullChannel.done = {}, asyncio.Event()
-    commits = 0
-    real_commit, real_execute = aiosqlite.Connection.commit, aiosqlite.Connection.execute
-
-    async def counted(self: aiosqlite.Connection) -> None:
-        nonlocal commits
-        commits += 1
-        await real_commit(self)
-
-    def counted_sql(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
-        nonlocal commits
-        commits += sql.strip().upper() == "COMMIT"  # explicit transactions (sessions)
-        return real_execute(self, sql, *args)
-
+    InstantLLM.reply = reply
     with tempfile.TemporaryDirectory() as tmp:
         data = {
             "data_dir": tmp,
@@ -105,50 +145,203 @@ async def run_once() -> dict[str, float]:
             "log": {"level": "warning"},
         }
         config = parse_config(data, env={})
-        with (
-            mock.patch.object(channel_registry, "load", lambda name: NullChannel),
-            mock.patch.object(aiosqlite.Connection, "commit", counted),
-            mock.patch.object(aiosqlite.Connection, "execute", counted_sql),
-        ):
-            async with Daemon(config, llm=InstantLLM()) as daemon:  # type: ignore[arg-type]
-                commits = 0
+        with mock.patch.object(channel_registry, "load", lambda name: NullChannel):
+            daemon = Daemon(config, llm=InstantLLM())  # type: ignore[arg-type]
+            async with daemon, tuned_collector():
+                commits, threads = sqlite_commits(), sqlite_cpu()
                 started: dict[str, float] = {}
+
+                async def feed(numbers: range) -> None:
+                    for i in numbers:
+                        # A conversation each: messages to a busy session would steer its turn.
+                        msg = InboundMessage("web", f"chat{i}", Sender(f"u{i}"), f"question {i}")
+                        started[msg.chat_id] = time.perf_counter()
+                        await daemon.intake(msg)
+
+                if profile is not None:
+                    profile.start()
                 wall, cpu = time.perf_counter(), time.process_time()
-                for i in range(N):
-                    # A conversation each: messages to a busy session would steer its turn.
-                    msg = InboundMessage("web", f"chat{i}", Sender(f"u{i}"), f"question {i}")
-                    started[msg.chat_id] = time.perf_counter()
-                    await daemon.intake(msg)
+                await asyncio.gather(*(feed(range(k, N, senders)) for k in range(senders)))
                 await asyncio.wait_for(NullChannel.done.wait(), 300)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                per_message_commits = commits / N
+                if profile is not None:
+                    profile.stop()
+                per_message_commits = (sqlite_commits() - commits) / N
+                threads = sqlite_cpu() - threads
     latencies = sorted(NullChannel.sent[chat] - t for chat, t in started.items())
     return {
         "rate": N / wall,
         "cpu_us": cpu / N * 1e6,
+        "sqlite_us": threads / N * 1e6,
         "p50_ms": statistics.median(latencies) * 1e3,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
         "commits": per_message_commits,
     }
 
 
+# -- where the CPU goes -------------------------------------------------------------------------
+
+STAGES = {  # the innermost picobot module on the stack -> its stage
+    "picobot/inbound/": "intake (access, flood guard, publish)",
+    "picobot/agent/": "agent (session worker, turn, model stream)",
+    "picobot/outbound/streaming.py": "reply writer",
+    "picobot/outbound/": "outbound door, lanes, delivery",
+    "picobot/text/": "split and render",
+    "picobot/storage/": "storage around SQLite (JSON, grouping, futures)",
+    "picobot/runtime/": "daemon wiring (writer per turn)",
+    "picobot/core/": "core (bus, messages, events, metrics)",
+    "benchmarks/": "benchmark (fake model, null channel, feeding)",
+}
+LOOP = "event loop (scheduling, wakeups, task steps)"
+SQL = "SQLite statements and commits (in the event loop)"
+
+
+class Profile:
+    """Samples the event loop's thread every millisecond of process CPU (SIGPROF) and counts
+    each sample for the stage of the innermost picobot function on its stack."""
+
+    def __init__(self) -> None:
+        self.samples: collections.Counter[str] = collections.Counter()
+        self._main_cpu = 0.0
+
+    def start(self) -> None:
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
+        self._main_cpu = time.thread_time()
+
+    def stop(self) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        self._main_cpu = time.thread_time() - self._main_cpu
+
+    def _sample(self, signum: int, frame: FrameType | None) -> None:
+        stage = None
+        inner = frame
+        while inner is not None:  # SQLite's own work, whoever queued it
+            if (
+                inner.f_code.co_name == "_transact"
+                and "picobot/storage/" in inner.f_code.co_filename
+            ):
+                stage = SQL
+            inner = inner.f_back
+        while frame is not None and stage is None:
+            path = frame.f_code.co_filename
+            if frame.f_code.co_name == "select" and path.endswith("selectors.py"):
+                stage = "idle"  # waiting: the tick was another thread's CPU
+            for prefix, name in STAGES.items():
+                if stage is None and prefix in path:
+                    stage = name
+            frame = frame.f_back
+        self.samples[stage or LOOP] += 1
+
+    def per_message(self) -> list[tuple[str, float]]:
+        """µs of the event loop thread's CPU per message, by stage."""
+        busy = sum(n for stage, n in self.samples.items() if stage != "idle")
+        return [
+            (stage, self._main_cpu / N * 1e6 * n / busy)
+            for stage, n in self.samples.most_common()
+            if stage != "idle"
+        ]
+
+
+async def breakdown() -> tuple[dict[str, float], list[tuple[str, float]]]:
+    profile = Profile()
+    result = await run_once(IN_FLIGHT, MARKDOWN, profile)
+    return result, profile.per_message()
+
+
+@contextlib.contextmanager
+def info_logs() -> Iterator[None]:
+    """picobot's own log handler at its default level, info (three lines a message), writing
+    to /dev/null: what those lines cost. The other rows run at warning."""
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", *OWN_LOGGERS)}
+    with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+        setup_logging("info")  # its handler writes to sys.stderr as it is now: /dev/null
+        logging.disable(logging.NOTSET)
+        try:
+            yield
+        finally:
+            logging.disable(logging.WARNING)
+            for handler in [h for h in root.handlers if h.get_name() == "picobot"]:
+                root.removeHandler(handler)
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+def _row(label: str, r: dict[str, float]) -> str:
+    meets = r["rate"] >= TARGET_RATE and r["cpu_us"] <= TARGET_CPU
+    return (
+        f"| {label} | {r['rate']:,.0f} | {r['cpu_us']:.0f} | {r['sqlite_us']:.0f} "
+        f"| {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['commits']:.2f} "
+        f"| {'meets' if meets else 'misses'} |\n"
+    )
+
+
 async def main() -> str:
     logging.disable(logging.WARNING)
     try:
-        r = max([await run_once() for _ in range(3)], key=lambda r: r["rate"])
+        rows = []
+        for label, senders, reply in (
+            ("one at a time, Markdown reply", 1, MARKDOWN),
+            (f"{IN_FLIGHT} in flight, Markdown reply", IN_FLIGHT, MARKDOWN),
+            (f"{IN_FLIGHT} in flight, plain-text reply", IN_FLIGHT, PLAIN),
+        ):
+            runs = [await run_once(senders, reply) for _ in range(3)]
+            rows.append((label, max(runs, key=lambda r: r["rate"])))
+        with info_logs():
+            runs = [await run_once(IN_FLIGHT, PLAIN) for _ in range(3)]
+        label = f"{IN_FLIGHT} in flight, plain-text reply, log level info (the default)"
+        rows.append((label, max(runs, key=lambda r: r["rate"])))
+        result, stages = await breakdown()
+        in_process = max([await pipeline.run_once() for _ in range(3)])
     finally:
         logging.disable(logging.NOTSET)
-    meets = r["rate"] >= TARGET_RATE and r["cpu_us"] <= TARGET_CPU
+    table = "".join(_row(label, r) for label, r in rows)
+    where = "".join(f"| {stage} | {us:.0f} |\n" for stage, us in stages)
     return (
         "## The real path (intake → agent → writer → outbox → lanes → null channel)\n\n"
         f"{N} messages, each in a conversation of its own, best of 3; durability on (SQLite"
-        " WAL in a temporary folder), an instant fake model, Telegram's capabilities, no rate"
-        " budget.\n\n"
-        "| messages/s | CPU µs/message | p50 | p99 | SQLite commits/message | target |\n"
-        "|---|---|---|---|---|---|\n"
-        f"| {r['rate']:,.0f} | {r['cpu_us']:.0f} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms "
-        f"| {r['commits']:.1f} | ≥ {TARGET_RATE:,} msg/s, ≤ {TARGET_CPU:.0f} µs: "
-        f"{'meets' if meets else 'misses'} |\n"
+        " WAL in a temporary folder: every message recorded before the intake returns, every"
+        " reply before its lane takes it, the history saved each turn), an instant fake model"
+        " whose reply quotes the question, Telegram's capabilities, no rate budget, the"
+        " garbage collector set as `picobot run` sets it (`picobot/runtime/collector.py`)."
+        " Intake one"
+        " message at a time (Telegram's long polling), or with"
+        f" {IN_FLIGHT} calls in flight (webhooks, the web chat, Slack, Discord). CPU is the"
+        " whole process's; the share of the thread that checkpoints the WAL is shown too."
+        " Target: ≥"
+        f" {TARGET_RATE:,} msg/s and ≤ {TARGET_CPU:.0f} µs CPU/message.\n\n"
+        "| intake, reply | messages/s | CPU µs/message | of it checkpoints | p50 | p99"
+        " | SQLite commits/message | target |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        f"{table}"
+        f"| in-process path (door → lanes → null channel, no outbox; see Pipeline)"
+        f" | {in_process[0]:,.0f} | {in_process[1]:.0f} | – | | | 0 | |\n\n"
+        f"Where the CPU goes ({IN_FLIGHT} in flight, Markdown reply; one more run, sampled:"
+        f" {result['cpu_us']:.0f} µs/message in all). The event loop's thread by stage (the"
+        " innermost picobot function on the stack, SIGPROF every millisecond of CPU), and the"
+        " checkpoint thread:\n\n"
+        "| stage | CPU µs/message |\n|---|---|\n"
+        f"{where}"
+        f"| checkpoints (their own thread) | {result['sqlite_us']:.0f} |\n\n"
+        "The signal is handled at the next Python function, so the C parts of asyncio (task"
+        " steps, future callbacks) count for the function that resumes: mostly the storage"
+        " calls' `await`s. What is left, and why the target is out of reach in this design:"
+        " the Markdown parse (markdown-it-py, 110–160 µs for a two-line reply; text without"
+        " Markdown skips it, same output, property-tested); about 40 event-loop callbacks per"
+        " message over its tasks (intake, session worker, turn, lane) and three outbound jobs"
+        " (accepted, reply, done), a few µs each; and about a dozen SQLite statements (the"
+        " message's record, the turn's attempt and end, the history's read, write and prune,"
+        " the reply's record, chunk and delivery), all in transactions shared by whatever was"
+        " queued in the same turn of the event loop. With 100 in flight the intake outpaces"
+        " the turns, so messages queue at the agent: the latency there is that queue. One"
+        " message at a time, each intake waits"
+        " for its own commit (it is acknowledged only once recorded), so commits are not"
+        " shared; with many in flight one commit serves dozens of messages.\n"
     )
 
 

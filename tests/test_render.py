@@ -6,12 +6,14 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from picobot.text.render import (
     Rendered,
+    is_plain,
     render,
+    render_markdown,
     to_plain,
     to_slack_mrkdwn,
     to_telegram_html,
@@ -304,6 +306,8 @@ def test_telegram_html_is_always_valid(markdown: str) -> None:
 @given(st.text(alphabet="abcdefgh XYZ0123456789,.;:?!'\n", max_size=200))
 def test_telegram_visible_text_keeps_plain_words(text: str) -> None:
     # Text without Markdown syntax shows up unchanged (up to whitespace), without markup.
+    # ("00." starting a line is an ordered list, which renders its number as "0.".)
+    assume(re.search(r"^\s*\d+\.", text, re.MULTILINE) is None)
     html = to_telegram_html(text)
     visible = visible_text_of_telegram_html(html)
     assert visible.split() == text.split()
@@ -394,3 +398,46 @@ def test_any_slice_of_a_document_renders_valid_html(start: int, end: int) -> Non
 def test_a_blank_code_span_is_not_an_empty_telegram_message() -> None:
     rendered = render("`\n`", "telegram_html")
     assert rendered.visible.strip() == "`\n`"
+
+
+# -- the plain-text shortcut -------------------------------------------------------------------
+
+_PLAINISH = st.one_of(
+    st.text(  # mostly plain: the shortcut's side of `is_plain`
+        alphabet=st.sampled_from(
+            [*"abcXYZ019 \n.,;:?!'\"()/@%$^=+-#{}", "é", "中", "🙂", "\u00a0", "\u2028"]
+        ),
+        max_size=40,
+    ),
+    st.text(max_size=30),  # anything, odd Unicode included
+)
+
+
+@settings(max_examples=3000)
+@given(_PLAINISH)
+@example("Hello! Question #5: is 2+2 = 4? (yes)\nSecond line.\n\nNew paragraph.")
+@example("1986. A year")
+@example("a\n# b")
+def test_plain_text_renders_as_itself_exactly_as_the_parser_would(text: str) -> None:
+    if not is_plain(text):
+        return
+    for fmt in ("telegram_html", "slack_mrkdwn", "plain"):
+        assert render(text, fmt) == render_markdown(text, fmt)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("Hello! Question #5: is 2+2 = 4? (yes)\nSecond line.\n\nNew paragraph.", True),
+        ("Привет, мир 🙂", True),
+        ("Here is **bold**", False),
+        ("a_b", False),
+        ("- item", False),
+        ("# Title", False),
+        ("x  \ny", False),  # a hard break
+        ("    code", False),
+        ("Tom & Jerry", False),
+    ],
+)
+def test_the_shortcut_is_taken_for_plain_text_only(text: str, plain: bool) -> None:
+    assert is_plain(text) is plain

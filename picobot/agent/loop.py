@@ -130,7 +130,8 @@ class AgentLoop:
             while True:
                 started = time.monotonic()
                 await self._play(msg, turn)
-                metrics.TURN_SECONDS.labels(msg.channel).observe(time.monotonic() - started)
+                elapsed = time.monotonic() - started
+                metrics.child(metrics.TURN_SECONDS, msg.channel).observe(elapsed)
                 queued = self.agent.take_followup(key)
                 if not queued:
                     return  # no await from here to `_active.discard`: nothing slips through

@@ -181,15 +181,16 @@ class Intake:
             log.info("ignored a replayed event in %s:%s (%s)", msg.channel, msg.chat_id, msg.id)
             metrics.INBOUND.labels(msg.channel, "replayed").inc()
             return
-        metrics.INBOUND.labels(msg.channel, "accepted").inc()
-        log.info(
-            "message %s in %s from %s (%d chars)",
-            msg.id,
-            msg.session_key,
-            msg.sender.id,
-            len(msg.text),
-            extra={"content": msg.text},
-        )
+        metrics.child(metrics.INBOUND, msg.channel, "accepted").inc()
+        if log.isEnabledFor(logging.INFO):  # every message: no arguments built for nothing
+            log.info(
+                "message %s in %s from %s (%d chars)",
+                msg.id,
+                msg.session_key,
+                msg.sender.id,
+                len(msg.text),
+                extra={"content": msg.text},
+            )
         if self._announce_here:
             # Before the agent sees the message, so the placeholder precedes any reply in the lane.
             await self.announce(msg)

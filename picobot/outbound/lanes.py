@@ -61,20 +61,20 @@ class Lane:
         fetch: Fetch | None,
         settle: Settle,
         on_idle: Callable[[Lane], None],
-        idle_after: float,
         spill_after: int,
     ) -> None:
         self.key = key
         self._deliver = deliver
         self._fetch = fetch
         self._settle = settle
-        self._on_idle = on_idle
-        self._idle_after = idle_after
+        self._on_idle = on_idle  # told when the lane ends, idle
         self._spill_after = spill_after if fetch is not None else 1 << 62
         self._entries: deque[Job | Spilled] = deque()
         self._spilled = 0  # replies counted by `Spilled` entries
         self._current: Job | None = None
         self.stopped: Superseded | None = None  # why `stop()` ended the lane
+        self.idle_since: float | None = None  # loop time it ran out of work, while idle
+        self._retired = False
         self._wakeup = asyncio.Event()
         self._empty = asyncio.Event()
         self._empty.set()
@@ -126,15 +126,24 @@ class Lane:
         self._empty.clear()
         self._wakeup.set()
 
+    def retire(self) -> None:
+        """End the lane if it is still idle when it wakes (idle long enough, says `Lanes`)."""
+        self._retired = True
+        self._wakeup.set()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             if not self._entries:
                 self._empty.set()
                 self._wakeup.clear()
-                try:
-                    async with asyncio.timeout(self._idle_after):
-                        await self._wakeup.wait()
-                except TimeoutError:
+                # No timeout per wait (a timer each time a chat's lane runs dry): `Lanes`
+                # sweeps the idle ones now and then.
+                self.idle_since = loop.time()
+                await self._wakeup.wait()
+                self.idle_since = None
+                if self._retired:
+                    self._retired = False
                     if not self._entries:
                         self._on_idle(self)
                         return
@@ -195,6 +204,7 @@ class Lanes:
         self._idle_after = idle_after
         self._spill_after = spill_after
         self._lanes: dict[Key, Lane] = {}
+        self._sweeper: asyncio.TimerHandle | None = None  # ends idle lanes
         # Who waits for which message: weak, so a dropped future costs no memory.
         self._waiting: weakref.WeakValueDictionary[str, asyncio.Future[list[str]]]
         self._waiting = weakref.WeakValueDictionary()
@@ -220,11 +230,22 @@ class Lanes:
                 self._fetch,
                 self._settle,
                 self._idle,
-                self._idle_after,
                 self._spill_after,
             )
             metrics.LANES.set(len(self._lanes))
+            if self._sweeper is None:
+                self._sweeper = asyncio.get_running_loop().call_later(self._idle_after, self._sweep)
         return lane
+
+    def _sweep(self) -> None:
+        """End the lanes idle for `idle_after` seconds (each ends within twice that)."""
+        now = asyncio.get_running_loop().time()
+        for lane in list(self._lanes.values()):
+            if lane.idle_since is not None and now - lane.idle_since >= self._idle_after:
+                lane.retire()
+        self._sweeper = None
+        if self._lanes:
+            self._sweeper = asyncio.get_running_loop().call_later(self._idle_after, self._sweep)
 
     def _settle(self, job: Job, result: list[str] | BaseException) -> None:
         future = self._waiting.pop(job.msg.id, None)
@@ -282,6 +303,9 @@ class Lanes:
 
     async def aclose(self) -> None:
         """Cancel every lane; the futures of undelivered jobs are cancelled."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         tasks = [lane.task for lane in self._lanes.values()]
         await cancel_and_wait(*tasks)
         self._lanes.clear()

@@ -73,7 +73,7 @@ class Replies:
                 raise
         if job.durable and self._outbox is not None:
             await self._outbox.delivered(msg)
-        metrics.OUTBOUND.labels(msg.channel, "sent").inc(len(ids))
+        metrics.child(metrics.OUTBOUND, msg.channel, "sent").inc(len(ids))
         return ids
 
     async def _migrating(self, channel: Channel, job: Job) -> list[str]:

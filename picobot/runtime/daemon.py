@@ -21,7 +21,7 @@ import channels as channel_registry
 from picobot.agent.abilities import Abilities, agent_answer
 from picobot.agent.llm import LLM
 from picobot.agent.loop import Agent, AgentLoop, BufferedReply
-from picobot.config import Config, load_config, summary
+from picobot.config import ChannelConfig, Config, load_config, summary
 from picobot.core.bus import Topic
 from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
 from picobot.core.errors import ConfigError, StorageError
@@ -217,7 +217,10 @@ class Daemon:
         if isinstance(channel, WritesReplies):
             return channel.make_writer(inbound)
         caps = channel.capabilities
-        streaming = getattr(getattr(self.config.channels, inbound.channel), "streaming", None)
+        settings = getattr(self.config.channels, inbound.channel)
+        # Platform channels have streaming settings; the web chat has none (no exception here:
+        # this runs for every message).
+        streaming = settings.streaming if isinstance(settings, ChannelConfig) else None
         if caps.can_edit and streaming is not None and streaming.enabled:
             return StreamingReply(
                 inbound,

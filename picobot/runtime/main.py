@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from picobot.config import Config
+from picobot.runtime import collector
 from picobot.runtime.daemon import Daemon
 from picobot.runtime.forced import exit_soon
 from picobot.runtime.sdnotify import Notifier
@@ -93,6 +94,7 @@ async def run(
     try:
         async with daemon:
             ready = True
+            collector.tune()
             notifier.ready(f"ready: {daemon.summary_line()}")
             if on_ready is not None:
                 on_ready(daemon)

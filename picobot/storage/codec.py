@@ -12,12 +12,20 @@ from picobot.core.messages import Attachment, InboundMessage, Kind, OutboundMess
 
 def dump(msg: InboundMessage | OutboundMessage) -> str:
     # Not dataclasses.asdict: it deep-copies, and the metadata mapping proxy cannot be copied.
-    data = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    # Field names computed once: this runs twice per message.
+    inbound = isinstance(msg, InboundMessage)
+    data = {name: getattr(msg, name) for name in (_INBOUND if inbound else _OUTBOUND)}
     data["metadata"] = dict(msg.metadata)
     data["attachments"] = [a.to_json() for a in msg.attachments]
     if isinstance(msg, InboundMessage):
-        data["sender"] = dataclasses.asdict(msg.sender)
-    return json.dumps(data, ensure_ascii=False)
+        data["sender"] = {name: getattr(msg.sender, name) for name in _SENDER}
+    return _encode(data)
+
+
+_INBOUND = tuple(f.name for f in dataclasses.fields(InboundMessage))
+_OUTBOUND = tuple(f.name for f in dataclasses.fields(OutboundMessage))
+_SENDER = tuple(f.name for f in dataclasses.fields(Sender))
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps makes one per call
 
 
 def load_outbound(text: str) -> OutboundMessage:

@@ -14,7 +14,6 @@ Two records, one database:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
@@ -24,15 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import aiosqlite
-
 from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
 from picobot.storage.codec import dump, load_inbound, load_outbound
 from picobot.storage.datadir import storage_error_text
 from picobot.storage.journal import FinishedInOutbox
 from picobot.storage.records import DeadLetter, Pending, Placeholder
-from picobot.storage.sqlite import connect
+from picobot.storage.sqlite import Database
 
 __all__ = ["DeadLetter", "FinishedInOutbox", "Outbox", "Pending", "Placeholder"]
 
@@ -77,34 +74,27 @@ WriteWatcher = Callable[[BaseException | None], None]
 class Outbox:
     """The `OutboxStore` in SQLite, with the inbound journal (replays, unfinished turns).
 
-    One SQLite connection shared by the daemon; statements are serialised by a lock.
+    One SQLite connection shared by the daemon (`Database`).
 
     Commits are grouped: a statement returns once a commit covering it has completed, and the
-    statements that ran while one commit was pending share it (one fsync-free WAL commit for
-    many writers, instead of one each).
+    statements queued in the same turn of the event loop share it (one WAL commit for many
+    writers, instead of one each).
     """
 
     def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:
         self.path = Path(path)
         self.on_write = on_write
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._commit: asyncio.Future[None] | None = None  # the next commit, once one is due
-        self._commits: set[asyncio.Task[None]] = set()
+        self._db = Database(self.path, _SCHEMA, name="outbox")
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, *, on_write: WriteWatcher | None = None) -> Outbox:
         return cls(Path(data_dir) / DB_NAME, on_write=on_write)
 
     async def open(self) -> None:
-        if self._db is not None:
-            return
-        self._db = await connect(self.path, _SCHEMA)
+        await self._db.open()
 
     async def aclose(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self._db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -123,66 +113,22 @@ class Outbox:
         :raises StorageError: if it or its commit failed (disk full, I/O error): nothing of it
             was kept, nor of the statements sharing its commit (they fail too).
         """
-        if self._db is None:
-            raise RuntimeError("the outbox is not open")
-        async with self._lock:
-            try:
-                rows = [tuple(row) for row in await self._db.execute_fetchall(sql, args)]
-            except sqlite3.Error as exc:
-                await self._abandon(exc)
-                raise self._failed(exc) from exc
-            commit = self._commit
-            if commit is None:
-                commit = self._commit = asyncio.get_running_loop().create_future()
-                asyncio.get_running_loop().call_soon(self._start_commit, commit)
-        try:
-            await asyncio.shield(commit)  # a cancelled caller must not cancel the others' commit
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
-        if write and self.on_write is not None:
-            self.on_write(None)
+        rows: list[tuple[Any, ...]] = await self._ops(_statement(sql, args), write=write)
         return rows
 
-    async def _abandon(self, exc: BaseException) -> None:
-        """Under the lock, after a failed statement or commit: roll back (SQLite may have done
-        so already), and fail the statements waiting on the pending commit, whose writes the
-        rollback took too."""
-        assert self._db is not None
-        if self._db.in_transaction:
-            await self._db.rollback()
-        commit, self._commit = self._commit, None
-        if commit is not None and not commit.done():
-            commit.set_exception(exc)
-
-    def _failed(self, exc: BaseException) -> StorageError:
-        if self.on_write is not None:
-            self.on_write(exc)
-        return StorageError(f"{self.path}: {storage_error_text(exc)}")
-
-    def _start_commit(self, commit: asyncio.Future[None]) -> None:
-        # Runs once the statements already waiting for the lock had their turn... mostly:
-        # any statement after this one simply rides the next commit.
-        task = asyncio.get_running_loop().create_task(self._commit_now(commit))
-        self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
-
-    async def _commit_now(self, commit: asyncio.Future[None]) -> None:
-        async with self._lock:
-            if self._commit is commit:
-                self._commit = None  # statements from now on wait for the next commit
-            try:
-                assert self._db is not None
-                await self._db.commit()
-            except BaseException as exc:
-                if isinstance(exc, sqlite3.Error):
-                    await self._abandon(exc)
-                if not commit.done():
-                    commit.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                if not commit.done():
-                    commit.set_result(None)
+    async def _ops(self, op: Callable[[sqlite3.Connection], Any], *, write: bool = True) -> Any:
+        """`op` in the next grouped transaction (see `_run`)."""
+        if not self._db.is_open:
+            raise RuntimeError("the outbox is not open")
+        try:
+            result = await self._db.run(op, write=write)
+        except sqlite3.Error as exc:
+            if self.on_write is not None:
+                self.on_write(exc)
+            raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
+        if write and self.on_write is not None:
+            self.on_write(None)
+        return result
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -203,14 +149,18 @@ class Outbox:
 
     async def delivered(self, msg: OutboundMessage) -> None:
         """Prune `msg`; its inbound message is answered (no replay after a restart)."""
-        await self._run("DELETE FROM outbound WHERE id = ?", (msg.id,))
-        if msg.in_reply_to:
-            await self._run(
-                # The reply took the placeholder (edited it or removed it): forget its id.
-                "UPDATE inbound SET state = 'answered', placeholder = NULL"
-                " WHERE id = ? AND state = 'received'",
-                (msg.in_reply_to,),
-            )
+
+        def prune(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM outbound WHERE id = ?", (msg.id,))
+            if msg.in_reply_to:
+                db.execute(
+                    # The reply took the placeholder (edited it or removed it): forget its id.
+                    "UPDATE inbound SET state = 'answered', placeholder = NULL"
+                    " WHERE id = ? AND state = 'received'",
+                    (msg.in_reply_to,),
+                )
+
+        await self._ops(prune)
 
     async def dead(self, msg: OutboundMessage, error: str) -> None:
         """Keep a permanently failed message, with its error, out of the delivery queue."""
@@ -352,3 +302,7 @@ class Outbox:
         letter = reply_to(msg, "")
         await self.add(letter)
         await self.dead(letter, error)
+
+
+def _statement(sql: str, args: tuple[Any, ...]) -> Callable[[sqlite3.Connection], Any]:
+    return lambda db: db.execute(sql, args).fetchall()

@@ -15,6 +15,7 @@ filled from the messages of an existing database when it is first opened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import time
@@ -22,16 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
-
-import aiosqlite
+from typing import Protocol, Self, TypeVar
 
 from picobot.core.errors import StorageError
 from picobot.core.messages import Message
 from picobot.storage.datadir import storage_error_text
-from picobot.storage.sqlite import connect
+from picobot.storage.sqlite import Database
 
 DB_NAME = "sessions.db"
+T = TypeVar("T")
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -169,8 +170,9 @@ class HistoryStore(Protocol):
 class SessionStore:
     """Messages per session key, oldest first. Opens lazily; `aclose()` when done.
 
-    All statements run under one lock: the single connection is shared by every session, and
-    interleaved transactions on it would mix their writes.
+    One connection (`Database`), shared by every session: each write is one op of a grouped
+    transaction (the writes of many turns share one commit), so a turn's messages are kept
+    all together or not at all.
     """
 
     def __init__(
@@ -181,8 +183,8 @@ class SessionStore:
     ) -> None:
         self.path = path
         self.on_write = on_write  # told of every write's outcome (readiness follows the disk)
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate)
+        self._lock = asyncio.Lock()  # opening
         self._closed = False
 
     @classmethod
@@ -198,31 +200,22 @@ class SessionStore:
         """Open the database (idempotent).
 
         :raises RuntimeError: if the store was closed.
-        :raises sqlite3.Error: if the file cannot be opened.
+        :raises StartupError: if the file cannot be opened.
         """
-        async with self._lock:
-            await self._connect()
+        await self._connect()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self) -> Database:
         if self._closed:
             raise RuntimeError("the session store is closed")
-        if self._db is None:
-            # isolation_level=None: autocommit; writes use explicit BEGIN IMMEDIATE.
-            db = await connect(self.path, _SCHEMA, isolation_level=None)
-            try:
-                await _migrate(db)
-            except BaseException:
-                await db.close()
-                raise
-            self._db = db
+        if not self._db.is_open:
+            async with self._lock:
+                await self._db.open()
         return self._db
 
     async def aclose(self) -> None:
         async with self._lock:
             self._closed = True
-            if self._db is not None:
-                await self._db.close()
-                self._db = None
+            await self._db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -236,6 +229,11 @@ class SessionStore:
     ) -> None:
         await self.aclose()
 
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        db = await self._connect()
+        result: T = await db.run(op, write=False)
+        return result
+
     async def load(self, session: str) -> list[Message]:
         """Every stored message of `session` for the model (no notes), oldest first."""
         return await self._select(session, "AND role != 'note'")
@@ -245,21 +243,14 @@ class SessionStore:
         return await self._select(session, "")
 
     async def _select(self, session: str, where: str) -> list[Message]:
-        async with self._lock:
-            db = await self._connect()
-            rows = await db.execute_fetchall(  # one round trip to the database thread
-                f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id", (session,)
-            )
-            return [json.loads(row[0]) for row in rows]
+        sql = f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id"
+        rows = await self._read(lambda db: db.execute(sql, (session,)).fetchall())
+        return [json.loads(row[0]) for row in rows]
 
     async def count(self, session: str) -> int:
         """How many messages the model sees in `session`."""
-        async with self._lock:
-            db = await self._connect()
-            async with db.execute(
-                "SELECT count(*) FROM messages WHERE session = ? AND role != 'note'", (session,)
-            ) as cursor:
-                row = await cursor.fetchone()
+        sql = "SELECT count(*) FROM messages WHERE session = ? AND role != 'note'"
+        row = await self._read(lambda db: db.execute(sql, (session,)).fetchone())
         return int(row[0]) if row else 0
 
     async def append(
@@ -267,129 +258,102 @@ class SessionStore:
     ) -> None:
         """Add `messages` in one transaction, then prune to the newest `keep` (turn boundary).
 
-        Shielded: once started, the write completes even if the caller is cancelled, so the
-        shared connection is never left inside a transaction.
+        Once started, the write completes even if the caller is cancelled.
 
         :raises StorageError: if the write failed (disk full, I/O error); nothing was kept.
         """
         now = time.time()
-        rows = [
-            (session, str(m.get("role")), json.dumps(m, ensure_ascii=False), now) for m in messages
-        ]
+        rows = [(session, str(m.get("role")), _encode(m), now) for m in messages]
         first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
         title = title_of(first) if isinstance(first, str) else None
-        await asyncio.shield(self._write(session, rows, keep, title, now))
+        await self._write(functools.partial(_append, session, rows, keep, title, now))
 
     async def append_note(self, session: str, messages: Sequence[Message]) -> None:
         """Add messages only the user sees (a command and its reply); the model never does."""
         now = time.time()
-        rows = [
-            (session, NOTE, json.dumps({**m, "note": True}, ensure_ascii=False), now)
-            for m in messages
-        ]
-        await asyncio.shield(self._write(session, rows, None, None, now))
+        rows = [(session, NOTE, _encode({**m, "note": True}), now) for m in messages]
+        await self._write(functools.partial(_append, session, rows, None, None, now))
 
-    async def _write(
-        self,
-        session: str,
-        rows: list[tuple[str, str, str, float]],
-        keep: int | None,
-        title: str | None,
-        now: float,
-    ) -> None:
-        async with self._lock:
-            db = await self._connect()
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                try:
-                    await db.executemany(
-                        "INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)",
-                        rows,
-                    )
-                    await db.execute(
-                        "INSERT INTO sessions (session, title, created, updated)"
-                        " VALUES (?, ?, ?, ?) ON CONFLICT (session) DO UPDATE SET"
-                        " updated = excluded.updated,"
-                        " title = coalesce(sessions.title, excluded.title)",
-                        (session, title, now, now),
-                    )
-                    if keep is not None:
-                        await self._prune(db, session, keep)
-                    await db.execute("COMMIT")
-                except BaseException:
-                    # A full disk makes SQLite roll back by itself; a second ROLLBACK would
-                    # raise "no transaction is active" and hide the real error.
-                    if db.in_transaction:
-                        await db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                if self.on_write is not None:
-                    self.on_write(exc)
-                raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
+    async def _write(self, op: Callable[[sqlite3.Connection], object]) -> object:
+        db = await self._connect()
+        try:
+            result = await db.run(op)
+        except sqlite3.Error as exc:
+            if self.on_write is not None:
+                self.on_write(exc)
+            raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
         if self.on_write is not None:
             self.on_write(None)
-
-    @staticmethod
-    async def _prune(db: aiosqlite.Connection, session: str, keep: int) -> None:
-        rows: list[Any] = list(
-            await db.execute_fetchall(
-                "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
-                (session,),
-            )
-        )
-        start = trim_start([r[1] for r in rows], keep)
-        if start:
-            first_kept = rows[start][0] if start < len(rows) else rows[-1][0] + 1
-            await db.execute(
-                "DELETE FROM messages WHERE session = ? AND id < ?", (session, first_kept)
-            )
+        return result
 
     async def clear(self, session: str) -> None:
         """Forget `session`: its messages, notes and title (`/new`, deleting a conversation)."""
-        async with self._lock:
-            db = await self._connect()
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                await db.execute("DELETE FROM messages WHERE session = ?", (session,))
-                await db.execute("DELETE FROM sessions WHERE session = ?", (session,))
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+
+        def clear(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM messages WHERE session = ?", (session,))
+            db.execute("DELETE FROM sessions WHERE session = ?", (session,))
+
+        await self._write(clear)
 
     async def sessions(self, prefix: str = "", *, limit: int = 200) -> list[SessionInfo]:
         """Sessions whose key starts with `prefix`, most recently active first."""
-        async with self._lock:
-            db = await self._connect()
-            async with db.execute(
-                "SELECT session, title, created, updated FROM sessions "
-                "WHERE substr(session, 1, ?) = ? ORDER BY updated DESC, session LIMIT ?",
-                (len(prefix), prefix, limit),
-            ) as cursor:
-                return [SessionInfo(*row) async for row in cursor]
+        sql = (
+            "SELECT session, title, created, updated FROM sessions "
+            "WHERE substr(session, 1, ?) = ? ORDER BY updated DESC, session LIMIT ?"
+        )
+        rows = await self._read(lambda db: db.execute(sql, (len(prefix), prefix, limit)).fetchall())
+        return [SessionInfo(*row) for row in rows]
 
     async def rename(self, session: str, title: str) -> bool:
         """Set the title of `session`; False if there is no such session."""
-        async with self._lock:
-            db = await self._connect()
-            cursor = await db.execute(
-                "UPDATE sessions SET title = ? WHERE session = ?", (title, session)
-            )
-            return cursor.rowcount > 0
+        sql = "UPDATE sessions SET title = ? WHERE session = ?"
+        changed = await self._write(lambda db: db.execute(sql, (title, session)).rowcount)
+        return bool(changed)
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+def _append(
+    session: str,
+    rows: list[tuple[str, str, str, float]],
+    keep: int | None,
+    title: str | None,
+    now: float,
+    db: sqlite3.Connection,
+) -> None:
+    """In a transaction: a turn's messages, the session's row, the prune."""
+    db.executemany("INSERT INTO messages (session, role, data, created) VALUES (?, ?, ?, ?)", rows)
+    db.execute(
+        "INSERT INTO sessions (session, title, created, updated)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (session) DO UPDATE SET"
+        " updated = excluded.updated,"
+        " title = coalesce(sessions.title, excluded.title)",
+        (session, title, now, now),
+    )
+    if keep is not None:
+        _prune(db, session, keep)
+
+
+def _prune(db: sqlite3.Connection, session: str, keep: int) -> None:
+    rows = db.execute(
+        "SELECT id, role FROM messages WHERE session = ? AND role != 'note' ORDER BY id",
+        (session,),
+    ).fetchall()
+    start = trim_start([r[1] for r in rows], keep)
+    if start:
+        first_kept = rows[start][0] if start < len(rows) else rows[-1][0] + 1
+        db.execute("DELETE FROM messages WHERE session = ? AND id < ?", (session, first_kept))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
     """Bring an older database up to `SCHEMA_VERSION`, one step per transaction."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = db.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     for target in range(version + 1, SCHEMA_VERSION + 1):
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for statement in filter(str.strip, _MIGRATIONS[target].split(";\n")):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {target}")
-            await db.execute("COMMIT")
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise

@@ -38,6 +38,8 @@ def scan_fences(text: str, measure: Measure) -> list[Fence]:
             opener = None
     if opener is not None:
         pairs.append((opener, None))
+    if not pairs:
+        return []  # most replies: no cache to build
 
     cost = functools.cache(measure)  # fence lines repeat a lot: measure each once
     n = len(text)

@@ -17,6 +17,7 @@ Formats:
 
 from __future__ import annotations
 
+import re
 from typing import get_args
 
 from picobot.core.channel import Format, Rendered
@@ -48,6 +49,43 @@ def render(markdown: str, fmt: Format) -> Rendered:
 
     :raises ValueError: if ``fmt`` is not a known :data:`Format`.
     """
+    if fmt in _PLAIN_FORMATS and is_plain(markdown):
+        # No Markdown syntax and nothing to escape: every format renders it as itself (the
+        # parse would cost ~100 µs per message).
+        return Rendered(markdown, _PLAIN_FORMATS[fmt], markdown)
+    return render_markdown(markdown, fmt)
+
+
+# Characters that may start Markdown syntax (emphasis, code, links, autolinks, entities,
+# escapes, strikethrough, tables, headings, quotes) or that a format escapes; and control
+# characters the parser normalises.
+_MARKUP = re.compile(r"[\\`*_\[\]<>&~|\t\r\f\v\x00]")
+# Line starts that make lists or headings: "- ", "+ ", "1. ", "2) ", "# ", "===".
+_BLOCK_START = re.compile(r"^(?:[-+=#]|\d+[.)])", re.MULTILINE)
+_PLAIN_FORMATS: dict[str, str | None] = {
+    "telegram_html": "HTML",
+    "slack_mrkdwn": None,
+    "plain": None,
+}
+
+
+def is_plain(text: str) -> bool:
+    """Whether `text` has no Markdown at all, so it renders as itself in every format.
+
+    Conservative: paragraphs separated by single blank lines, no line indented or with
+    trailing whitespace (code blocks, hard breaks), none of the characters in `_MARKUP`.
+    """
+    return (
+        _MARKUP.search(text) is None
+        and "\n\n\n" not in text
+        and _BLOCK_START.search(text) is None
+        and text == text.strip()
+        and all(line == line.strip() for line in text.split("\n"))
+    )
+
+
+def render_markdown(markdown: str, fmt: Format) -> Rendered:
+    """`render` without the plain-text shortcut: always through the parser."""
     if fmt == "telegram_html":
         html = TelegramRenderer().document(markdown)
         return Rendered(html, "HTML", visible_text_of_telegram_html(html))

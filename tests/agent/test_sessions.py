@@ -96,16 +96,14 @@ async def test_a_full_disk_fails_the_write_cleanly_and_keeps_the_history(tmp_pat
     async with SessionStore.in_dir(tmp_path, on_write=outcomes.append) as store:
         await store.append("s", [msg("user", "before"), msg("assistant", "ok")])
         db = store._db
-        assert db is not None
-        async with db.execute("PRAGMA page_count") as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        await db.execute(f"PRAGMA max_page_count = {row[0]}")  # SQLite's own "disk full"
+        pages = await db.run(lambda c: c.execute("PRAGMA page_count").fetchone()[0], write=False)
+        # SQLite's own "disk full":
+        await db.run(lambda c: c.execute(f"PRAGMA max_page_count = {pages}"), write=False)
         with pytest.raises(StorageError, match="disk full"):  # not "cannot rollback"
             await store.append("s", [msg("user", "x" * 100_000), msg("assistant", "lost")])
         assert isinstance(outcomes[-1], sqlite3.Error)
         assert [m["content"] for m in await store.load("s")] == ["before", "ok"]  # no half turn
-        await db.execute("PRAGMA max_page_count = 1073741823")
+        await db.run(lambda c: c.execute("PRAGMA max_page_count = 1073741823"), write=False)
         await store.append("s", [msg("user", "after"), msg("assistant", "ok")])
         assert outcomes[-1] is None
     assert (tmp_path / DB_NAME).stat().st_mode & 0o777 == 0o600

@@ -4,6 +4,7 @@ import asyncio
 
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.outbound.door import DispatchSettings, Outbound
+from picobot.outbound.lanes import Job, Lanes
 from tests.fakes.memory_channel import MemoryChannel
 from tests.outboxes import Outboxes
 
@@ -70,3 +71,30 @@ async def test_a_restart_reads_pending_replies_back_as_the_lane_goes(outboxes: O
             expected = [f"pending {i}" for i in range(30) if i % 3 == chat]
             assert sent_texts(channel, f"chat{chat}") == expected
         await outbound.aclose()
+
+
+async def test_idle_lanes_end_and_busy_ones_are_kept() -> None:
+    delivered: list[str] = []
+    hold = asyncio.Event()
+
+    async def deliver(job: Job) -> list[str]:
+        if job.msg.text == "held":
+            await hold.wait()
+        delivered.append(job.msg.text)
+        return ["1"]
+
+    lanes = Lanes(deliver, idle_after=0.01)
+    lanes.put(Job(OutboundMessage("memory", "quiet", "once")))
+    lanes.put(Job(OutboundMessage("memory", "busy", "held")))
+    quiet, busy = lanes._lanes[("memory", "quiet")], lanes._lanes[("memory", "busy")]
+    async with asyncio.timeout(5):
+        await quiet.task  # swept once it had nothing to do for idle_after
+    assert ("memory", "quiet") not in lanes._lanes and ("memory", "busy") in lanes._lanes
+    assert not busy.task.done()  # a delivery in progress is never idle
+    hold.set()
+    async with asyncio.timeout(5):
+        await busy.task
+    assert len(lanes) == 0 and delivered == ["once", "held"]
+    # A chat that writes again gets a new lane.
+    assert await lanes.put(Job(OutboundMessage("memory", "quiet", "again"))) == ["1"]
+    await lanes.aclose()
