@@ -24,6 +24,7 @@ from picobot.core import events as ev
 from picobot.core import metrics
 from picobot.core.bus import Topic
 from picobot.core.channel import ReplyWriter
+from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, Kind, Post, new_id, reply_to
 
 __all__ = ["Agent", "AgentLoop", "BufferedReply", "Listener", "ReplyWriter", "WriterFactory"]
@@ -159,6 +160,8 @@ class AgentLoop:
             if not ended:  # shutdown cut the turn short: tell the writer, then go
                 await self._end(msg, writer, ev.TurnAborted(ev.SHUTDOWN))
             raise
+        except StorageError as exc:  # the reply was not recorded: the turn runs again
+            log.warning("reply in %s not recorded: %s", msg.session_key, exc)
         except Exception:
             log.exception("turn crashed in %s", msg.session_key)
             if not ended:
@@ -190,6 +193,8 @@ class AgentLoop:
     async def _finish(self, writer: ReplyWriter) -> None:
         try:
             await writer.finish()
+        except StorageError as exc:  # the reply was not recorded: the turn runs again
+            log.warning("reply not recorded: %s", exc)
         except Exception:
             log.exception("reply writer failed to finish")
 

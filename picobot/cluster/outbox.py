@@ -13,6 +13,8 @@ queues never disagree. A chat's replies are delivered by the owner of the chat's
 partition: progress writes (`chunk_sent`, `delivered`, `dead`) are fenced by that partition's
 lease token, so a node that lost the partition cannot write after the new owner took over —
 it gets `Superseded` and stops; a kill or a pause duplicates at most the chunk in flight.
+A turn's replies are recorded fenced by the lease the turn started under: a turn that
+outlived its partition cannot add a second answer to the new owner's.
 """
 
 from __future__ import annotations
@@ -41,23 +43,27 @@ SEQ, PENDING, CHATS, DEAD, PLACEHOLDERS = (
     key("out", name) for name in ("seq", "pending", "chats", "dead", "ph")
 )
 
-# KEYS: record, queue, chats, seq, pending[, answered]  ARGV: data, created, member, id, keep
-_ADD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local seq = redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'seq', seq, 'state', 'pending', 'created', ARGV[2])
-redis.call('ZADD', KEYS[2], seq, ARGV[4])
-redis.call('ZADD', KEYS[3], 'NX', seq, ARGV[3])
-redis.call('INCR', KEYS[5])
-if KEYS[6] then redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5]) end
-return seq
-"""
-# Prologue of the progress writes: KEYS[1] the fence counter, ARGV[1] the token ('' unfenced).
+# Prologue of the fenced writes: KEYS[1] the fence counter, ARGV[1] the token ('' unfenced).
 _FENCED = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED')
 end
 """
+# KEYS: fence, record, queue, chats, seq, pending[, answered]
+# ARGV: token, data, created, member, id, keep
+_ADD = (
+    _FENCED
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local seq = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[2], 'data', ARGV[2], 'seq', seq, 'state', 'pending', 'created', ARGV[3])
+redis.call('ZADD', KEYS[3], seq, ARGV[5])
+redis.call('ZADD', KEYS[4], 'NX', seq, ARGV[4])
+redis.call('INCR', KEYS[6])
+if KEYS[7] then redis.call('SET', KEYS[7], ARGV[5], 'PX', ARGV[6]) end
+return seq
+"""
+)
 # KEYS: fence, record  ARGV: token, field, platform id
 _CHUNK = (
     _FENCED
@@ -105,6 +111,7 @@ return 1
 
 T = TypeVar("T")
 FenceOf = Callable[[int], Fence | None]  # a partition's lease fence, None if not held here
+TurnFence = Callable[[str], Fence | None]  # inbound id -> the lease its turn runs under
 
 
 def record_key(msg_id: str) -> str:
@@ -119,15 +126,21 @@ class RedisOutbox:
     """`OutboxStore` over Redis. The client belongs to the caller.
 
     `fence(p)` gives the lease fence of partition `p` while this node holds it; without
-    `fence` writes are not fenced (one node alone, tests).
+    `fence` writes are not fenced (one node alone, tests). `turn_fence(inbound id)` gives the
+    partition lease a turn running here started under: its replies are recorded only while
+    that lease is current (a node that lost the partition meanwhile gets `Superseded`: the
+    new owner runs the turn again). Messages of no turn here (reminders, notices) are not.
 
     Error handling: Redis errors become `StorageError` (nothing of that call was kept);
     a refused fence, or a message of a partition this node does not hold, `Superseded`.
     """
 
-    def __init__(self, redis: Redis, fence: FenceOf | None = None) -> None:
+    def __init__(
+        self, redis: Redis, fence: FenceOf | None = None, turn_fence: TurnFence | None = None
+    ) -> None:
         self.redis = redis
         self._fence_of = fence
+        self._turn_fence = turn_fence
         self._add = redis.register_script(_ADD)
         self._chunk = redis.register_script(_CHUNK)
         self._delivered = redis.register_script(_DELIVERED)
@@ -156,10 +169,14 @@ class RedisOutbox:
     # -- writes -----------------------------------------------------------------------------
 
     async def add(self, msg: OutboundMessage) -> None:
-        keys = [record_key(msg.id), queue_key(*msg.lane_key), CHATS, SEQ, PENDING]
+        turn = None
+        if msg.in_reply_to and self._turn_fence is not None:
+            turn = self._turn_fence(msg.in_reply_to)
+        fence_key, token = (turn.key, str(turn.token)) if turn is not None else (SEQ, "")
+        keys = [fence_key, record_key(msg.id), queue_key(*msg.lane_key), CHATS, SEQ, PENDING]
         if msg.in_reply_to:
             keys.append(key("out", "re", msg.in_reply_to))
-        args: list[str | float] = [dump(msg), time.time(), _member(msg), msg.id, KEEP_MS]
+        args: list[str | float] = [token, dump(msg), time.time(), _member(msg), msg.id, KEEP_MS]
         await self._run(self._add(keys=keys, args=args))
 
     async def chunk_sent(self, msg: OutboundMessage, index: int, platform_id: str) -> None:

@@ -2,7 +2,8 @@
 
     publish(msg) ─► XADD picobot:in:<crc32(channel:chat) % 16>
     owner of <p> ─► XREADGROUP (own pending entries first, then new) ─► handle(entry)
-    turn done    ─► done(msg.id) ─► XACK (fenced by the partition's lease)
+    turn done    ─► done(msg.id) ─► XACK (fenced by the lease the turn started under)
+    turn undone  ─► again(msg.id) ─► stays pending, read again (its reply was not recorded)
 
 A partition is read by one node at a time, the holder of the lease ``partition:<p>``; which
 node wants which partition comes from rendezvous hashing over the live nodes, so every node
@@ -89,6 +90,8 @@ class InboundStreams:
         self._unread_pending: set[int] = set()  # claimed partitions whose pending we re-read
         self._cursor: dict[int, str] = {}
         self._inflight: dict[str, Entry] = {}  # message id -> entry handed out, not yet done
+        self._fences: dict[str, Fence] = {}  # message id -> the lease its turn started under
+        self._again: set[str] = set()  # entry ids to run again whatever the outbox holds
         self._xadd = redis.register_script(_XADD)
         self._xack = redis.register_script(_XACK)
         self.changed = asyncio.Event()  # set when this node takes a partition
@@ -233,21 +236,35 @@ class InboundStreams:
                     log.error("partition %d: unreadable entry %s dropped", p, entry_id)
                     await self.redis.xack(stream_key(p), GROUP, entry_id)
                     continue
-                entries.append(Entry(p, str(entry_id), msg, pending))
+                # An entry put back by `again` did not finish here: not "maybe answered".
+                again = str(entry_id) in self._again
+                self._again.discard(str(entry_id))
+                entries.append(Entry(p, str(entry_id), msg, pending and not again))
         return entries
 
     def taken(self, entry: Entry) -> None:
-        """`entry` was handed to the agent: it is in flight until `done(entry.message.id)`."""
+        """`entry` was handed to the agent: it is in flight until `done(entry.message.id)`,
+        under the partition's lease as it is now (`turn_fence`)."""
         self._inflight[entry.message.id] = entry
+        fence = self.leases[entry.partition].fence
+        if fence is not None:
+            self._fences[entry.message.id] = fence
+
+    def turn_fence(self, message_id: str) -> Fence | None:
+        """The partition lease the turn of `message_id` started under, while it runs here;
+        None for a message not read from the streams here (the web chat, a reminder)."""
+        return self._fences.get(message_id)
 
     async def done(self, message_id: str) -> bool:
         """The turn of `message_id` ended: ack its entry. False if not acked (not in flight
-        here, or the partition moved to another node meanwhile: that node runs it again)."""
+        here, or the partition moved to another node since the turn started: that node runs
+        it again — or this one, if it took the partition back meanwhile)."""
         entry = self._inflight.pop(message_id, None)
+        fence = self._fences.pop(message_id, None)
         if entry is None:
             return False
-        fence = self.leases[entry.partition].fence
-        if fence is None:
+        if fence is None or fence != self.leases[entry.partition].fence:
+            self._reread(entry)
             return False
         try:
             await self._xack(
@@ -259,6 +276,22 @@ class InboundStreams:
                 raise
             return False
         return True
+
+    def again(self, message_id: str) -> None:
+        """The turn of `message_id` ended without its reply recorded (Redis failed, or the
+        partition moved): not acked; it runs again, on this node's next read of the
+        partition's pending entries if it still holds it, else on the next owner."""
+        entry = self._inflight.pop(message_id, None)
+        self._fences.pop(message_id, None)
+        if entry is not None:
+            self._reread(entry)
+
+    def _reread(self, entry: Entry) -> None:
+        self._again.add(entry.id)
+        if entry.partition in self.owned:
+            self._unread_pending.add(entry.partition)
+            self._cursor[entry.partition] = "0"
+            self.changed.set()
 
     async def owners(self) -> dict[int, str | None]:
         """Who holds each partition now (None: nobody)."""

@@ -256,6 +256,11 @@ class ReplyWriter(Protocol):
     """Turns one turn's run events into what the chat shows (streamed, in pieces or whole).
 
     `finish()` is called exactly once, after the last event.
+
+    Both raise `StorageError` when a durable message of the turn (a reply) could not be
+    recorded in the outbox (`Superseded`: cluster mode, the turn outlived its partition):
+    the turn is then not finished and runs again (`FinishedInOutbox`, `AckedInStreams`).
+    A writer must let that error through; it may swallow `ChannelError`s (delivery).
     """
 
     async def feed(self, event: RunEvent) -> None: ...

@@ -36,7 +36,7 @@ from picobot.cluster.sessions import RedisSessionStore
 from picobot.config import ClusterConfig
 from picobot.core import metrics
 from picobot.core.channel import Channel, HoldsConnection, RateBudget, ReplyWriter
-from picobot.core.errors import BusClosed, StorageError
+from picobot.core.errors import BusClosed, StorageError, Superseded
 from picobot.core.events import SHUTDOWN, RunEvent, TurnAborted
 from picobot.core.messages import InboundMessage
 from picobot.core.tasks import cancel_and_wait
@@ -70,8 +70,13 @@ class ClusterNode:
         self.registry = NodeRegistry(self.redis, self.node, config.failover_seconds)
         self.streams = InboundStreams(self.redis, self.node, ttl=self.ttl)
         self.history = RedisSessionStore(self.redis)
-        # Replies are written under the lease of their chat's partition (fenced).
-        self.outbox = RedisOutbox(self.redis, fence=lambda p: self.streams.leases[p].fence)
+        # Replies are delivered under the lease of their chat's partition, and a turn's
+        # replies recorded under the lease the turn started under (both fenced).
+        self.outbox = RedisOutbox(
+            self.redis,
+            fence=lambda p: self.streams.leases[p].fence,
+            turn_fence=self.streams.turn_fence,
+        )
         self.delivery: PartitionDelivery | None = None
         self._seen = SeenEvents(self.redis)
         self.connections = HeldConnections(self.redis, self.node, self.ttl)
@@ -315,8 +320,13 @@ class ClusterQueue:
 
 class AckedInStreams:
     """Wraps a reply writer: when the turn is over, its stream entry is acked (after the
-    writer delivered what it had), so no other node runs it again. A turn cut by shutdown is
-    not acked: the partition's next owner runs it once more."""
+    writer delivered what it had), so no other node runs it again.
+
+    Not acked, so it runs again (`InboundStreams.again`): a turn cut by shutdown (on the
+    partition's next owner), and a turn whose reply could not be recorded — the writer raised
+    `StorageError` (Redis failed: here, once Redis answers; `Superseded`, the partition moved
+    since the turn started: on its new owner, which the stale reply must not race).
+    """
 
     def __init__(
         self, writer: ReplyWriter, inbound_id: str, streams: InboundStreams, outbox: RedisOutbox
@@ -326,15 +336,37 @@ class AckedInStreams:
         self.streams = streams
         self.outbox = outbox
         self._interrupted = False
+        self._unrecorded: StorageError | None = None
 
     async def feed(self, event: RunEvent) -> None:
         if isinstance(event, TurnAborted) and event.reason == SHUTDOWN:
             self._interrupted = True
-        await self.writer.feed(event)
+        try:
+            await self.writer.feed(event)
+        except StorageError as exc:
+            self._unrecorded = exc
+            raise
 
     async def finish(self) -> None:
-        await self.writer.finish()
-        if not self._interrupted:
+        try:
+            await self.writer.finish()  # if this is cut short, the turn is not acked either
+        except StorageError as exc:
+            self._unrecorded = exc
+            await self._settle()
+            raise
+        await self._settle()
+
+    async def _settle(self) -> None:
+        if self._unrecorded is not None:
+            if isinstance(self._unrecorded, Superseded):
+                log.info("cluster: reply to %s dropped: its partition moved", self.inbound_id)
+            else:
+                log.warning(
+                    "cluster: reply to %s not recorded (%s); the turn runs again",
+                    *(self.inbound_id, self._unrecorded),
+                )
+            self.streams.again(self.inbound_id)
+        elif not self._interrupted:
             try:
                 await self.streams.done(self.inbound_id)
                 await self.outbox.finished(self.inbound_id)  # its placeholder record goes
