@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from picobot.core.errors import ChannelTimeout, Forbidden
+from picobot.core import events as ev
+from picobot.core.errors import ChannelTimeout, Forbidden, StorageError
 from picobot.core.messages import InboundMessage, Kind, OutboundMessage, Sender
 from picobot.core.retry import RetryPolicy
 from picobot.outbound.door import DispatchSettings, Outbound
@@ -130,6 +131,36 @@ async def test_a_turn_whose_finish_was_cut_is_run_again(tmp_path: Path) -> None:
         with pytest.raises(asyncio.CancelledError):
             await FinishedInOutbox(CutWriter(), inbound.id, box).finish()  # type: ignore[arg-type]
         assert await box.unfinished() == [inbound]
+
+
+async def test_a_turn_whose_reply_could_not_be_recorded_is_not_finished(tmp_path: Path) -> None:
+    from picobot.outbound.streaming import PieceReply
+    from picobot.storage.outbox import FinishedInOutbox
+
+    class FullDisk(Outbox):
+        fail = 1  # the next records that fail
+
+        async def add(self, msg: OutboundMessage) -> None:
+            if self.fail:
+                self.fail -= 1
+                raise StorageError("disk full (test)")
+            await super().add(msg)
+
+    inbound = InboundMessage("memory", "c", Sender("u"), "hi", id="in1")
+    channel = MemoryChannel()
+    async with FullDisk(tmp_path / "outbox.db") as box:
+        await box.seen(inbound)
+        d = dispatcher(channel, box)
+        writer = FinishedInOutbox(PieceReply(inbound, d.deliver), inbound.id, box)
+        await writer.feed(ev.TurnStarted("t", inbound.session_key))
+        await writer.feed(ev.TextDelta("lost"))
+        with pytest.raises(StorageError):
+            await writer.feed(ev.TurnFinished("lost"))
+        await writer.feed(ev.TurnFailed("not shown"))  # the rest of this run is dropped
+        await writer.finish()
+        assert await box.unfinished() == [inbound]  # a restart runs it again
+        assert channel.visible("c") == []
+        await d.aclose()
 
 
 async def test_a_cancelled_submitter_does_not_crash_the_lane(
