@@ -241,6 +241,16 @@ class ClusterNode:
             "seen": round(time.time(), 1),
         }
 
+    def queue(
+        self,
+        run_here: Callable[[InboundMessage], Awaitable[None]],
+        *,
+        closed: Callable[[], bool],
+        here: Callable[[str], bool],
+    ) -> ClusterQueue:
+        """The intake's queue: the partition streams (see `ClusterQueue`)."""
+        return ClusterQueue(self, run_here, closed=closed, here=here)
+
     def writer(self, writer: ReplyWriter, inbound_id: str) -> ReplyWriter:
         """Wrap a turn's writer: its stream entry is acked when the turn is over."""
         return AckedInStreams(writer, inbound_id, self.streams, self.outbox)

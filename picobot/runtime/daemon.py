@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import channels as channel_registry
 from picobot.agent.abilities import Abilities, agent_answer
 from picobot.agent.llm import LLM
-from picobot.agent.loop import Agent, AgentLoop, BufferedReply
-from picobot.config import ChannelConfig, Config, load_config, summary
+from picobot.agent.loop import Agent, AgentLoop
+from picobot.config import Config, load_config, summary
 from picobot.core.bus import Topic
 from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
 from picobot.core.errors import ConfigError, StorageError
@@ -31,7 +31,6 @@ from picobot.core.tasks import cancel_and_wait
 from picobot.inbound.intake import Intake, policies
 from picobot.outbound.door import DispatchSettings, Outbound
 from picobot.outbound.ratelimit import local_budget
-from picobot.outbound.streaming import PieceReply, StreamingReply
 from picobot.runtime import reload
 from picobot.runtime import supervisor as supervisor_module
 from picobot.runtime.guard import Access
@@ -40,13 +39,14 @@ from picobot.runtime.media import MediaRuntime
 from picobot.runtime.server import HttpServer
 from picobot.runtime.status import collect_status
 from picobot.runtime.supervisor import ChannelSupervisor
+from picobot.runtime.writers import Writers, warn_unimplemented
 from picobot.storage.datadir import DataDir
 from picobot.storage.outbox import FinishedInOutbox, Outbox
 from picobot.storage.records import OutboxStore
 from picobot.storage.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from picobot.runtime.cluster import ClusterNode, ClusterQueue
+    from picobot.runtime.cluster import ClusterNode
 
 log = logging.getLogger("picobot")
 
@@ -118,7 +118,13 @@ class Daemon:
             self.cluster.delivery.outbound = self.outbound
         self.media.bind(self.channels)
         self.intake = Intake(
-            self.inbound if self.cluster is None else self._cluster_queue(self.cluster),
+            (
+                self.inbound
+                if self.cluster is None
+                else self.cluster.queue(
+                    self._run_here, closed=lambda: self.inbound.closed, here=self._here
+                )
+            ),
             self.outbound.post,
             policies(config),
             seen=self.outbox.seen if self.cluster is None else self.cluster.seen,
@@ -146,6 +152,7 @@ class Daemon:
             media=self.media.agent,
         )
         self.media.add_tools(self.agent.tools)
+        self._writers = Writers(lambda: self.config, self.channels, self.outbound)
         self.agent_loop = AgentLoop(
             self.agent, self.inbound, self.make_writer, publish=self.outbound.post
         )
@@ -157,16 +164,6 @@ class Daemon:
         self.http = HttpServer()
 
     # -- wiring -----------------------------------------------------------------------------
-
-    def _cluster_queue(self, cluster: ClusterNode) -> ClusterQueue:
-        from picobot.runtime.cluster import ClusterQueue
-
-        return ClusterQueue(
-            cluster,
-            self._run_here,
-            closed=lambda: self.inbound.closed,
-            here=self._here,
-        )
 
     def _here(self, channel: str) -> bool:
         """Cluster mode: whether the channel's turns and replies stay on this node (the web
@@ -204,33 +201,10 @@ class Daemon:
     def make_writer(self, inbound: InboundMessage) -> ReplyWriter:
         """How this turn's reply reaches the chat; the outbox (and in cluster mode the
         inbound stream) hears when the turn is over."""
-        writer: ReplyWriter = FinishedInOutbox(self._writer_for(inbound), inbound.id, self.outbox)
+        writer: ReplyWriter = FinishedInOutbox(self._writers(inbound), inbound.id, self.outbox)
         if self.cluster is not None:
             writer = self.cluster.writer(writer, inbound.id)
         return writer
-
-    def _writer_for(self, inbound: InboundMessage) -> ReplyWriter:
-        """The channel's own, streamed by edits, in pieces, or whole."""
-        channel = self.channels.get(inbound.channel)
-        if channel is None:
-            return BufferedReply(inbound, self.outbound.post)
-        if isinstance(channel, WritesReplies):
-            return channel.make_writer(inbound)
-        caps = channel.capabilities
-        settings = getattr(self.config.channels, inbound.channel)
-        # Platform channels have streaming settings; the web chat has none (no exception here:
-        # this runs for every message).
-        streaming = settings.streaming if isinstance(settings, ChannelConfig) else None
-        if caps.can_edit and streaming is not None and streaming.enabled:
-            return StreamingReply(
-                inbound,
-                caps,
-                self.outbound.deliver,
-                interval=streaming.flush_interval or caps.flush_interval,
-                tool_progress=streaming.tool_progress,
-                mode=streaming.mode,
-            )
-        return PieceReply(inbound, self.outbound.deliver)
 
     # -- startup ----------------------------------------------------------------------------
 
@@ -265,14 +239,7 @@ class Daemon:
         # Create channels (imports only the enabled platforms' libraries).
         for name in self.config.channels.enabled():
             self.supervisor.create(name, getattr(self.config.channels, name))
-        for name in self.channels:
-            streaming = getattr(getattr(self.config.channels, name), "streaming", None)
-            if streaming is not None and (streaming.mode == "native" or streaming.show_reasoning):
-                log.warning(
-                    "channels.%s.streaming: mode native and show_reasoning are not implemented "
-                    "yet; streaming by edits",
-                    name,
-                )
+        warn_unimplemented(self.config, list(self.channels))
         # The HTTP server first: webhooks must be reachable when platforms start sending.
         stack.push_async_callback(self.http.stop)
         await self._start_http()
@@ -286,7 +253,8 @@ class Daemon:
         # Turns the previous run never finished: listed before channels start, so messages
         # this run records are not mistaken for them.
         unfinished = await self.outbox.unfinished()
-        await self._start_channels()  # one that fails is reported (and in /readyz)
+        # One that fails is reported (and in /readyz); a stop requested meanwhile cuts the starts.
+        await self.supervisor.start_all(unless=self.stopped)
         # Reminders recorded but not yet advanced when the last run died: not fired again.
         if self.cluster is None:
             await self.abilities.scheduler.reconcile(self.outbox.holds)
@@ -388,20 +356,6 @@ class Daemon:
         applied = await self.reload(new)
         log.info("reloaded %s: %s", path, "; ".join(applied) or "no channel changes")
         return True
-
-    async def _start_channels(self) -> None:
-        """Start every channel at once (the supervisor); a stop requested meanwhile cancels
-        the starts still running, so a platform that hangs cannot hold up a shutdown."""
-        starts = asyncio.ensure_future(self.supervisor.start_all())
-        stop = asyncio.ensure_future(self.stopped.wait())
-        try:
-            either: list[asyncio.Future[Any]] = [starts, stop]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            starts.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starts
 
     # -- shutdown ---------------------------------------------------------------------------
 

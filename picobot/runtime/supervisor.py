@@ -66,9 +66,21 @@ class ChannelSupervisor:
                 self._on_start(channel)
         return channel
 
-    async def start_all(self) -> None:
-        """Start every created channel at once; one that fails does not hold the others."""
-        await asyncio.gather(*(self._start(n, c) for n, c in list(self._channels.items())))
+    async def start_all(self, *, unless: asyncio.Event | None = None) -> None:
+        """Start every created channel at once; one that fails does not hold the others.
+        `unless` set meanwhile (a stop requested) cancels the starts still running, so a
+        platform that hangs cannot hold up a shutdown."""
+        starts: asyncio.Future[Any] = asyncio.gather(
+            *(self._start(n, c) for n, c in list(self._channels.items()))
+        )
+        if unless is None:
+            await starts
+            return
+        stop: asyncio.Future[Any] = asyncio.ensure_future(unless.wait())
+        try:
+            await asyncio.wait((starts, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(stop, starts)
 
     async def replace(self, name: str, config: Any) -> None:
         """Stop the running `name` (if any) and start a new one from `config` (if enabled)."""
