@@ -75,7 +75,7 @@ class HeldConnections:
                 finally:
                     await lease.release()
         finally:
-            if self.leases.get(name) is lease:
+            if lease is not None and self.leases.get(name) is lease:  # handed over once
                 del self.leases[name]
 
     async def hand_over_all(self) -> None:

@@ -4,22 +4,30 @@ cannot record a second answer (against a real redis-server)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from channels.discord_channel import DiscordChannel
+from picobot.agent.demo import DemoLLM
+from picobot.agent.llm import LLMEvent
 from picobot.agent.loop import BufferedReply
 from picobot.cluster.outbox import RedisOutbox
 from picobot.cluster.partitions import GROUP, Entry, partition_of, stream_key
-from picobot.config import ClusterConfig
+from picobot.config import ClusterConfig, parse_config
 from picobot.core import events as ev
 from picobot.core.errors import StorageError, Superseded
-from picobot.core.messages import InboundMessage, OutboundMessage, Sender
+from picobot.core.messages import InboundMessage, Message, OutboundMessage, Sender
 from picobot.outbound.door import Outbound
 from picobot.runtime.cluster import ClusterNode
+from picobot.runtime.daemon import Daemon
 from picobot.storage.journal import FinishedInOutbox
+from picobot.storage.routed import RoutedOutbox
 from tests.cluster.redis_server import RedisServer
+from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.memory_channel import MemoryChannel
 
 CHAT = "c"
@@ -103,8 +111,8 @@ async def run_turn(
     return journal
 
 
-async def pending(redis: Redis) -> int:
-    info = await redis.xpending(stream_key(P), GROUP)
+async def pending(redis: Redis, partition: int = P) -> int:
+    info = await redis.xpending(stream_key(partition), GROUP)
     return int(info["pending"])
 
 
@@ -189,3 +197,64 @@ async def test_messages_of_no_turn_here_are_recorded_unfenced(
         "elsewhere",
     ]
     assert not a.streams.leases[P].held  # recorded by a node that does not own the chat
+
+
+# -- the daemon: Discord (the real discord.py against the fake), Redis failing for one record --
+
+DM, ALICE = 30, 3000
+TIMEOUT = 10.0
+
+
+class CountingLLM(DemoLLM):
+    runs = 0
+
+    async def stream(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None
+    ) -> AsyncGenerator[LLMEvent, None]:
+        self.runs += 1
+        async for event in super().stream(messages, tools):
+            yield event
+
+
+@pytest.fixture
+async def discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    monkeypatch.setattr(DiscordChannel, "guild_ready_timeout", 0.05)
+    monkeypatch.setattr(DiscordChannel, "identify_delay", 0.0)
+    async with FakeDiscord() as fake:
+        fake.add_dm(DM, ALICE, "alice")
+        with fake.patch_discord():
+            yield fake
+
+
+async def test_the_daemon_answers_once_when_redis_failed_to_record_the_reply(
+    tmp_path: Path, redis_server: RedisServer, redis: Redis, discord: FakeDiscord
+) -> None:
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "http": {"port": 0},
+            "cluster": {"redis_url": redis_server.url, "node": "a", "failover_seconds": 10},
+            "channels": {
+                "web": {"enabled": False},
+                "discord": {"enabled": True, "token": discord.token, "allow_from": ["*"]},
+            },
+        },
+        env={},
+    )
+    llm = CountingLLM(delay=0)
+    async with Daemon(config, llm=llm) as daemon:
+        assert daemon.cluster is not None and isinstance(daemon.records, RoutedOutbox)
+        box = daemon.records.shared = flaky_outbox(daemon.cluster)
+        box.fail = 1  # Redis fails for exactly the reply's record
+        await discord.wait_for(lambda: discord.live_sessions == 1, TIMEOUT)
+        await discord.user_message(DM, "hello there")
+
+        def answers() -> list[str]:
+            return [m.content for m in discord.channel_log(DM) if "hello there" in m.content]
+
+        await discord.wait_for(lambda: llm.runs == 2 and len(answers()) == 1, TIMEOUT)
+        assert box.fail == 0 and llm.runs == 2
+        assert len(answers()) == 1  # one answer, in the placeholder the first run kept
+    # Shutdown waited for the second run's end (it acked the entry) and for its delivery.
+    assert await RedisOutbox(redis).pending() == []
+    assert await pending(redis, partition_of("discord", str(DM))) == 0
