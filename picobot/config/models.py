@@ -247,6 +247,9 @@ class MediaConfig(_Model):
     vision: bool = True  # images go to the model as image_url parts
     max_inline_chars: int = Field(20_000, ge=0)  # text of documents given to the model
     voice_replies: bool = False  # answer a voice note with a voice note (needs tts)
+    # Where files are stored (default: data_dir/media). In cluster mode a folder every node
+    # shares (e.g. NFS) lets any node finish a delivery or a turn that carries files.
+    dir: Path | None = None
 
 
 class STTConfig(_Model):

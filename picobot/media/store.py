@@ -58,24 +58,21 @@ class MediaStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
+        writer: str = "",
     ) -> None:
         self.root = Path(root).resolve()
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.clock = clock
-        self._incoming = self.root / INCOMING
-
-    @classmethod
-    def in_dir(
-        cls, data_dir: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, ttl: float = DEFAULT_TTL
-    ) -> MediaStore:
-        return cls(Path(data_dir) / DIR_NAME, max_bytes=max_bytes, ttl=ttl)
+        # Files being received, renamed into place when complete. `writer` names this daemon
+        # when several share the folder (cluster mode): each clears only its own leftovers.
+        self._incoming = self.root / INCOMING / writer if writer else self.root / INCOMING
 
     def open(self) -> None:
         """Create the directories; drop half-written files a crash left behind."""
         # Users' files: private (parents=True would give the root the default mode).
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._incoming.mkdir(mode=0o700, exist_ok=True)
+        self._incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
         for leftover in self._incoming.iterdir():
             leftover.unlink(missing_ok=True)
 

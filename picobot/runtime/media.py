@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from picobot.config import Config
 from picobot.core import metrics
 from picobot.core.channel import Channel
 from picobot.media.inbound import MediaIntake
+from picobot.media.store import DIR_NAME as MEDIA_DIR
 from picobot.media.store import MediaStore
 
 if TYPE_CHECKING:
@@ -32,7 +35,12 @@ class MediaRuntime:
 
     def __init__(self, config: Config) -> None:
         media = config.media
-        self.store = MediaStore.in_dir(config.data_dir, max_bytes=media.max_bytes, ttl=media.ttl)
+        self.store = MediaStore(
+            media.dir or config.data_dir / MEDIA_DIR,
+            max_bytes=media.max_bytes,
+            ttl=media.ttl,
+            writer="" if media.dir is None else _writer(config),
+        )
         self.client = _client(config)
         stt = config.stt_enabled and self.client is not None
         self.intake = MediaIntake(
@@ -103,3 +111,9 @@ def _client(config: Config) -> OpenAIMedia | None:
         image_model=config.images.model,
         image_size=config.images.size,
     )
+
+
+def _writer(config: Config) -> str:
+    """This daemon's name among those sharing `media.dir`: stable across its restarts."""
+    digest = hashlib.sha256(str(config.data_dir.resolve()).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}-{digest}"

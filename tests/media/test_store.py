@@ -177,6 +177,25 @@ async def test_open_drops_half_written_files(tmp_path: Path) -> None:
     assert list(incoming.iterdir()) == []
 
 
+async def test_daemons_sharing_a_folder_keep_their_half_written_files_apart(
+    tmp_path: Path,
+) -> None:
+    # media.dir in cluster mode: a file one node stored is read by another; a node starting
+    # clears only its own leftovers, never a file another node is receiving.
+    a = MediaStore(tmp_path / "shared", writer="node-a")
+    b = MediaStore(tmp_path / "shared", writer="node-b")
+    a.open()
+    receiving = tmp_path / "shared" / ".incoming" / "node-a" / "partial"
+    receiving.write_bytes(b"x")
+    b.open()
+    assert receiving.exists()
+    stored = await a.put_bytes(b"hello from a", name="a.txt")
+    assert await b.read(stored.id or "") == b"hello from a"
+    assert a.stats().files == b.stats().files == 1
+    a.open()
+    assert not receiving.exists()
+
+
 async def test_stream_reads_back_in_chunks(store: MediaStore) -> None:
     data = bytes(range(256)) * 3000
     a = await store.put_bytes(data, name="blob.bin")
