@@ -91,7 +91,7 @@ class InboundStreams:
         self._cursor: dict[int, str] = {}
         self._inflight: dict[str, Entry] = {}  # message id -> entry handed out, not yet done
         self._fences: dict[str, Fence] = {}  # message id -> the lease its turn started under
-        self._again: set[str] = set()  # entry ids to run again whatever the outbox holds
+        self._again: dict[str, int] = {}  # entry id -> partition: to run again, even if answered
         self._xadd = redis.register_script(_XADD)
         self._xack = redis.register_script(_XACK)
         self.changed = asyncio.Event()  # set when this node takes a partition
@@ -171,6 +171,8 @@ class InboundStreams:
     def _drop(self, p: int) -> None:
         self.owned.discard(p)
         self._unread_pending.discard(p)
+        for entry_id in [e for e, partition in self._again.items() if partition == p]:
+            del self._again[entry_id]  # the next owner decides (it may have answered it)
 
     async def _adopt_strays(self, p: int) -> None:
         # A read in flight while the partition changed hands can leave entries with the
@@ -237,8 +239,7 @@ class InboundStreams:
                     await self.redis.xack(stream_key(p), GROUP, entry_id)
                     continue
                 # An entry put back by `again` did not finish here: not "maybe answered".
-                again = str(entry_id) in self._again
-                self._again.discard(str(entry_id))
+                again = self._again.pop(str(entry_id), None) is not None
                 entries.append(Entry(p, str(entry_id), msg, pending and not again))
         return entries
 
@@ -287,8 +288,8 @@ class InboundStreams:
             self._reread(entry)
 
     def _reread(self, entry: Entry) -> None:
-        self._again.add(entry.id)
         if entry.partition in self.owned:
+            self._again[entry.id] = entry.partition
             self._unread_pending.add(entry.partition)
             self._cursor[entry.partition] = "0"
             self.changed.set()

@@ -127,6 +127,36 @@ async def test_a_partition_whose_lease_is_lost_is_dropped_at_once(redis: Redis) 
     assert 3 not in a.owned
 
 
+async def test_a_turn_not_done_is_read_again(redis: Redis) -> None:
+    a = await streams(redis, "a")
+    await a.maintain(["a"])
+    await a.publish(message("7", "m0"))
+    [entry] = await read_all(a)
+    a.again("7-m0")  # its reply could not be recorded
+    [again] = await read_all(a)
+    assert again.id == entry.id and not again.pending  # never finished: not maybe-answered
+    assert await a.done("7-m0")
+    assert await read_all(a) == []
+
+
+async def test_a_turn_from_before_the_partition_was_lost_is_not_acked(redis: Redis) -> None:
+    a = await streams(redis, "a")
+    await a.maintain(["a"])
+    p = partition_of("telegram", "7")
+    await a.publish(message("7", "m0"))
+    [entry] = await read_all(a)
+    # The lease runs out while the turn runs (a pause); `a` takes the partition back.
+    await redis.delete(a.leases[p].key)
+    await a.maintain(["a"])
+    await a.maintain(["a"])
+    assert p in a.owned and a.turn_fence("7-m0") != a.leases[p].fence
+    assert await read_all(a) == []  # still in flight here: not handed out twice
+    assert not await a.done("7-m0")  # the turn started under the old lease: run again
+    [again] = await read_all(a)
+    assert again.id == entry.id
+    assert await a.done("7-m0")
+
+
 async def test_a_stale_fence_cannot_publish(redis: Redis) -> None:
     s = await streams(redis, "a")
     old, new = Lease(redis, "telegram", "a", 10), Lease(redis, "telegram", "b", 10)
