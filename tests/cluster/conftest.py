@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from channels.discord_channel import DiscordChannel
 from picobot.cluster import connect
 from tests.cluster.redis_server import RedisServer, server_in
+from tests.fakes.fake_discord import FakeDiscord
+
+DM, ALICE = 30, 3000  # the Discord fake's direct-message channel and its user
 
 
 @pytest.fixture
@@ -28,3 +32,14 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of the test's own, which the test may stop and start again."""
     with server_in(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture
+async def discord_fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    """The Discord fake with one direct-message channel (DM, with ALICE), patched in."""
+    monkeypatch.setattr(DiscordChannel, "guild_ready_timeout", 0.05)
+    monkeypatch.setattr(DiscordChannel, "identify_delay", 0.0)
+    async with FakeDiscord() as fake:
+        fake.add_dm(DM, ALICE, "alice")
+        with fake.patch_discord():
+            yield fake

@@ -27,6 +27,7 @@ from picobot.core.errors import ConfigError
 from picobot.core.messages import InboundMessage
 from picobot.runtime.cluster import ClusterNode
 from picobot.text.render import render
+from tests.cluster.conftest import DM
 from tests.cluster.redis_server import RedisServer
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import FakeSlack
@@ -34,7 +35,6 @@ from tests.fakes.fake_slack import FakeSlack
 # Seconds: lease TTL 6 s, standbys try every 1 s. A shorter TTL lets a loaded machine starve
 # a holder's renewals past it: the lease expires and a standby connects while it still holds.
 FAILOVER = 10.0
-DM, ALICE = 30, 3000
 TIMEOUT = 10.0
 
 
@@ -101,16 +101,6 @@ def holder(made: dict[str, Node]) -> tuple[Node, Node]:
 
 
 # -- Discord ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def discord_fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    monkeypatch.setattr(DiscordChannel, "guild_ready_timeout", 0.05)
-    monkeypatch.setattr(DiscordChannel, "identify_delay", 0.0)
-    async with FakeDiscord() as fake:
-        fake.add_dm(DM, ALICE, "alice")
-        with fake.patch_discord():
-            yield fake
 
 
 def discord_channel(fake: FakeDiscord, token: str | None = None) -> Callable[[Inbox], Channel]:

@@ -7,33 +7,20 @@ once logged in; a channel the reload disables releases its lease.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
-from channels.discord_channel import DiscordChannel
 from picobot.agent.demo import DemoLLM
 from picobot.config import Config, parse_config
 from picobot.runtime.daemon import Daemon
+from tests.cluster.conftest import DM
 from tests.cluster.redis_server import RedisServer
 from tests.fakes.fake_discord import FakeDiscord
 
 LEASE = "picobot:lease:discord"
-DM, ALICE = 30, 3000
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    monkeypatch.setattr(DiscordChannel, "guild_ready_timeout", 0.05)
-    monkeypatch.setattr(DiscordChannel, "identify_delay", 0.0)
-    async with FakeDiscord() as fake:
-        fake.add_dm(DM, ALICE, "alice")
-        with fake.patch_discord():
-            yield fake
 
 
 def config(tmp_path: Path, redis: RedisServer, fake: FakeDiscord, **discord: Any) -> Config:
@@ -61,8 +48,9 @@ def answered(fake: FakeDiscord, said: str) -> bool:
 
 
 async def test_a_reloaded_channel_takes_the_gateway_under_the_lease(
-    tmp_path: Path, redis_server: RedisServer, redis: Redis, fake: FakeDiscord
+    tmp_path: Path, redis_server: RedisServer, redis: Redis, discord_fake: FakeDiscord
 ) -> None:
+    fake = discord_fake
     async with Daemon(config(tmp_path, redis_server, fake), llm=DemoLLM(delay=0)) as daemon:
         await fake.wait_for(lambda: fake.live_sessions == 1, TIMEOUT)
         old = daemon.channels["discord"]

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from channels.discord_channel import DiscordChannel
 from picobot.agent.demo import DemoLLM
 from picobot.agent.llm import LLMEvent
 from picobot.agent.loop import BufferedReply
@@ -26,6 +25,7 @@ from picobot.runtime.cluster import ClusterNode
 from picobot.runtime.daemon import Daemon
 from picobot.storage.journal import FinishedInOutbox
 from picobot.storage.routed import RoutedOutbox
+from tests.cluster.conftest import DM
 from tests.cluster.redis_server import RedisServer
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.memory_channel import MemoryChannel
@@ -201,7 +201,6 @@ async def test_messages_of_no_turn_here_are_recorded_unfenced(
 
 # -- the daemon: Discord (the real discord.py against the fake), Redis failing for one record --
 
-DM, ALICE = 30, 3000
 TIMEOUT = 10.0
 
 
@@ -216,19 +215,10 @@ class CountingLLM(DemoLLM):
             yield event
 
 
-@pytest.fixture
-async def discord(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    monkeypatch.setattr(DiscordChannel, "guild_ready_timeout", 0.05)
-    monkeypatch.setattr(DiscordChannel, "identify_delay", 0.0)
-    async with FakeDiscord() as fake:
-        fake.add_dm(DM, ALICE, "alice")
-        with fake.patch_discord():
-            yield fake
-
-
 async def test_the_daemon_answers_once_when_redis_failed_to_record_the_reply(
-    tmp_path: Path, redis_server: RedisServer, redis: Redis, discord: FakeDiscord
+    tmp_path: Path, redis_server: RedisServer, redis: Redis, discord_fake: FakeDiscord
 ) -> None:
+    discord = discord_fake
     config = parse_config(
         {
             "data_dir": str(tmp_path),
