@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable
 
 # Token shapes redacted even when they are not in the config (e.g. echoed back in an error).
@@ -17,6 +18,8 @@ _TOKEN_SHAPES = re.compile(
     r"|\b(?:xox[abposre]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{16,}"
     r"|[MNO][A-Za-z0-9_-]{20,30}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,})"
 )
+# Every token shape holds a run of 15 such characters: a cheap test before the full pattern.
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_-]{15}")
 REDACTED = "[REDACTED]"
 OWN_LOGGERS = ("picobot", "channels")
 
@@ -34,7 +37,10 @@ class RedactingFilter(logging.Filter):
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if _TOKEN_RUN.search(text) is None:
+            return text
         return _TOKEN_SHAPES.sub(REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -59,14 +65,34 @@ class ContentFilter(logging.Filter):
         self.enabled = enabled
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self.enabled:
+            return True
         content = getattr(record, "content", None)
-        if self.enabled and isinstance(content, str):
+        if isinstance(content, str):
             text = content if len(content) <= CONTENT_CHARS else content[:CONTENT_CHARS] + "…"
             record.msg, record.args = f"{record.getMessage()}: {json.dumps(text)}", None
         return True
 
 
-class JsonFormatter(logging.Formatter):
+class Formatter(logging.Formatter):
+    """`logging.Formatter`, its time stamp made once a second rather than for every record."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None) -> None:
+        super().__init__(fmt, datefmt)
+        self._key: tuple[int, str | None] = (-1, None)
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if (second, datefmt) != self._key:
+            self._key = (second, datefmt)
+            self._stamp = time.strftime(datefmt or self.default_time_format, self.converter(second))
+        if datefmt:
+            return self._stamp
+        return f"{self._stamp},{int(record.msecs):03d}"  # as logging's default_msec_format
+
+
+class JsonFormatter(Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
             "time": self.formatTime(record),
@@ -90,10 +116,10 @@ def setup_logging(
         handler.setFormatter(JsonFormatter())
     elif os.environ.get("JOURNAL_STREAM"):
         # journald stamps every line itself.
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(Formatter("%(levelname)s %(name)s: %(message)s"))
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+            Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
     handler.addFilter(ContentFilter(content))  # first: the redaction covers the text too
     handler.addFilter(RedactingFilter(secrets))

@@ -239,3 +239,14 @@ def test_a_second_ctrl_c_forces_exit_during_a_turn(tmp_path: Path) -> None:
         assert daemon.proc.wait(TIMEOUT) == 130
     finally:
         daemon.stop()
+
+
+def test_time_stamps_made_once_a_second_match_loggings_own() -> None:
+    from picobot.runtime.logs import Formatter
+
+    ours, theirs = Formatter(), logging.Formatter()
+    for created in (1764511962.123, 1764511962.987, 1764511963.004):  # two in the same second
+        record = logging.makeLogRecord({"msg": "x", "created": created})
+        record.msecs = (created - int(created)) * 1000
+        assert ours.formatTime(record) == theirs.formatTime(record)
+        assert ours.formatTime(record, "%H:%M:%S") == theirs.formatTime(record, "%H:%M:%S")
