@@ -47,6 +47,7 @@ CREATE INDEX IF NOT EXISTS messages_session ON messages (session, id);
 NOTE = "note"  # the role column of a note (the message keeps its own role in `data`)
 TITLE_CHARS = 80
 SCHEMA_VERSION = 1
+MAX_LOADED = 1024  # sessions whose loaded roles are remembered until their append
 _MIGRATIONS = {
     1: """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -186,6 +187,9 @@ class SessionStore:
         self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate)
         self._lock = asyncio.Lock()  # opening
         self._closed = False
+        # The roles of a session as `load` last read them, until its next `append`: a turn
+        # loads, then appends, so the prune's read is skipped when nothing is to be cut.
+        self._loaded: dict[str, list[str]] = {}
 
     @classmethod
     def in_dir(
@@ -236,7 +240,11 @@ class SessionStore:
 
     async def load(self, session: str) -> list[Message]:
         """Every stored message of `session` for the model (no notes), oldest first."""
-        return await self._select(session, "AND role != 'note'")
+        messages = await self._select(session, "AND role != 'note'")
+        if len(self._loaded) >= MAX_LOADED:  # loads never followed by an append
+            self._loaded.clear()
+        self._loaded[session] = [str(m.get("role")) for m in messages]
+        return messages
 
     async def transcript(self, session: str) -> list[Message]:
         """Every stored message of `session`, notes included (``"note": True``), oldest first."""
@@ -266,6 +274,12 @@ class SessionStore:
         rows = [(session, str(m.get("role")), _encode(m), now) for m in messages]
         first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
         title = title_of(first) if isinstance(first, str) else None
+        loaded = self._loaded.pop(session, None)
+        if keep is not None and loaded is not None:
+            # Nothing to cut (as the prune would find, unless another process wrote meanwhile:
+            # then the next prune, one turn later, catches up).
+            if trim_start([*loaded, *(row[1] for row in rows)], keep) == 0:
+                keep = None
         await self._write(functools.partial(_append, session, rows, keep, title, now))
 
     async def append_note(self, session: str, messages: Sequence[Message]) -> None:
@@ -293,6 +307,7 @@ class SessionStore:
             db.execute("DELETE FROM messages WHERE session = ?", (session,))
             db.execute("DELETE FROM sessions WHERE session = ?", (session,))
 
+        self._loaded.pop(session, None)
         await self._write(clear)
 
     async def sessions(self, prefix: str = "", *, limit: int = 200) -> list[SessionInfo]:

@@ -78,6 +78,25 @@ async def test_append_prunes_at_a_turn_boundary(tmp_path: Path) -> None:
     assert [m["content"] for m in kept] == ["u3", "a3", "u4", "a4"]
 
 
+async def test_a_turn_that_loads_before_it_appends_prunes_the_same(tmp_path: Path) -> None:
+    # `load` remembers the roles, so `append` skips the prune's read when nothing is cut.
+    async with SessionStore.in_dir(tmp_path) as store:
+        await store.append("s", [msg("assistant", "a scheduled reminder")])
+        for i in range(5):
+            await store.load("s")
+            await store.append("s", [msg("user", f"u{i}"), msg("assistant", f"a{i}")], keep=5)
+            kept = [m["content"] for m in await store.load("s")]
+            if i == 0:  # under the limit, the history still starts at a user message
+                assert kept == ["u0", "a0"]
+        assert kept == ["u3", "a3", "u4", "a4"]
+        await store.load("s")
+        await store.clear("s")  # forgets what `load` saw
+        await store.append(
+            "s", [msg("assistant", "x"), msg("user", "u"), msg("assistant", "a")], keep=5
+        )
+        assert [m["content"] for m in await store.load("s")] == ["u", "a"]
+
+
 async def test_unicode_and_tool_calls_round_trip() -> None:
     message = {
         "role": "assistant",
