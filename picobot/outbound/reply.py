@@ -2,8 +2,9 @@
 then its files (each upload recorded like a chunk, under the indexes -1, -2, ...).
 
 Durable replies (held by the outbox) record each delivered chunk, so a retry or a restart
-resumes at the next one. While a platform is down they wait, in order, holding only their own
-chat; a permanent failure becomes a dead letter and the placeholder a short note.
+resumes at the next one (the last one's record is the reply's `delivered`). While a platform
+is down they wait, in order, holding only their own chat; a permanent failure becomes a dead
+letter and the placeholder a short note.
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ class Replies:
                 if sent is None:
                     sent = await self._send(channel, msg, chunk, first=index == 0)
                 ids.append(progress.setdefault(index, sent))
+                # The last one's record is the reply's own (`delivered`, next): one write less.
+                last = index == len(chunks) - 1 and not msg.attachments
+                if last and (placeholder is None or placeholder in ids):
+                    continue
                 if job.durable and self._outbox is not None:
                     await self._outbox.chunk_sent(job.msg, index, sent)
             for number, attachment in enumerate(msg.attachments):
