@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import re
 import unicodedata
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
@@ -13,14 +14,24 @@ if TYPE_CHECKING:
     from markdown_it.tree import SyntaxTreeNode
 
 
+# A link as most are, "http(s)://host/path?query#fragment" in plain ASCII with nothing to
+# encode: markdown-it's normalisation (URL parse, punycode, percent-encoding; a tenth of a
+# short reply's parse) returns it unchanged, so it is skipped (tests/test_render.py checks).
+SIMPLE_LINK = re.compile(r"https?://[a-z0-9.-]+(?:[/?#][A-Za-z0-9;/?&=+$,\-_.!~*'()#]*)?\Z")
+
+
 @functools.cache
 def _markdown_it() -> MarkdownIt:
     """The parser, built on first use: a web-chat-only daemon never parses (about 2 MB saved)."""
     from markdown_it import MarkdownIt
 
+    class Parser(MarkdownIt):
+        def normalizeLink(self, url: str) -> str:
+            return url if SIMPLE_LINK.match(url) else super().normalizeLink(url)
+
     # Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text
     # (every platform auto-links them itself).
-    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
+    return Parser("commonmark", {"html": False, "linkify": False}).enable(
         ["strikethrough", "table"]
     )
 
