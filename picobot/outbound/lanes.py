@@ -212,6 +212,7 @@ class Lanes:
     def put(self, job: Job) -> asyncio.Future[list[str]]:
         """Queue `job`; the future gives its platform message ids (or its error)."""
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
         self._waiting[job.msg.id] = future
         self._lane(job.msg.lane_key).put(job)
         return future
@@ -254,9 +255,6 @@ class Lanes:
             future.cancel()
         elif isinstance(result, BaseException):
             future.set_exception(result)
-            # Most submitters never await the result; the failure was logged already. (Here,
-            # not in a done callback: that would be one more event-loop callback per job.)
-            future.exception()
         else:
             future.set_result(result)
 
@@ -313,3 +311,9 @@ class Lanes:
         self._lanes.clear()
         for future in list(self._waiting.values()):
             future.cancel()
+
+
+def _retrieve(future: asyncio.Future[list[str]]) -> None:
+    # Most submitters never await the result; the failure was logged already.
+    if not future.cancelled():
+        future.exception()
