@@ -116,6 +116,11 @@ class Lane:
             sum(isinstance(e, Job) and e.durable for e in self._entries) + self._spilled + current
         )
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing in delivery."""
+        return not self._entries and self._current is None
+
     def jobs(self) -> list[Job]:
         return [e for e in self._entries if isinstance(e, Job)]
 
@@ -260,6 +265,11 @@ class Lanes:
 
     def __len__(self) -> int:
         return len(self._lanes)
+
+    def idle(self, key: Key) -> bool:
+        """Whether chat `key`'s lane has nothing queued and nothing in delivery (or no lane)."""
+        lane = self._lanes.get(key)
+        return lane is None or lane.idle
 
     def owed(self, key: Key) -> int:
         """Durable replies the lane of chat `key` will deliver (0: no lane)."""

@@ -14,7 +14,6 @@ Two records, one database:
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -25,7 +24,7 @@ from typing import Any, Self
 
 from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
-from picobot.storage.codec import dump, load_inbound, load_outbound
+from picobot.storage.codec import decode, dump, load_inbound, load_outbound
 from picobot.storage.datadir import storage_error_text
 from picobot.storage.journal import FinishedInOutbox
 from picobot.storage.records import DeadLetter, Pending, Placeholder
@@ -174,7 +173,7 @@ class Outbox:
             "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq", write=False
         )
         return [
-            Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
+            Pending(load_outbound(data), {int(k): v for k, v in decode(sent).items()})
             for data, sent in rows
         ]
 
@@ -205,7 +204,7 @@ class Outbox:
         if not rows:
             return None
         data, sent = rows[0]
-        return Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
+        return Pending(load_outbound(data), {int(k): v for k, v in decode(sent).items()})
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         rows = await self._run(
@@ -215,7 +214,7 @@ class Outbox:
             write=False,
         )
         return [
-            DeadLetter(i, ch, chat, json.loads(data)["text"], err or "", created)
+            DeadLetter(i, ch, chat, decode(data)["text"], err or "", created)
             for i, ch, chat, data, err, created in rows
         ]
 

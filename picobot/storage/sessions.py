@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -27,12 +26,12 @@ from typing import Protocol, Self, TypeVar
 
 from picobot.core.errors import StorageError
 from picobot.core.messages import Message
+from picobot.storage.codec import decode, encode
 from picobot.storage.datadir import storage_error_text
 from picobot.storage.sqlite import Database
 
 DB_NAME = "sessions.db"
 T = TypeVar("T")
-_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -253,7 +252,7 @@ class SessionStore:
     async def _select(self, session: str, where: str) -> list[Message]:
         sql = f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id"
         rows = await self._read(lambda db: db.execute(sql, (session,)).fetchall())
-        return [json.loads(row[0]) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     async def count(self, session: str) -> int:
         """How many messages the model sees in `session`."""
@@ -271,7 +270,7 @@ class SessionStore:
         :raises StorageError: if the write failed (disk full, I/O error); nothing was kept.
         """
         now = time.time()
-        rows = [(session, str(m.get("role")), _encode(m), now) for m in messages]
+        rows = [(session, str(m.get("role")), encode(m), now) for m in messages]
         first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
         title = title_of(first) if isinstance(first, str) else None
         loaded = self._loaded.pop(session, None)
@@ -285,7 +284,7 @@ class SessionStore:
     async def append_note(self, session: str, messages: Sequence[Message]) -> None:
         """Add messages only the user sees (a command and its reply); the model never does."""
         now = time.time()
-        rows = [(session, NOTE, _encode({**m, "note": True}), now) for m in messages]
+        rows = [(session, NOTE, encode({**m, "note": True}), now) for m in messages]
         await self._write(functools.partial(_append, session, rows, None, None, now))
 
     async def _write(self, op: Callable[[sqlite3.Connection], object]) -> object:
