@@ -28,7 +28,7 @@ from picobot.core.errors import StorageError
 from picobot.core.messages import Message
 from picobot.storage.codec import decode, encode
 from picobot.storage.datadir import storage_error_text
-from picobot.storage.sqlite import Database
+from picobot.storage.sqlite import Database, WriteWatcher
 
 DB_NAME = "sessions.db"
 T = TypeVar("T")
@@ -179,11 +179,10 @@ class SessionStore:
         self,
         path: str | Path = ":memory:",
         *,
-        on_write: Callable[[BaseException | None], None] | None = None,
+        on_write: WriteWatcher | None = None,
     ) -> None:
         self.path = path
-        self.on_write = on_write  # told of every write's outcome (readiness follows the disk)
-        self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate)
+        self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate, on_write=on_write)
         self._lock = asyncio.Lock()  # opening
         self._closed = False
         # The roles of a session as `load` last read them, until its next `append`: a turn
@@ -195,7 +194,7 @@ class SessionStore:
         cls,
         data_dir: str | Path,
         *,
-        on_write: Callable[[BaseException | None], None] | None = None,
+        on_write: WriteWatcher | None = None,
     ) -> SessionStore:
         return cls(Path(data_dir) / DB_NAME, on_write=on_write)
 
@@ -233,6 +232,8 @@ class SessionStore:
         await self.aclose()
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        # Every write here is awaited by its caller (a turn's under the session's lock), so
+        # none is still queued when a read needs to see it.
         db = await self._connect()
         result: T = await db.run(op, write=False)
         return result
@@ -290,14 +291,9 @@ class SessionStore:
     async def _write(self, op: Callable[[sqlite3.Connection], object]) -> object:
         db = await self._connect()
         try:
-            result = await db.run(op)
+            return await db.run(op)
         except sqlite3.Error as exc:
-            if self.on_write is not None:
-                self.on_write(exc)
             raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
-        if self.on_write is not None:
-            self.on_write(None)
-        return result
 
     async def clear(self, session: str) -> None:
         """Forget `session`: its messages, notes and title (`/new`, deleting a conversation)."""
