@@ -73,6 +73,22 @@ def test_run_maps_no_cpp_runtime_for_frozenlist(tmp_path: Path) -> None:
     assert "libstdc++" not in maps
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_run_is_on_uvloop(tmp_path: Path) -> None:
+    """`picobot run` runs its event loop on uvloop (installed with picobot on Linux)."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = Daemon(config, {"NOTIFY_SOCKET": notify.path})
+    try:
+        notify.expect("READY=1")
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+    finally:
+        code = daemon.stop()
+        notify.close()
+    assert code == 0, "\n".join(daemon.lines)
+    assert "/uvloop/loop." in maps
+
+
 def test_lean_env_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in cli.LEAN_ENV:
         monkeypatch.setenv(name, "")  # "" switches frozenlist's C extension back on
