@@ -28,7 +28,7 @@ from picobot.text.render_telegram import (
     to_telegram_html,
     visible_text_of_telegram_html,
 )
-from picobot.text.renderer import parse
+from picobot.text.syntax import parse
 
 __all__ = [
     "FORMATS",

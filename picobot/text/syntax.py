@@ -1,0 +1,213 @@
+"""Markdown → a small syntax tree: pulldown-cmark's events (through pyromark) as nested nodes.
+
+CommonMark with strikethrough and tables. The node kinds are the ones the renderers walk:
+blocks ``paragraph``, ``heading``, ``bullet_list``, ``ordered_list``, ``list_item``,
+``blockquote``, ``fence``, ``code_block``, ``html_block``, ``hr``, ``table``, ``tr``, ``td``;
+inline ``text``, ``code_inline``, ``softbreak``, ``hardbreak``, ``strong``, ``em``, ``s``,
+``link``, ``image``. Raw HTML (pulldown-cmark has no switch for it) comes as text, so
+"<script>" in the model's text stays visible text. Parsing never fails: input pyromark refuses
+(a lone surrogate) or a parser panic gives one paragraph of the text as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+log = logging.getLogger(__name__)
+
+
+class Node:
+    """A node of the tree. ``content``: the text of ``text``, ``code_inline``, code blocks and
+    ``html_block``, the URL of ``link`` and ``image``. ``info``: a fence's info string.
+    ``number``: an ordered list's start. ``aligns``: a table's column alignments.
+    ``hidden``: a paragraph of a tight list item (no blank lines around it)."""
+
+    __slots__ = ("aligns", "children", "content", "hidden", "info", "kind", "number")
+
+    def __init__(self, kind: str, content: str = "") -> None:
+        self.kind = kind
+        self.content = content
+        self.children: list[Node] = []
+        self.info = ""
+        self.number = 1
+        self.hidden = False
+        self.aligns: tuple[str, ...] = ()
+
+
+@functools.cache
+def _events() -> Callable[[str], Iterator[Any]]:
+    """The parser, imported on first use: a web-chat-only daemon never parses."""
+    import pyromark
+
+    options = pyromark.Options.ENABLE_TABLES | pyromark.Options.ENABLE_STRIKETHROUGH
+    return functools.partial(pyromark.events, options=options)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INLINE = {"Emphasis": "em", "Strong": "strong", "Strikethrough": "s"}
+_BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "HtmlBlock": "html_block"}
+_TABLE = {"TableHead": "tr", "TableRow": "tr", "TableCell": "td"}
+
+
+def parse(markdown: str) -> Node:
+    """The document's tree (its children are the blocks)."""
+    # What CommonMark asks of input before parsing (markdown-it did it; pulldown-cmark keeps
+    # NUL as is and "\r" inside code): NUL → U+FFFD, every line ending → "\n".
+    markdown = markdown.replace("\x00", "\ufffd")
+    if "\r" in markdown:
+        markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        return _tree(_events()(markdown))
+    except UnicodeEncodeError:  # a lone surrogate (JSON can carry one): not UTF-8
+        return parse(_SURROGATE.sub("\ufffd", markdown))
+    except BaseException as e:  # pyo3 turns a Rust panic into PanicException (BaseException)
+        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+            raise
+        log.warning("the Markdown parser failed (%s): rendered as plain text", type(e).__name__)
+        return _as_text(markdown)
+
+
+def _as_text(markdown: str) -> Node:
+    paragraph = Node("paragraph")
+    paragraph.children.append(Node("text", markdown))
+    root = Node("document")
+    root.children.append(paragraph)
+    return root
+
+
+def _tree(events: Iterator[Any]) -> Node:
+    root = Node("document")
+    stack = [root]
+    for event in events:
+        if type(event) is str:  # "SoftBreak", "HardBreak", "Rule"
+            if event == "Rule":
+                _close_hidden(stack)
+                stack[-1].children.append(Node("hr"))
+            else:
+                _inline_parent(stack).children.append(Node(event.lower()))
+            continue
+        ((name, value),) = event.items()
+        if name == "Text":
+            top = stack[-1]
+            if top.kind in ("fence", "code_block"):
+                top.content += value
+            else:
+                _inline_parent(stack).children.append(Node("text", value))
+        elif name == "Start":
+            node = _start(value)
+            parent = _inline_parent(stack) if _is_inline(node) else _close_hidden(stack)
+            parent.children.append(node)
+            stack.append(node)
+        elif name == "End":
+            _close_hidden(stack)
+            node = stack.pop()
+            if node.kind == "rejected":  # the link's source, as text
+                text = [Node("text", node.info), *node.children, Node("text", node.content)]
+                stack[-1].children[-1:] = text
+        elif name == "Code":
+            _inline_parent(stack).children.append(Node("code_inline", value))
+        elif name == "Html":
+            stack[-1].content += value
+        else:  # "InlineHtml" (and what the options leave off): shown as text
+            _inline_parent(stack).children.append(Node("text", str(value)))
+    return root
+
+
+def _is_inline(node: Node) -> bool:
+    return node.kind in ("em", "strong", "s", "link", "image", "rejected", "text")
+
+
+def _inline_parent(stack: list[Node]) -> Node:
+    """Where inline content goes: a tight list item's text gets a hidden paragraph."""
+    top = stack[-1]
+    if top.kind == "list_item":
+        top = Node("paragraph")
+        top.hidden = True
+        stack[-1].children.append(top)
+        stack.append(top)
+    return top
+
+
+def _close_hidden(stack: list[Node]) -> Node:
+    """Close a tight item's hidden paragraph before a block or the item's end."""
+    if stack[-1].hidden:
+        stack.pop()
+    return stack[-1]
+
+
+def _start(tag: Any) -> Node:
+    if type(tag) is str:
+        kind = _INLINE.get(tag) or _BLOCKS.get(tag) or _TABLE.get(tag) or "text"
+        return Node(kind)
+    ((name, value),) = tag.items()
+    if name in ("Link", "Image"):
+        url = value["dest_url"]
+        kind = value["link_type"]
+        url = normalize_link("mailto:" + url if kind == "Email" else url)
+        if _valid_link(url):
+            return Node(name.lower(), url)
+        # As markdown-it did: a "javascript:" (and the like) link is no link but its text.
+        if kind == "Inline":
+            opening, closing = "[", f"]({value['dest_url']})"
+        else:
+            opening, closing = ("<", ">") if kind in ("Autolink", "Email") else ("[", "]")
+        node = Node("rejected", closing)
+        node.info = "!" * (name == "Image") + opening
+        return node
+    if name == "List":
+        node = Node("bullet_list" if value is None else "ordered_list")
+        node.number = 1 if value is None else int(value)
+        return node
+    if name == "CodeBlock":
+        if value == "Indented":
+            return Node("code_block")
+        node = Node("fence")
+        node.info = str(value["Fenced"])
+        return node
+    if name == "Table":
+        node = Node("table")
+        node.aligns = tuple(str(a).lower() for a in value)
+        return node
+    return Node({"Heading": "heading", "BlockQuote": "blockquote"}.get(name, "paragraph"))
+
+
+# Percent-encoding as CommonMark's reference renderer does (and markdown-it did): what a URL
+# may hold as it is, and "%" starting an escape.
+_URL_SAFE = ";/?:@&=+$,-_.!~*'()#%"
+_PLAIN_URL = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*\Z")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+_BAD_SCHEME = re.compile(r"(?:vbscript|javascript|file|data):")
+_GOOD_DATA = re.compile(r"data:image/(?:gif|png|jpeg|webp);")
+
+
+def _valid_link(url: str) -> bool:
+    url = url.strip().lower()
+    return not _BAD_SCHEME.match(url) or bool(_GOOD_DATA.match(url))
+
+
+def normalize_link(url: str) -> str:
+    """The URL with what it may not hold percent-encoded, and an http(s) URL's international
+    host in punycode."""
+    if _PLAIN_URL.match(url):
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1": no host to convert
+        parts = None
+    if parts and parts.scheme.lower() in ("http", "https") and not parts.netloc.isascii():
+        user, at, host = parts.netloc.rpartition("@")
+        host, colon, port = host.partition(":")
+        host = ".".join(_punycode(label) for label in host.split("."))
+        url = url.replace(parts.netloc, user + at + host + colon + port, 1)
+    return quote(_LONE_PERCENT.sub("%25", url), safe=_URL_SAFE)
+
+
+def _punycode(label: str) -> str:
+    return label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
