@@ -1,10 +1,10 @@
 """Markdown (as the model writes it) → each platform's format, plus the visible text.
 
-The Markdown is parsed with markdown-it-py (CommonMark + strikethrough + tables, raw HTML off)
-and the syntax tree is walked once per format. Parsing never fails, so half-written Markdown
-from a stream (an unclosed ``**``, an unclosed fence) still renders; for Telegram the output is
-always well-formed HTML with only the tags the Bot API allows, properly nested, and every
-``<``, ``>`` and ``&`` of the text escaped.
+The Markdown is parsed with pyromark (pulldown-cmark: CommonMark + strikethrough + tables, raw
+HTML shown as text; see `picobot.text.syntax`) and the syntax tree is walked once per format.
+Parsing never fails, so half-written Markdown from a stream (an unclosed ``**``, an unclosed
+fence) still renders; for Telegram the output is always well-formed HTML with only the tags
+the Bot API allows, properly nested, and every ``<``, ``>`` and ``&`` of the text escaped.
 
 Formats:
 

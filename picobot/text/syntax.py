@@ -49,9 +49,30 @@ def _events() -> Callable[[str], Iterator[Any]]:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_INLINE = {"Emphasis": "em", "Strong": "strong", "Strikethrough": "s"}
-_BLOCKS = {"Paragraph": "paragraph", "Item": "list_item", "HtmlBlock": "html_block"}
-_TABLE = {"TableHead": "tr", "TableRow": "tr", "TableCell": "td"}
+# Event and tag names → node kinds (one name for each, so one table). "InlineHtml" is text.
+_KINDS = {
+    **{"Text": "text", "Code": "code_inline", "InlineHtml": "text", "Rule": "hr"},
+    **{"SoftBreak": "softbreak", "HardBreak": "hardbreak"},
+    **{"Emphasis": "em", "Strong": "strong", "Strikethrough": "s"},
+    **{"Paragraph": "paragraph", "Heading": "heading", "BlockQuote": "blockquote"},
+    **{"Item": "list_item", "HtmlBlock": "html_block"},
+    **{"TableHead": "tr", "TableRow": "tr", "TableCell": "td"},
+}
+_INLINE = frozenset(
+    (
+        "text",
+        "code_inline",
+        "softbreak",
+        "hardbreak",
+        "em",
+        "strong",
+        "s",
+        "link",
+        "image",
+        "rejected",
+    )
+)
+_CODE = ("fence", "code_block")
 
 
 def parse(markdown: str) -> Node:
@@ -81,69 +102,50 @@ def _as_text(markdown: str) -> Node:
 
 
 def _tree(events: Iterator[Any]) -> Node:
-    root = Node("document")
+    root = top = Node("document")
     stack = [root]
     for event in events:
+        opens = False
         if type(event) is str:  # "SoftBreak", "HardBreak", "Rule"
-            if event == "Rule":
-                _close_hidden(stack)
-                stack[-1].children.append(Node("hr"))
-            else:
-                _inline_parent(stack).children.append(Node(event.lower()))
-            continue
-        ((name, value),) = event.items()
-        if name == "Text":
-            top = stack[-1]
-            if top.kind in ("fence", "code_block"):
+            node = Node(_KINDS.get(event, "text"))
+        else:
+            ((name, value),) = event.items()
+            if name == "Start":
+                node, opens = _start(value), True
+            elif name == "End":
+                if top.hidden:  # a tight item's paragraph ends with the item
+                    stack.pop()
+                node = stack.pop()
+                top = stack[-1]
+                if node.kind == "rejected":  # a link that is none: its source, as text
+                    text = [Node("text", node.info), *node.children, Node("text", node.content)]
+                    top.children[-1:] = text
+                continue
+            elif name == "Html" or (name == "Text" and top.kind in _CODE):
                 top.content += value
-            else:
-                _inline_parent(stack).children.append(Node("text", value))
-        elif name == "Start":
-            node = _start(value)
-            parent = _inline_parent(stack) if _is_inline(node) else _close_hidden(stack)
-            parent.children.append(node)
+                continue
+            else:  # "Text", "Code", "InlineHtml"
+                node = Node(_KINDS.get(name, "text"), str(value))
+        if node.kind in _INLINE:
+            if top.kind == "list_item":  # a tight list item's text: a hidden paragraph
+                paragraph = Node("paragraph")
+                paragraph.hidden = True
+                top.children.append(paragraph)
+                stack.append(paragraph)
+                top = paragraph
+        elif top.hidden:  # a block after it ends a tight item's paragraph
+            stack.pop()
+            top = stack[-1]
+        top.children.append(node)
+        if opens:
             stack.append(node)
-        elif name == "End":
-            _close_hidden(stack)
-            node = stack.pop()
-            if node.kind == "rejected":  # the link's source, as text
-                text = [Node("text", node.info), *node.children, Node("text", node.content)]
-                stack[-1].children[-1:] = text
-        elif name == "Code":
-            _inline_parent(stack).children.append(Node("code_inline", value))
-        elif name == "Html":
-            stack[-1].content += value
-        else:  # "InlineHtml" (and what the options leave off): shown as text
-            _inline_parent(stack).children.append(Node("text", str(value)))
+            top = node
     return root
-
-
-def _is_inline(node: Node) -> bool:
-    return node.kind in ("em", "strong", "s", "link", "image", "rejected", "text")
-
-
-def _inline_parent(stack: list[Node]) -> Node:
-    """Where inline content goes: a tight list item's text gets a hidden paragraph."""
-    top = stack[-1]
-    if top.kind == "list_item":
-        top = Node("paragraph")
-        top.hidden = True
-        stack[-1].children.append(top)
-        stack.append(top)
-    return top
-
-
-def _close_hidden(stack: list[Node]) -> Node:
-    """Close a tight item's hidden paragraph before a block or the item's end."""
-    if stack[-1].hidden:
-        stack.pop()
-    return stack[-1]
 
 
 def _start(tag: Any) -> Node:
     if type(tag) is str:
-        kind = _INLINE.get(tag) or _BLOCKS.get(tag) or _TABLE.get(tag) or "text"
-        return Node(kind)
+        return Node(_KINDS.get(tag, "paragraph"))
     ((name, value),) = tag.items()
     if name in ("Link", "Image"):
         url = value["dest_url"]
@@ -173,7 +175,7 @@ def _start(tag: Any) -> Node:
         node = Node("table")
         node.aligns = tuple(str(a).lower() for a in value)
         return node
-    return Node({"Heading": "heading", "BlockQuote": "blockquote"}.get(name, "paragraph"))
+    return Node(_KINDS.get(name, "paragraph"))
 
 
 # Percent-encoding as CommonMark's reference renderer does (and markdown-it did): what a URL
@@ -210,4 +212,4 @@ def normalize_link(url: str) -> str:
 
 
 def _punycode(label: str) -> str:
-    return label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+    return label if label.isascii() else "xn--" + label.lower().encode("punycode").decode("ascii")
