@@ -5,7 +5,8 @@ blocks ``paragraph``, ``heading``, ``bullet_list``, ``ordered_list``, ``list_ite
 ``blockquote``, ``fence``, ``code_block``, ``html_block``, ``hr``, ``table``, ``tr``, ``td``;
 inline ``text``, ``code_inline``, ``softbreak``, ``hardbreak``, ``strong``, ``em``, ``s``,
 ``link``, ``image``. Raw HTML (pulldown-cmark has no switch for it) comes as text, so
-"<script>" in the model's text stays visible text. Parsing never fails: input pyromark refuses
+"<script>" in the model's text stays visible text; so do a "javascript:" link and "~x~" (one
+tilde each side), as they did with markdown-it. Parsing never fails: input pyromark refuses
 (a lone surrogate) or a parser panic gives one paragraph of the text as it is.
 """
 
@@ -25,7 +26,9 @@ class Node:
     """A node of the tree. ``content``: the text of ``text``, ``code_inline``, code blocks and
     ``html_block``, the URL of ``link`` and ``image``. ``info``: a fence's info string.
     ``number``: an ordered list's start. ``aligns``: a table's column alignments.
-    ``hidden``: a paragraph of a tight list item (no blank lines around it)."""
+    ``hidden``: a paragraph of a tight list item (no blank lines around it). While the tree is
+    built, a ``literal`` node (replaced by its text, ``info`` + children + ``content``, at its
+    end) holds markup shown as typed."""
 
     __slots__ = ("aligns", "children", "content", "hidden", "info", "kind", "number")
 
@@ -44,7 +47,10 @@ def _events() -> Callable[[str], Iterator[Any]]:
     """The parser, imported on first use: a web-chat-only daemon never parses."""
     import pyromark
 
-    options = pyromark.Options.ENABLE_TABLES | pyromark.Options.ENABLE_STRIKETHROUGH
+    # Subscript only to tell "~x~" from "~~x~~": strikethrough takes two tildes, as in
+    # markdown-it ("~5 to ~10~ish" is no strikethrough).
+    o = pyromark.Options
+    options = o.ENABLE_TABLES | o.ENABLE_STRIKETHROUGH | o.ENABLE_SUBSCRIPT
     return functools.partial(pyromark.events, options=options)
 
 
@@ -69,7 +75,7 @@ _INLINE = frozenset(
         "s",
         "link",
         "image",
-        "rejected",
+        "literal",
     )
 )
 _CODE = ("fence", "code_block")
@@ -117,7 +123,7 @@ def _tree(events: Iterator[Any]) -> Node:
                     stack.pop()
                 node = stack.pop()
                 top = stack[-1]
-                if node.kind == "rejected":  # a link that is none: its source, as text
+                if node.kind == "literal":  # markup shown as typed: its marks are text
                     text = [Node("text", node.info), *node.children, Node("text", node.content)]
                     top.children[-1:] = text
                 continue
@@ -145,6 +151,10 @@ def _tree(events: Iterator[Any]) -> Node:
 
 def _start(tag: Any) -> Node:
     if type(tag) is str:
+        if tag == "Subscript":  # "~x~": the tildes are text
+            node = Node("literal", "~")
+            node.info = "~"
+            return node
         return Node(_KINDS.get(tag, "paragraph"))
     ((name, value),) = tag.items()
     if name in ("Link", "Image"):
@@ -158,7 +168,7 @@ def _start(tag: Any) -> Node:
             opening, closing = "[", f"]({value['dest_url']})"
         else:
             opening, closing = ("<", ">") if kind in ("Autolink", "Email") else ("[", "]")
-        node = Node("rejected", closing)
+        node = Node("literal", closing)
         node.info = "!" * (name == "Image") + opening
         return node
     if name == "List":
