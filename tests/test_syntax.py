@@ -37,7 +37,12 @@ def shape(node: Node) -> Any:
                                ("paragraph", ("text", "c"))))),
         ("- # h\n  x", ("bullet_list", ("list_item", ("heading", ("text", "h")),
                                         ("paragraph(hidden)", ("text", "x"))))),
-        ("<div>\n*x*\n</div>", ("html_block", "<div>\n*x*\n</div>")),
+        # Raw HTML is text, and the lines after an HTML block's first line are Markdown.
+        ("<div>\n*x*\n</div>", ("paragraph", ("text", "<div>"), "softbreak",
+                                 ("em", ("text", "x")), "softbreak", ("text", "</div>"))),
+        ("a\n  <script>\nb", ("paragraph", ("text", "a"), "softbreak", ("text", "<script>"),
+                              "softbreak", ("text", "b"))),
+        ("a `x\n<div>\ny`", ("paragraph", ("text", "a "), ("code_inline", "x <div> y"))),
         ("a <b>c</b>", ("paragraph", ("text", "a "), ("text", "<b>"), ("text", "c"),
                         ("text", "</b>"))),
         ("[**x**](javascript:y)", ("paragraph", ("text", "["), ("strong", ("text", "x")),
@@ -53,6 +58,15 @@ def shape(node: Node) -> Any:
 )  # fmt: skip
 def test_tree(markdown: str, tree: Any) -> None:
     assert shape(parse(markdown)) == ("document", tree)
+
+
+def test_html_blocks_showing_up_again_and_again_are_shown_as_typed_in_the_end() -> None:
+    # Each round of marking finds new HTML blocks in deeper quotes; after four, they are text.
+    quotes = "".join(f"{'> ' * depth}<p>\n" for depth in range(1, 8))
+    html = to_telegram_html(quotes)
+    assert html.count("&lt;p&gt;") == 7
+    assert "&gt; &gt; &lt;p&gt;" in html  # the last blocks, as typed
+    assert_valid_telegram_html(html)
 
 
 def test_nodes_carry_what_the_renderers_need() -> None:

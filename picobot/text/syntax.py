@@ -43,14 +43,18 @@ class Node:
 
 
 @functools.cache
-def _events() -> Callable[[str], Iterator[Any]]:
-    """The parser, imported on first use: a web-chat-only daemon never parses."""
+def _parser() -> tuple[Any, Any]:
+    """pyromark and its options, imported on first use: a web-chat-only daemon never parses."""
     import pyromark
 
     # Subscript only to tell "~x~" from "~~x~~": strikethrough takes two tildes, as in
     # markdown-it ("~5 to ~10~ish" is no strikethrough).
     o = pyromark.Options
-    options = o.ENABLE_TABLES | o.ENABLE_STRIKETHROUGH | o.ENABLE_SUBSCRIPT
+    return pyromark, o.ENABLE_TABLES | o.ENABLE_STRIKETHROUGH | o.ENABLE_SUBSCRIPT
+
+
+def _events() -> Callable[[str], Iterator[Any]]:
+    pyromark, options = _parser()
     return functools.partial(pyromark.events, options=options)
 
 
@@ -89,7 +93,15 @@ def parse(markdown: str) -> Node:
     if "\r" in markdown:
         markdown = markdown.replace("\r\n", "\n").replace("\r", "\n")
     try:
-        return _tree(_events()(markdown))
+        tree, html = _tree(_events()(markdown))
+        if html and _MARK not in markdown:  # (a text with the mark keeps its HTML blocks)
+            for _ in range(_HTML_ROUNDS):
+                markdown = _mark_html_blocks(markdown)
+                tree, html = _tree(_events()(markdown))
+                if not html:
+                    break
+            _unmark(tree)
+        return tree
     except UnicodeEncodeError:  # a lone surrogate (JSON can carry one): not UTF-8
         return parse(_SURROGATE.sub("\ufffd", markdown))
     except BaseException as e:  # pyo3 turns a Rust panic into PanicException (BaseException)
@@ -97,6 +109,36 @@ def parse(markdown: str) -> Node:
             raise
         log.warning("the Markdown parser failed (%s): rendered as plain text", type(e).__name__)
         return _as_text(markdown)
+
+
+# markdown-it read raw HTML as text: a line starting an HTML block here was a paragraph's
+# line there (and the lines after it, Markdown). So a mark goes before the "<" starting each
+# HTML block, which makes its line text, and the text is parsed again (again if that shows
+# new HTML blocks, up to this many times; then the rest shows as it is, as text). The mark, a
+# noncharacter, is then removed from the tree.
+_HTML_ROUNDS = 4
+_MARK = "\ufdd0"
+
+
+def _mark_html_blocks(markdown: str) -> str:
+    pyromark, options = _parser()
+    source = markdown.encode()
+    out, done, starting = [], 0, False
+    for event, span in pyromark.events_with_range(markdown, options=options):
+        if event == {"Start": "HtmlBlock"}:
+            starting = True
+        elif starting and type(event) is dict and "Html" in event:  # the block's first line
+            at = span["start"] + max(0, event["Html"].find("<"))
+            out += [source[done:at], _MARK.encode()]
+            done, starting = at, False
+    return b"".join([*out, source[done:]]).decode()
+
+
+def _unmark(node: Node) -> None:
+    node.content = node.content.replace(_MARK, "")
+    for child in node.children:
+        _unmark(child)
+    node.children = [c for c in node.children if c.kind != "text" or c.content]
 
 
 def _as_text(markdown: str) -> Node:
@@ -107,9 +149,11 @@ def _as_text(markdown: str) -> Node:
     return root
 
 
-def _tree(events: Iterator[Any]) -> Node:
+def _tree(events: Iterator[Any]) -> tuple[Node, bool]:
+    """The tree, and whether it has HTML blocks."""
     root = top = Node("document")
     stack = [root]
+    html = False
     for event in events:
         opens = False
         if type(event) is str:  # "SoftBreak", "HardBreak", "Rule"
@@ -129,6 +173,7 @@ def _tree(events: Iterator[Any]) -> Node:
                 continue
             elif name == "Html" or (name == "Text" and top.kind in _CODE):
                 top.content += value
+                html = html or name == "Html"
                 continue
             else:  # "Text", "Code", "InlineHtml"
                 node = Node(_KINDS.get(name, "text"), str(value))
@@ -146,7 +191,7 @@ def _tree(events: Iterator[Any]) -> Node:
         if opens:
             stack.append(node)
             top = node
-    return root
+    return root, html
 
 
 def _start(tag: Any) -> Node:
