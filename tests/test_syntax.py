@@ -69,6 +69,19 @@ def test_html_blocks_showing_up_again_and_again_are_shown_as_typed_in_the_end() 
     assert_valid_telegram_html(html)
 
 
+@pytest.mark.parametrize(
+    "markdown",
+    ["- " * 400 + "x", "1. " * 400 + "x", "> " * 400 + "x", "*" * 2000 + "x" + "*" * 2000],
+)
+def test_deep_nesting_is_cut_short_not_a_recursion_error(markdown: str) -> None:
+    def depth(node: Node) -> int:
+        return 1 + max(map(depth, node.children), default=0)
+
+    assert depth(parse(markdown)) <= 23  # containers, then the text and its paragraph
+    _renders_everywhere(markdown)
+    assert "x" in to_plain(markdown)
+
+
 def test_nodes_carry_what_the_renderers_need() -> None:
     doc = parse(
         "3. x\n\n```py  extra\nc\n```\n\n| a | b | c |\n|:-|:-:|-|\n\n[l](<https://ä.org/a b>)"

@@ -83,6 +83,9 @@ _INLINE = frozenset(
     )
 )
 _CODE = ("fence", "code_block")
+# Containers nested deeper are left out, their content kept (the renderers recurse; markdown-it
+# stopped at 20 too).
+_MAX_DEPTH = 20
 
 
 def parse(markdown: str) -> Node:
@@ -154,6 +157,7 @@ def _tree(events: Iterator[Any]) -> tuple[Node, bool]:
     root = top = Node("document")
     stack = [root]
     html = False
+    skipped = 0  # containers left out, nested too deep
     for event in events:
         opens = False
         if type(event) is str:  # "SoftBreak", "HardBreak", "Rule"
@@ -161,8 +165,14 @@ def _tree(events: Iterator[Any]) -> tuple[Node, bool]:
         else:
             ((name, value),) = event.items()
             if name == "Start":
+                if len(stack) > _MAX_DEPTH:
+                    skipped += 1
+                    continue
                 node, opens = _start(value), True
             elif name == "End":
+                if skipped:
+                    skipped -= 1
+                    continue
                 if top.hidden:  # a tight item's paragraph ends with the item
                     stack.pop()
                 node = stack.pop()
@@ -171,9 +181,12 @@ def _tree(events: Iterator[Any]) -> tuple[Node, bool]:
                     text = [Node("text", node.info), *node.children, Node("text", node.content)]
                     top.children[-1:] = text
                 continue
-            elif name == "Html" or (name == "Text" and top.kind in _CODE):
+            elif top.kind == "html_block":  # its lines
+                top.content += str(value)
+                html = True
+                continue
+            elif name == "Text" and top.kind in _CODE:
                 top.content += value
-                html = html or name == "Html"
                 continue
             else:  # "Text", "Code", "InlineHtml"
                 node = Node(_KINDS.get(name, "text"), str(value))
