@@ -51,7 +51,7 @@ def render(markdown: str, fmt: Format) -> Rendered:
     """
     if fmt in _PLAIN_FORMATS and is_plain(markdown):
         # No Markdown syntax and nothing to escape: every format renders it as itself (the
-        # parse would cost ~100 µs per message).
+        # parse and walk would cost ~10 µs a message, the check ~2 µs).
         return Rendered(markdown, _PLAIN_FORMATS[fmt], markdown)
     return render_markdown(markdown, fmt)
 
