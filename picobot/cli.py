@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from picobot.config import Config
 
 EXIT_CONFIG = 2
+# frozenlist (the callback lists behind aiohttp's signals) in pure Python: its C++ build maps
+# libstdc++ into the process, 1 MB of RSS for lists of a few callbacks (docs/benchmarks.md).
+# frozenlist's own switch, read when it is first imported; a value the user set wins.
+LEAN_ENV = {"FROZENLIST_NO_EXTENSIONS": "1"}
+
+
+def lean_env() -> None:
+    """Set `LEAN_ENV` where unset; before anything imports aiohttp (`main` does it first)."""
+    for name, value in LEAN_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 def _default_config() -> str | None:
@@ -160,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 0
+    lean_env()
 
     from picobot.config import load_client_config, load_config, secrets, summary
     from picobot.core.errors import ConfigError, StartupError

@@ -36,6 +36,8 @@ SHUTDOWN_GRACE = 1.0  # seconds a cancelled turn gets to clean up
 Publish = Post  # the outbound door
 Listener = Callable[[InboundMessage, ev.RunEvent], None]
 
+_ENDS = (ev.TurnFinished, ev.TurnAborted, ev.TurnFailed)
+
 STEERING_FULL = (
     "⏳ Too many messages are waiting, so I dropped this one. Wait for my answer, or send /stop."
 )
@@ -149,7 +151,7 @@ class AgentLoop:
         ended = False
         try:
             async for event in events:
-                ended = isinstance(event, ev.TurnFinished | ev.TurnAborted | ev.TurnFailed)
+                ended = isinstance(event, _ENDS)
                 self._notify(msg, event)
                 await writer.feed(event)
                 if isinstance(event, ev.SteeringInjected) and event.message_id:

@@ -36,6 +36,7 @@ __all__ = ["DELIVERY_FAILED_NOTE", "DispatchSettings", "Outbound"]
 log = logging.getLogger("picobot.dispatch")
 
 JANITOR_INTERVAL = 30.0
+_MARKERS = (Kind.ACCEPTED, Kind.DONE)
 
 Chats = Callable[[str, str], bool]  # selects chats by (channel, chat id)
 
@@ -68,9 +69,7 @@ class Outbound:
         self.outbox = outbox
         self._delivery = Delivery(channels, self.settings, self.placeholders, outbox, media)
         fetch = self._fetch if outbox is not None else None
-        self._lanes = Lanes(
-            self._delivery, self.settings.lane_idle, fetch, self.settings.spill_after
-        )
+        self._lanes = Lanes(self._delivery, fetch, self.settings.spill_after)
         self._janitor: asyncio.Task[None] | None = None
 
     async def post(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:
@@ -84,14 +83,28 @@ class Outbound:
             raise KeyError(f"no channel named {msg.channel!r}")
         if new_id := self._delivery.migrated.get(msg.lane_key):
             msg = replace(msg, chat_id=new_id)
+        if msg.kind in _MARKERS and self._idle_marker(msg):
+            done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
         durable = self.outbox is not None and msg.durable
         if durable:
             await self.outbox.add(msg)  # type: ignore[union-attr]
             if not self.delivers(*msg.lane_key):  # recorded: the chat's owner delivers it
-                done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+                done = asyncio.get_running_loop().create_future()
                 done.set_result([])
                 return done
         return self._lanes.put(Job(msg, durable))
+
+    def _idle_marker(self, msg: OutboundMessage) -> bool:
+        """Whether an ACCEPTED or DONE marker would do nothing, so it needs no lane (a job there
+        costs as much as a reply's): ACCEPTED where the channel shows neither typing nor a
+        placeholder; DONE with no entry open and nothing queued that could open one."""
+        caps = self.channels[msg.channel].capabilities
+        if msg.kind is Kind.ACCEPTED:
+            return msg.in_reply_to is None or not (caps.can_type or (msg.text and caps.can_edit))
+        # An ACCEPTED that opens an entry is either delivered (the entry exists) or on the lane.
+        return self.placeholders.get(msg.in_reply_to) is None and self._lanes.idle(msg.lane_key)
 
     async def deliver(self, msg: OutboundMessage) -> list[str]:
         """`post()` and wait for delivery; the platform message ids.

@@ -14,7 +14,6 @@ Two records, one database:
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -25,11 +24,11 @@ from typing import Any, Self
 
 from picobot.core.errors import StorageError
 from picobot.core.messages import InboundMessage, OutboundMessage, reply_to
-from picobot.storage.codec import dump, load_inbound, load_outbound
+from picobot.storage.codec import decode, dump, load_inbound, load_outbound
 from picobot.storage.datadir import storage_error_text
 from picobot.storage.journal import FinishedInOutbox
 from picobot.storage.records import DeadLetter, Pending, Placeholder
-from picobot.storage.sqlite import Database
+from picobot.storage.sqlite import Database, WriteWatcher
 
 __all__ = ["DeadLetter", "FinishedInOutbox", "Outbox", "Pending", "Placeholder"]
 
@@ -67,9 +66,6 @@ CREATE INDEX IF NOT EXISTS inbound_state ON inbound (state);
 
 log = logging.getLogger("picobot.outbox")
 
-# Told every failed or successful write: the daemon's readiness follows the disk.
-WriteWatcher = Callable[[BaseException | None], None]
-
 
 class Outbox:
     """The `OutboxStore` in SQLite, with the inbound journal (replays, unfinished turns).
@@ -83,8 +79,7 @@ class Outbox:
 
     def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:
         self.path = Path(path)
-        self.on_write = on_write
-        self._db = Database(self.path, _SCHEMA, name="outbox")
+        self._db = Database(self.path, _SCHEMA, name="outbox", on_write=on_write)
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, *, on_write: WriteWatcher | None = None) -> Outbox:
@@ -121,14 +116,9 @@ class Outbox:
         if not self._db.is_open:
             raise RuntimeError("the outbox is not open")
         try:
-            result = await self._db.run(op, write=write)
+            return await self._db.run(op, write=write)
         except sqlite3.Error as exc:
-            if self.on_write is not None:
-                self.on_write(exc)
             raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
-        if write and self.on_write is not None:
-            self.on_write(None)
-        return result
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -174,7 +164,7 @@ class Outbox:
             "SELECT data, sent FROM outbound WHERE state = 'pending' ORDER BY seq", write=False
         )
         return [
-            Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
+            Pending(load_outbound(data), {int(k): v for k, v in decode(sent).items()})
             for data, sent in rows
         ]
 
@@ -205,7 +195,7 @@ class Outbox:
         if not rows:
             return None
         data, sent = rows[0]
-        return Pending(load_outbound(data), {int(k): v for k, v in json.loads(sent).items()})
+        return Pending(load_outbound(data), {int(k): v for k, v in decode(sent).items()})
 
     async def dead_letters(self, limit: int = 20) -> list[DeadLetter]:
         rows = await self._run(
@@ -215,7 +205,7 @@ class Outbox:
             write=False,
         )
         return [
-            DeadLetter(i, ch, chat, json.loads(data)["text"], err or "", created)
+            DeadLetter(i, ch, chat, decode(data)["text"], err or "", created)
             for i, ch, chat, data, err, created in rows
         ]
 
@@ -255,21 +245,24 @@ class Outbox:
             found.append(Placeholder(key, msg.channel, msg.chat_id, msg.thread, message_id))
         return found
 
+    # The turn journal's records are queued, not waited for: the next transaction (in this
+    # turn of the event loop, before the turn calls the model) takes them, and their caller
+    # would ignore a failure, which the write watcher reports.
+
     async def finished(self, inbound_id: str) -> None:
         """The turn for `inbound_id` ended; it will not be run again."""
-        await self._run(
-            "UPDATE inbound SET state = 'done', placeholder = NULL WHERE id = ?", (inbound_id,)
-        )
+        sql = "UPDATE inbound SET state = 'done', placeholder = NULL WHERE id = ?"
+        self._db.run_soon(_statement(sql, (inbound_id,)))
 
     async def started(self, inbound_id: str) -> None:
         """A turn for `inbound_id` starts: one more attempt, should it never finish."""
-        await self._run("UPDATE inbound SET attempts = attempts + 1 WHERE id = ?", (inbound_id,))
+        sql = "UPDATE inbound SET attempts = attempts + 1 WHERE id = ?"
+        self._db.run_soon(_statement(sql, (inbound_id,)))
 
     async def interrupted(self, inbound_id: str) -> None:
         """A graceful shutdown cut the turn: not the turn's fault, so not an attempt."""
-        await self._run(
-            "UPDATE inbound SET attempts = max(0, attempts - 1) WHERE id = ?", (inbound_id,)
-        )
+        sql = "UPDATE inbound SET attempts = max(0, attempts - 1) WHERE id = ?"
+        self._db.run_soon(_statement(sql, (inbound_id,)))
 
     async def unfinished(self) -> list[InboundMessage]:
         """Messages to run again after a restart: accepted, not answered, no reply pending.

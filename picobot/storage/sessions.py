@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -27,12 +26,12 @@ from typing import Protocol, Self, TypeVar
 
 from picobot.core.errors import StorageError
 from picobot.core.messages import Message
+from picobot.storage.codec import decode, encode
 from picobot.storage.datadir import storage_error_text
-from picobot.storage.sqlite import Database
+from picobot.storage.sqlite import Database, WriteWatcher
 
 DB_NAME = "sessions.db"
 T = TypeVar("T")
-_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -180,11 +179,10 @@ class SessionStore:
         self,
         path: str | Path = ":memory:",
         *,
-        on_write: Callable[[BaseException | None], None] | None = None,
+        on_write: WriteWatcher | None = None,
     ) -> None:
         self.path = path
-        self.on_write = on_write  # told of every write's outcome (readiness follows the disk)
-        self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate)
+        self._db = Database(path, _SCHEMA, name="sessions", setup=_migrate, on_write=on_write)
         self._lock = asyncio.Lock()  # opening
         self._closed = False
         # The roles of a session as `load` last read them, until its next `append`: a turn
@@ -196,7 +194,7 @@ class SessionStore:
         cls,
         data_dir: str | Path,
         *,
-        on_write: Callable[[BaseException | None], None] | None = None,
+        on_write: WriteWatcher | None = None,
     ) -> SessionStore:
         return cls(Path(data_dir) / DB_NAME, on_write=on_write)
 
@@ -234,6 +232,8 @@ class SessionStore:
         await self.aclose()
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        # Every write here is awaited by its caller (a turn's under the session's lock), so
+        # none is still queued when a read needs to see it.
         db = await self._connect()
         result: T = await db.run(op, write=False)
         return result
@@ -253,7 +253,7 @@ class SessionStore:
     async def _select(self, session: str, where: str) -> list[Message]:
         sql = f"SELECT data FROM messages WHERE session = ? {where} ORDER BY id"
         rows = await self._read(lambda db: db.execute(sql, (session,)).fetchall())
-        return [json.loads(row[0]) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     async def count(self, session: str) -> int:
         """How many messages the model sees in `session`."""
@@ -271,7 +271,7 @@ class SessionStore:
         :raises StorageError: if the write failed (disk full, I/O error); nothing was kept.
         """
         now = time.time()
-        rows = [(session, str(m.get("role")), _encode(m), now) for m in messages]
+        rows = [(session, str(m.get("role")), encode(m), now) for m in messages]
         first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
         title = title_of(first) if isinstance(first, str) else None
         loaded = self._loaded.pop(session, None)
@@ -285,20 +285,15 @@ class SessionStore:
     async def append_note(self, session: str, messages: Sequence[Message]) -> None:
         """Add messages only the user sees (a command and its reply); the model never does."""
         now = time.time()
-        rows = [(session, NOTE, _encode({**m, "note": True}), now) for m in messages]
+        rows = [(session, NOTE, encode({**m, "note": True}), now) for m in messages]
         await self._write(functools.partial(_append, session, rows, None, None, now))
 
     async def _write(self, op: Callable[[sqlite3.Connection], object]) -> object:
         db = await self._connect()
         try:
-            result = await db.run(op)
+            return await db.run(op)
         except sqlite3.Error as exc:
-            if self.on_write is not None:
-                self.on_write(exc)
             raise StorageError(f"{self.path}: {storage_error_text(exc)}") from exc
-        if self.on_write is not None:
-            self.on_write(None)
-        return result
 
     async def clear(self, session: str) -> None:
         """Forget `session`: its messages, notes and title (`/new`, deleting a conversation)."""

@@ -55,6 +55,8 @@ async def connect(path: str | Path, schema: str, **kwargs: Any) -> aiosqlite.Con
 
 
 Op = Callable[[sqlite3.Connection], Any]
+# Told after every transaction that wrote (None) or failed (the error): readiness follows the disk.
+WriteWatcher = Callable[[BaseException | None], None]
 
 
 class Database:
@@ -72,7 +74,8 @@ class Database:
 
     If an op or the commit fails, the transaction is rolled back and every op in it fails with
     that error: nothing of them was kept. An op runs even if its caller was cancelled meanwhile
-    (a write, once queued, is never half done).
+    (a write, once queued, is never half done). `on_write` hears of every transaction that
+    wrote or failed, once.
     """
 
     def __init__(
@@ -82,13 +85,15 @@ class Database:
         *,
         name: str,
         setup: Op | None = None,
+        on_write: WriteWatcher | None = None,
     ) -> None:
         self.path = path
+        self.on_write = on_write
         self._schema = schema
         self._setup = setup  # run once after the schema (migrations)
         self._commits = metrics.SQLITE_COMMITS.labels(name)
         self._conn: sqlite3.Connection | None = None
-        self._queue: list[tuple[Op, bool, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Op, bool, asyncio.Future[Any] | None]] = []
         self._scheduled = False  # a transaction is about to run
         self._checkpoints = Checkpoints(path, then=self._after_checkpoint)
 
@@ -149,15 +154,32 @@ class Database:
         :raises RuntimeError: if the database is not open.
         :raises sqlite3.Error: if `op` or its transaction's commit failed (nothing was kept).
         """
-        if self._conn is None:
-            raise RuntimeError(f"{self.path} is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        self._enqueue(loop, op, write, future)
+        return await future
+
+    def run_soon(self, op: Op) -> None:
+        """Queue the write `op` for the next transaction, and wait for nothing: for records
+        whose failure the caller would only ignore (`on_write` hears of it).
+
+        :raises RuntimeError: if the database is not open.
+        """
+        self._enqueue(asyncio.get_running_loop(), op, True, None)
+
+    def _enqueue(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        op: Op,
+        write: bool,
+        future: asyncio.Future[Any] | None,
+    ) -> None:
+        if self._conn is None:
+            raise RuntimeError(f"{self.path} is not open")
         self._queue.append((op, write, future))
         if not self._scheduled and not self._checkpoints.running:
             self._scheduled = True
             loop.call_soon(self._transact_queued)  # ops queued in this turn of the loop join in
-        return await future
 
     def _after_checkpoint(self) -> None:
         if self._queue and not self._scheduled:
@@ -175,18 +197,24 @@ class Database:
         try:
             results = self._transact(group, writes)
         except Exception as exc:
+            if self.on_write is not None and isinstance(exc, sqlite3.Error):
+                self.on_write(exc)
             for _, _, future in group:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(exc)
             return
         if writes:
             self._commits.inc()
             self._checkpoints.committed()
+            if self.on_write is not None:
+                self.on_write(None)
         for (_, _, future), result in zip(group, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(result)
 
-    def _transact(self, group: list[tuple[Op, bool, asyncio.Future[Any]]], writes: bool) -> Any:
+    def _transact(
+        self, group: list[tuple[Op, bool, asyncio.Future[Any] | None]], writes: bool
+    ) -> Any:
         """The group's ops in one transaction, committed."""
         conn = self._conn
         if conn is None:

@@ -111,6 +111,33 @@ async def test_unused_placeholder_is_removed_when_the_turn_ends() -> None:
     await dispatcher.aclose()
 
 
+async def test_markers_that_show_nothing_take_no_lane() -> None:
+    # No typing, no placeholder: ACCEPTED and DONE would do nothing on a lane.
+    dispatcher, channel = make(replace(EDITABLE, can_type=False))
+    await dispatcher.deliver(out("a", "", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    assert dispatcher.statistics()["lanes"] == 0
+    await dispatcher.deliver(out("a", "The answer", in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    assert channel.visible("a") == ["The answer"]
+    assert channel.calls == [("send", "a", "The answer")]
+    await dispatcher.aclose()
+
+
+async def test_done_follows_a_placeholder_still_queued_on_the_lane() -> None:
+    # The lane is held, so the placeholder's entry does not exist yet when DONE is posted:
+    # DONE must still queue behind it and remove the placeholder.
+    dispatcher, channel = make(replace(EDITABLE, can_type=False))
+    channel.hold["a"] = gate = asyncio.Event()
+    accepted = await dispatcher.post(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    done = await dispatcher.post(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    gate.set()
+    await asyncio.gather(accepted, done)
+    assert channel.visible("a") == []
+    assert [op for op, _, _ in channel.calls] == ["send", "delete"]
+    assert len(dispatcher.placeholders) == 0
+    await dispatcher.aclose()
+
+
 async def test_failed_reply_replaces_the_placeholder_with_a_note() -> None:
     dispatcher, channel = make()
     await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))

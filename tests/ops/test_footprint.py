@@ -1,13 +1,17 @@
 """Only what the enabled channels and the configured model need is imported at startup (and the
-media libraries only when a file comes)."""
+media libraries only when a file comes); frozenlist's C++ build, not at all."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.ops.helpers import ROOT, write_config
+import pytest
+
+from picobot import cli
+from tests.ops.helpers import ROOT, Daemon, NotifySocket, write_config
 
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
 # parsers (the web chat shows Markdown as it is; pyromark is imported on the first rendering for
@@ -48,3 +52,33 @@ def test_web_only_imports_no_platform_sdk(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "CHANNELS ['web']" in result.stdout, result.stderr
     assert "HEAVY []" in result.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_run_maps_no_cpp_runtime_for_frozenlist(tmp_path: Path) -> None:
+    """`picobot run` has frozenlist (aiohttp's signal lists) in pure Python: its C++ build
+    would map libstdc++ (+1 MB RSS)."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": notify.path}
+    daemon = Daemon(config, env)
+    try:
+        notify.expect("READY=1")
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+    finally:
+        code = daemon.stop()
+        notify.close()
+    assert code == 0, "\n".join(daemon.lines)
+    assert "/frozenlist/" not in maps
+    assert "libstdc++" not in maps
+
+
+def test_lean_env_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in cli.LEAN_ENV:
+        monkeypatch.setenv(name, "")  # "" switches frozenlist's C extension back on
+    cli.lean_env()
+    assert all(os.environ[name] == "" for name in cli.LEAN_ENV)
+    for name in cli.LEAN_ENV:
+        monkeypatch.delenv(name)
+    cli.lean_env()
+    assert all(os.environ[name] == value for name, value in cli.LEAN_ENV.items())
