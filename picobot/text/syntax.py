@@ -4,10 +4,11 @@ CommonMark with strikethrough and tables. The node kinds are the ones the render
 blocks ``paragraph``, ``heading``, ``bullet_list``, ``ordered_list``, ``list_item``,
 ``blockquote``, ``fence``, ``code_block``, ``html_block``, ``hr``, ``table``, ``tr``, ``td``;
 inline ``text``, ``code_inline``, ``softbreak``, ``hardbreak``, ``strong``, ``em``, ``s``,
-``link``, ``image``. Raw HTML (pulldown-cmark has no switch for it) comes as text, so
-"<script>" in the model's text stays visible text; so do a "javascript:" link and "~x~" (one
-tilde each side), as they did with markdown-it. Parsing never fails: input pyromark refuses
-(a lone surrogate) or a parser panic gives one paragraph of the text as it is.
+``link``, ``image``. As with markdown-it before (raw HTML off): raw HTML is text, so
+"<script>" in the model's text stays visible text, and the lines after a tag that starts an
+HTML block are Markdown; a "javascript:" link and "~x~" (one tilde each side) are text too.
+Parsing never fails: input pyromark refuses (a lone surrogate) or a parser panic gives one
+paragraph of the text as it is; nesting deeper than 20 is flattened.
 """
 
 from __future__ import annotations
