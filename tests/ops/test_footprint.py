@@ -14,14 +14,14 @@ from picobot import cli
 from tests.ops.helpers import ROOT, Daemon, NotifySocket, write_config
 
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
-# parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
-# another platform), redis (cluster mode only) and cryptography (which redis would bring),
-# tenacity (a failed channel start or the openai model retries with it) and html2text (the
-# first fetched HTML page).
+# parsers (the web chat shows Markdown as it is; pyromark is imported on the first rendering for
+# another platform, markdown_it by rich for the terminal chat), redis (cluster mode only) and
+# cryptography (which redis would bring), tenacity (a failed channel start or the openai model
+# retries with it) and html2text (the first fetched HTML page).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
-    *("PIL", "pypdf", "puremagic", "markdown_it", "redis", "cryptography"),
-    *("tenacity", "html2text"),
+    *("PIL", "pypdf", "puremagic", "pyromark", "redis", "cryptography"),
+    *("tenacity", "html2text", "markdown_it"),
 )
 
 SCRIPT = f"""
