@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from picobot.config import Config
 from picobot.runtime import collector
@@ -22,8 +22,10 @@ from picobot.runtime.sdnotify import Notifier
 
 log = logging.getLogger("picobot")
 
+T = TypeVar("T")
 
-def run_loop(main: Coroutine[Any, Any, int]) -> int:
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)`, on uvloop where it is installed (a dependency on Linux and macOS):
     its event loop costs less CPU per message than asyncio's own (benchmarks/realpath.py)."""
     try:
