@@ -118,6 +118,8 @@ def test_nul_and_lone_surrogates_become_replacement_characters() -> None:
     html = to_telegram_html("**bold** \ud800 and `code`")
     assert html == "<b>bold</b> \ufffd and <code>code</code>"
     assert_valid_telegram_html(html)
+    # Text without Markdown skips the parser, but not with a surrogate.
+    assert render("plain \ud800 text", "telegram_html").text == "plain \ufffd text"
 
 
 class PanicException(BaseException):
@@ -171,6 +173,7 @@ def _renders_everywhere(markdown: str) -> None:
 @given(st.one_of(_MIXED, _ODD))
 @example("[`\x00")
 @example("```\x00\n\ud800")
+@example("```\ud800")  # an empty code block shows its source: without the surrogate
 def test_any_text_renders(markdown: str) -> None:
     _renders_everywhere(markdown)
 

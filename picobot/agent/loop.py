@@ -5,6 +5,12 @@
             ─► session idle  ─► a session worker: the turn, then follow-up turns for
                                 whatever is still queued when it ends
 
+At most `max_parallel_turns` session workers run; the sessions beyond wait as their first
+message, in order, until a worker ends. A burst of thousands of conversations then holds
+thousands of messages, not of tasks waiting for a turn's slot (benchmarks/realpath.py: the
+garbage collector walked those, about a tenth of a message's CPU). `/stop` and `/new` start
+a waiting session at once, so they find its turn to stop.
+
 Listeners see every event of every turn, as `listener(inbound, event)`; the reply writer of the
 turn's inbound message sees them too, and its `finish()` is always called.
 """
@@ -15,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -86,9 +93,11 @@ class AgentLoop:
         self.make_writer = make_writer
         self.listeners = listeners if listeners is not None else []
         self.publish = publish
-        self._active: set[str] = set()  # sessions with a worker
+        self._active: set[str] = set()  # sessions with a worker, or waiting for one
         self._steered: dict[str, dict[str, InboundMessage]] = {}  # session -> id -> queued msg
         self._workers: set[asyncio.Task[None]] = set()
+        self._sessions = 0  # session workers running
+        self._waiting: deque[InboundMessage] = deque()  # the first messages of sessions beyond
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -104,7 +113,10 @@ class AgentLoop:
     def submit(self, msg: InboundMessage) -> None:
         """Route one inbound message; returns at once (the work runs in tasks)."""
         key = msg.session_key
-        if parse_command(msg.text) is not None:
+        command = parse_command(msg.text)
+        if command is not None:
+            if command.name in ("stop", "new"):
+                self._start_waiting(key)  # so the command finds the turn it stops
             self._spawn(self.handle(msg), f"command {key}")
         elif key in self._active:
             if self.agent.steer(key, msg.text, message_id=msg.id, inbound=msg):
@@ -113,7 +125,26 @@ class AgentLoop:
                 self._spawn(self._reply(msg, ev.TurnFailed(STEERING_FULL)), f"full {key}")
         else:
             self._active.add(key)
-            self._spawn(self._session(key, msg), f"session {key}")
+            if self._sessions < self.agent.config.max_parallel_turns:
+                self._start(msg)
+            else:
+                self._waiting.append(msg)
+
+    def _start(self, msg: InboundMessage) -> None:
+        self._sessions += 1
+        self._spawn(self._session(msg.session_key, msg), f"session {msg.session_key}")
+
+    def _start_waiting(self, key: str) -> None:
+        for msg in self._waiting:
+            if msg.session_key == key:
+                self._waiting.remove(msg)
+                self._start(msg)
+                return
+
+    def _session_ended(self) -> None:
+        self._sessions -= 1
+        while self._waiting and self._sessions < self.agent.config.max_parallel_turns:
+            self._start(self._waiting.popleft())
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -142,9 +173,12 @@ class AgentLoop:
                 turn = self.agent.run_followup(key, queued, inbound=msg, publish=self.publish)
         finally:
             self._active.discard(key)
-            # Messages /stop dropped from the queue: clean up their placeholders.
-            for dropped in self._steered.pop(key, {}).values():
-                await self._finish(self.make_writer(dropped))
+            try:
+                # Messages /stop dropped from the queue: clean up their placeholders.
+                for dropped in self._steered.pop(key, {}).values():
+                    await self._finish(self.make_writer(dropped))
+            finally:
+                self._session_ended()
 
     async def _play(self, msg: InboundMessage, events: AsyncIterator[ev.RunEvent]) -> None:
         writer = self.make_writer(msg)
@@ -212,15 +246,23 @@ class AgentLoop:
         return len(self._active)
 
     async def drain(self, timeout: float) -> bool:
-        """Wait up to `timeout` s for running turns; cancel the rest. True if all finished."""
-        workers = set(self._workers)
-        if not workers:
+        """Wait up to `timeout` s for running turns and the sessions waiting for a worker;
+        cancel the rest (a waiting session's message runs again at the next start, as an
+        interrupted turn's does). True if all finished."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._workers:
+                    await asyncio.wait(set(self._workers))
             return True
-        _, pending = await asyncio.wait(workers, timeout=timeout)
+        except TimeoutError:
+            pass
+        for msg in self._waiting:
+            self._active.discard(msg.session_key)
+        self._waiting.clear()
+        pending = set(self._workers)
         for task in pending:
             task.cancel()
-        if pending:
-            # Bounded: a cancelled turn's writer may still wait on a delivery (a chat in a long
-            # flood wait); closing the dispatcher cancels that, and the daemon drains again.
-            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
-        return not pending
+        # Bounded: a cancelled turn's writer may still wait on a delivery (a chat in a long
+        # flood wait); closing the dispatcher cancels that, and the daemon drains again.
+        await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+        return False

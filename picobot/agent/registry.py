@@ -18,6 +18,7 @@ STOP_WAIT = 5.0  # seconds `stop()` waits for an aborted turn to unwind
 class Turn:
     task: asyncio.Task[None] | None = None
     reason: str = "cancelled"  # what TurnAborted says if the task is cancelled
+    over: bool = False  # its last event (finished, aborted, failed) was emitted
 
 
 @dataclass(eq=False)

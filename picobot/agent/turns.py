@@ -144,10 +144,20 @@ class Agent:
         state = self.sessions.session(session)
         events: asyncio.Queue[ev.RunEvent] = asyncio.Queue()
         turn = Turn()
-        coro = self._turn(state, turn, text, extra, ctx, poll_first, events.put_nowait)
+
+        def emit(event: ev.RunEvent) -> None:
+            turn.over = turn.over or isinstance(event, _TERMINAL)
+            events.put_nowait(event)
+
+        def done(_: asyncio.Task[None]) -> None:
+            if not turn.over:  # cancelled (/stop, shutdown) before it began: no event of its own
+                events.put_nowait(ev.TurnAborted(turn.reason))
+            self.sessions.turn_done(state, turn)
+
+        coro = self._turn(state, turn, text, extra, ctx, poll_first, emit)
         task = turn.task = asyncio.create_task(coro, name=f"turn {session}")
         state.turns.add(turn)
-        task.add_done_callback(lambda _: self.sessions.turn_done(state, turn))
+        task.add_done_callback(done)
         try:
             while True:
                 event = await events.get()

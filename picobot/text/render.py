@@ -57,9 +57,9 @@ def render(markdown: str, fmt: Format) -> Rendered:
 
 
 # Characters that may start Markdown syntax (emphasis, code, links, autolinks, entities,
-# escapes, strikethrough, tables, headings, quotes) or that a format escapes; and control
-# characters the parser normalises.
-_MARKUP = re.compile(r"[\\`*_\[\]<>&~|\t\r\f\v\x00]")
+# escapes, strikethrough, tables, headings, quotes) or that a format escapes; control
+# characters the parser normalises; lone surrogates, which it replaces.
+_MARKUP = re.compile(r"[\\`*_\[\]<>&~|\t\r\f\v\x00\ud800-\udfff]")
 # Line starts that make lists or headings: "- ", "+ ", "1. ", "2) ", "# ", "===".
 _BLOCK_START = re.compile(r"^(?:[-+=#]|\d+[.)])", re.MULTILINE)
 _PLAIN_FORMATS: dict[str, str | None] = {

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from picobot.text.syntax import Node, parse
+from picobot.text.syntax import Node, parse, without_surrogates
 
 _LINK_SCHEMES = ("http:", "https:", "tg:", "mailto:")
 _RULE = "———"
@@ -65,7 +65,7 @@ class Renderer:
         if not self.visible(text).strip() and markdown.strip():
             # Markup that shows nothing (an empty code block, "[]()"): a message must not be
             # empty, so show the source as text.
-            return self.escape(markdown.strip())
+            return self.escape(without_surrogates(markdown.strip()))
         return text
 
     def visible(self, text: str) -> str:

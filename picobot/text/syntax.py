@@ -60,6 +60,13 @@ def _events() -> Callable[[str], Iterator[Any]]:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (JSON can carry one; no platform takes it) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 # Event and tag names → node kinds (one name for each, so one table). "InlineHtml" is text.
 _KINDS = {
     **{"Text": "text", "Code": "code_inline", "InlineHtml": "text", "Rule": "hr"},
@@ -107,7 +114,7 @@ def parse(markdown: str) -> Node:
             _unmark(tree)
         return tree
     except UnicodeEncodeError:  # a lone surrogate (JSON can carry one): not UTF-8
-        return parse(_SURROGATE.sub("\ufffd", markdown))
+        return parse(without_surrogates(markdown))
     except BaseException as e:  # pyo3 turns a Rust panic into PanicException (BaseException)
         if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
             raise

@@ -13,7 +13,7 @@ from picobot.agent.turns import GENERIC_FAILURE, Agent
 from picobot.core import events as ev
 from picobot.core.bus import Topic
 from picobot.core.messages import InboundMessage, OutboundMessage, Sender
-from tests.agent.conftest import TIMEOUT, of_type
+from tests.agent.conftest import TIMEOUT, MakeAgent, of_type
 from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 
 
@@ -220,3 +220,71 @@ async def test_drain_cancels_what_does_not_finish(fake: FakeOpenAI, h: Harness) 
     writer = await h.done(msg)
     assert writer.events[-1] == ev.TurnAborted("shutdown")
     await fake.wait_cancelled(1)
+
+
+async def test_sessions_beyond_the_limit_wait_as_messages(
+    fake: FakeOpenAI, make_agent: MakeAgent
+) -> None:
+    h = Harness(await make_agent(max_parallel_turns=1))
+    gate = asyncio.Event()
+    fake.script(Reply(text="a", gate=gate), Reply(text="b"))
+    first = h.send("1", chat="a")
+    await fake.wait_requests(1)
+
+    waiting = h.send("2", chat="b")
+    assert h.loop.running() == 2
+    assert waiting.id not in h.writers  # no worker (no task) until one ends
+
+    gate.set()
+    assert (await h.done(first)).events[-1] == ev.TurnFinished("a")
+    assert (await h.done(waiting)).events[-1] == ev.TurnFinished("b")
+    assert await h.loop.drain(TIMEOUT)
+
+
+async def test_stop_reaches_a_session_waiting_for_a_worker(
+    fake: FakeOpenAI, make_agent: MakeAgent
+) -> None:
+    h = Harness(await make_agent(max_parallel_turns=1))
+    gate = asyncio.Event()
+    fake.script(Reply(text="a", gate=gate))
+    busy = h.send("1", chat="a")
+    await fake.wait_requests(1)
+    waiting = h.send("2", chat="b")
+
+    stop = await h.done(h.send("/stop", chat="b"))
+
+    assert stop.events[-1] == ev.TurnFinished("Stopped.")
+    assert (await h.done(waiting)).events[-1] == ev.TurnAborted("stopped")
+    gate.set()
+    await h.done(busy)
+    assert len(fake.requests) == 1  # the stopped turn never reached the model
+    assert await h.loop.drain(TIMEOUT)
+
+
+async def test_drain_drops_sessions_waiting_for_a_worker(
+    fake: FakeOpenAI, make_agent: MakeAgent
+) -> None:
+    h = Harness(await make_agent(max_parallel_turns=1))
+    fake.script(Reply(text="never ends", gate=asyncio.Event(), gate_after=2))
+    busy = h.send("1", chat="a")
+    await fake.wait_until(lambda: fake.in_flight == 1, what="stream held")
+    waiting = h.send("2", chat="b")
+
+    assert not await h.loop.drain(0)
+
+    assert (await h.done(busy)).events[-1] == ev.TurnAborted("shutdown")
+    assert waiting.id not in h.writers  # left for the next start, as an interrupted turn
+    assert h.loop.running() == 0
+
+
+async def test_stop_right_behind_a_message_aborts_its_turn_before_it_began(
+    fake: FakeOpenAI, h: Harness
+) -> None:
+    # Both arrive in one turn of the event loop (one polled batch): /stop cancels a turn
+    # task that has not run yet, which then emits nothing itself.
+    first = h.send("hi")
+    stop = await h.done(h.send("/stop"))
+
+    assert stop.events[-1] == ev.TurnFinished("Stopped.")
+    assert (await h.done(first)).events == [ev.TurnAborted("stopped")]
+    assert fake.requests == []
