@@ -1,5 +1,6 @@
 """Only what the enabled channels and the configured model need is imported at startup (and the
-media libraries only when a file comes); frozenlist's C++ build, not at all."""
+media libraries only when a file comes; pydantic only with the openai model or MCP servers);
+frozenlist's C++ build, not at all."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from tests.ops.helpers import ROOT, Daemon, NotifySocket, write_config
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
 # parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
 # another platform), redis (cluster mode only) and cryptography (which redis would bring),
-# tenacity (a failed channel start or the openai model retries with it) and html2text (the
-# first fetched HTML page).
+# tenacity (a failed channel start or the openai model retries with it), html2text (the
+# first fetched HTML page) and pydantic (the openai SDK and mcp use it; the config is read
+# with attrs and cattrs).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
     *("PIL", "pypdf", "puremagic", "markdown_it", "redis", "cryptography"),
-    *("tenacity", "html2text"),
+    *("tenacity", "html2text", "pydantic", "pydantic_core"),
 )
 
 SCRIPT = f"""
