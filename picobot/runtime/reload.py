@@ -47,9 +47,9 @@ def check(old: Config, new: Config) -> None:
 
     :raises ConfigError: naming the changed key.
     """
-    for field in attrs.fields(type(old.http)):
-        if getattr(old.http, field.name) != getattr(new.http, field.name):
-            raise ConfigError(f"http.{field.name}", "changed: restart required (nothing was reloaded)")
+    for key in attrs.fields_dict(type(old.http)):
+        if getattr(old.http, key) != getattr(new.http, key):
+            raise ConfigError(f"http.{key}", "changed: restart required (nothing was reloaded)")
     if old.channels.web.token != new.channels.web.token:
         raise ConfigError("channels.web.token", "changed: restart required (nothing was reloaded)")
 
