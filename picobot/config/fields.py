@@ -79,5 +79,10 @@ def between(low: float, high: float) -> Check:
     return check(lambda v: None if low <= v <= high else f"should be from {low} to {high}")
 
 
-def not_empty(value: str) -> str | None:
-    return None if value else "should not be empty"
+def starts_with(*prefixes: str) -> Check:
+    *first, last = prefixes
+    problem = f"must start with {', '.join(first)} or {last}"
+    return check(lambda v: None if v.startswith(prefixes) else problem)
+
+
+not_empty = check(lambda v: None if v else "should not be empty")

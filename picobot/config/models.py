@@ -25,6 +25,7 @@ from picobot.config.fields import (
     optional_secret,
     secret,
     secrets_of,
+    starts_with,
 )
 from picobot.core.errors import ConfigError
 
@@ -101,24 +102,23 @@ class AgentConfig:
     timezone: str | None = field(default=None, validator=check(_unknown_timezone))
 
 
+def _no_program(command: tuple[str, ...]) -> str | None:
+    return None if command and command[0] else "must name a program"
+
+
+def _bad_server_name(name: str) -> str | None:
+    if _MCP_NAME.match(name):
+        return None
+    return f"invalid server name {name!r} (letters, digits, _ and -; 1-32)"
+
+
 @frozen(kw_only=True)
 class McpServerConfig:
     """One MCP server: a child process (`command`) or a streamable-HTTP endpoint (`url`)."""
 
-    command: tuple[str, ...] | None = field(
-        default=None, validator=check(lambda c: None if c and c[0] else "must name a program")
-    )
+    command: tuple[str, ...] | None = field(default=None, validator=check(_no_program))
     env: dict[str, str] = field(factory=dict)
-    url: str | None = field(
-        default=None,
-        validator=check(
-            lambda url: (
-                None
-                if url.startswith(("http://", "https://"))
-                else "must start with http:// or https://"
-            )
-        ),
-    )
+    url: str | None = field(default=None, validator=starts_with("http://", "https://"))
     headers: dict[str, Secret] = field(factory=dict, converter=secrets_of)
     tools: tuple[str, ...] | None = None  # allow-list of the server's tool names; None: all
     timeout: float = field(default=DEFAULT_MCP_TIMEOUT, validator=above(0))  # s per tool call
@@ -131,16 +131,7 @@ class McpServerConfig:
 
 @frozen(kw_only=True)
 class McpConfig:
-    servers: dict[str, McpServerConfig] = field(
-        factory=dict,
-        validator=each(
-            lambda name: (
-                None
-                if _MCP_NAME.match(name)
-                else f"invalid server name {name!r} (letters, digits, _ and -; 1-32)"
-            )
-        ),
-    )
+    servers: dict[str, McpServerConfig] = field(factory=dict, validator=each(_bad_server_name))
 
 
 @frozen(kw_only=True)
@@ -180,7 +171,7 @@ class StreamingConfig:
 @frozen(kw_only=True)
 class PlaceholderConfig:
     enabled: bool = True
-    text: str = field(default=DEFAULT_PLACEHOLDER_TEXT, validator=check(not_empty))
+    text: str = field(default=DEFAULT_PLACEHOLDER_TEXT, validator=not_empty)
 
 
 @frozen(kw_only=True)
@@ -321,7 +312,11 @@ class ChannelsConfig:
     web: WebConfig = WebConfig()
 
     def enabled(self) -> list[str]:
-        return [name for name in _names(type(self)) if getattr(self, name).enabled]
+        return [name for name in attrs.fields_dict(type(self)) if getattr(self, name).enabled]
+
+
+def _spaces(node: str) -> str | None:
+    return "must not contain spaces" if any(c.isspace() for c in node) else None
 
 
 @frozen(kw_only=True)
@@ -330,21 +325,9 @@ class ClusterConfig:
 
     redis_url: str = field(
         default="redis://127.0.0.1:6379/0",
-        validator=check(
-            lambda url: (
-                None
-                if url.startswith(("redis://", "rediss://", "unix://"))
-                else "must start with redis://, rediss:// or unix://"
-            )
-        ),
+        validator=starts_with("redis://", "rediss://", "unix://"),
     )
-    # empty: "<host name>:<http port>"
-    node: str = field(
-        default="",
-        validator=check(
-            lambda node: "must not contain spaces" if any(c.isspace() for c in node) else None
-        ),
-    )
+    node: str = field(default="", validator=check(_spaces))  # empty: "<host name>:<http port>"
     failover_seconds: float = field(default=DEFAULT_FAILOVER_SECONDS, validator=between(1, 300))
 
 
@@ -389,7 +372,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _names(model: type[attrs.AttrsInstance]) -> list[str]:
-    return [f.name for f in attrs.fields(model)]

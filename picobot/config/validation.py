@@ -2,9 +2,9 @@
 every problem collected with its dotted key path into one `ConfigError`.
 
 Strict: a value of the wrong type is refused, never converted (``enabled: 1`` is not true,
-``port: 80.5`` is not 80). Text is accepted where a `${VAR}` may stand for a number or a
-switch (the environment only has text): ``"8080"`` for an integer, ``"0.5"`` for a number,
-``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0`` (any case) for a switch.
+``port: 8080.0`` is not a whole number). Text is accepted where a `${VAR}` may stand for a
+number or a switch (the environment only has text): ``"8080"`` for an integer, ``"0.5"`` for a
+number, ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0`` (any case) for a switch.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def structure(data: Any, model: type[T], path: str = "") -> T:
     try:
         return _converter.structure(data, model)
     except (BaseValidationError, ConfigError) as exc:
-        raise _config_error(list(_problems(exc, tuple(filter(None, [path]))))) from None
+        raise _config_error(list(_problems(exc, (path,) if path else ()))) from None
 
 
 def _problem(text: str) -> ConfigError:
@@ -92,11 +92,12 @@ def _str(value: Any, _: Any) -> str:
 
 
 def _literal(choices: Any) -> Hook:
-    *first, last = get_args(choices)
+    allowed = get_args(choices)
+    *first, last = allowed
     expected = f"{', '.join(map(repr, first))} or {last!r}" if first else repr(last)
 
     def structure(value: Any, _: Any) -> Any:
-        if isinstance(value, str) and value in get_args(choices):
+        if isinstance(value, str) and value in allowed:
             return value
         raise _problem(f"should be {expected}")
 
