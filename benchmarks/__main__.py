@@ -36,7 +36,7 @@ def machine() -> str:
 
 
 def main() -> None:
-    sections = [asyncio.run(realpath.main()), asyncio.run(pipeline.main())]
+    sections = [realpath.main(), asyncio.run(pipeline.main())]
     sections.append(asyncio.run(streaming.main()))
     sections.append(asyncio.run(footprint.main()))
     sections.append(asyncio.run(outbox.main()))

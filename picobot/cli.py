@@ -199,10 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import asyncio
 
-    from picobot.runtime.main import run
+    from picobot.runtime.main import run, run_loop
 
     try:
-        return asyncio.run(run(config, config_path=path))
+        return run_loop(run(config, config_path=path))
     except ConfigError as exc:
         print(f"picobot: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

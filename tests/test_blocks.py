@@ -49,6 +49,8 @@ SNIPPETS = [
     "\u00a0",
     " leading space",
     "<div>html</div>",
+    "<!-- an HTML comment\n\n```\n-->",
+    "<pre>\n```\n\n</pre>",
     "a\r\nb",
     "x\ry",
     "- ",

@@ -441,28 +441,3 @@ def test_plain_text_renders_as_itself_exactly_as_the_parser_would(text: str) -> 
 )
 def test_the_shortcut_is_taken_for_plain_text_only(text: str, plain: bool) -> None:
     assert is_plain(text) is plain
-
-
-# Wider than the pattern allows (upper case, "@", ":", "%", non-ASCII): it must reject those.
-_HOST = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", max_size=20)
-_REST = st.text(alphabet="aBz09;/?&=+$,-_.!~*'()#@:%é[] ", max_size=30)
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    st.sampled_from(["http://", "https://", "HTTP://", "ftp://"]),
-    _HOST,
-    st.sampled_from(["", "/", "?", "#"]),
-    _REST,
-)
-def test_a_simple_link_is_what_markdown_it_would_make_of_it(
-    scheme: str, host: str, start: str, rest: str
-) -> None:
-    # The parser skips markdown-it's link normalisation for these: it must change nothing.
-    from markdown_it.common.normalize_url import normalizeLink
-
-    from picobot.text.renderer import SIMPLE_LINK
-
-    url = scheme + host + (start + rest if start else "")
-    assume(SIMPLE_LINK.match(url))
-    assert normalizeLink(url) == url

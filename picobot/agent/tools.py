@@ -99,6 +99,7 @@ class ToolRegistry:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._schemas: list[dict[str, Any]] | None = None  # made once per change of tools
         for tool in tools:
             self.register(tool)
 
@@ -107,10 +108,12 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is already registered")
         self._tools[tool.name] = tool
+        self._schemas = None
 
     def unregister(self, name: str) -> None:
         """Remove a tool (e.g. an MCP server's, when the server goes away); no error if absent."""
         self._tools.pop(name, None)
+        self._schemas = None
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
@@ -125,7 +128,10 @@ class ToolRegistry:
         return name in self._tools
 
     def schemas(self) -> list[dict[str, Any]]:
-        return [tool.schema() for tool in self._tools.values()]
+        """The `tools` of every model call (read-only: shared until the tools change)."""
+        if self._schemas is None:
+            self._schemas = [tool.schema() for tool in self._tools.values()]
+        return self._schemas
 
     def select(self, names: Iterable[str]) -> ToolRegistry:
         """The registry restricted to `names` (config `agent.tools`), in that order.

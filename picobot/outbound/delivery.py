@@ -31,15 +31,12 @@ log = logging.getLogger("picobot.dispatch")
 
 T = TypeVar("T")
 
-LANE_IDLE_SECONDS = 60.0
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DispatchSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     typing_ttl: float = 300.0
     placeholder_ttl: float = 600.0
-    lane_idle: float = LANE_IDLE_SECONDS
     spill_after: int = SPILL_AFTER  # jobs a lane holds in memory; more wait in the outbox
     budgets: BudgetFactory = local_budget  # cluster mode: budgets shared through Redis
 

@@ -69,9 +69,7 @@ class Outbound:
         self.outbox = outbox
         self._delivery = Delivery(channels, self.settings, self.placeholders, outbox, media)
         fetch = self._fetch if outbox is not None else None
-        self._lanes = Lanes(
-            self._delivery, self.settings.lane_idle, fetch, self.settings.spill_after
-        )
+        self._lanes = Lanes(self._delivery, fetch, self.settings.spill_after)
         self._janitor: asyncio.Task[None] | None = None
 
     async def post(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from picobot.config import Config
 from picobot.runtime import collector
@@ -20,6 +21,18 @@ from picobot.runtime.forced import exit_soon
 from picobot.runtime.sdnotify import Notifier
 
 log = logging.getLogger("picobot")
+
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, on uvloop where it is installed (a dependency on Linux and macOS):
+    its event loop costs less CPU per message than asyncio's own (benchmarks/realpath.py)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 async def run(

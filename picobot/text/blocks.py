@@ -9,7 +9,9 @@ list, quote, table and indented code block, and every fence inside them; only a 
 block of the top level can go on, and its fence lines are then in column 0 (closing ones may
 be indented up to 3 columns): those are tracked. No cuts at all when the text may define a
 link reference (it reaches the whole document), and none after a fence line indented 1-3
-columns outside a fence (it may open a top-level fence or one inside a list).
+columns outside a fence (it may open a top-level fence or one inside a list), nor after a line
+that may start a block of raw HTML (the parser takes the lines up to a blank one, or to the
+end of a comment, as HTML, fence lines included).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["parts"]
 
 _FENCE = re.compile(r"([ \t]*)(`{3,}|~{3,})(.*)")
 _LIST_ITEM = re.compile(r"(?:[-+*]|\d{1,9}[.)])(?:[ \t]|$)")
+_HTML = re.compile(r" {0,3}<[A-Za-z/!?]")
 
 
 def parts(markdown: str) -> list[str]:
@@ -73,8 +76,8 @@ class _Scan:
                 continue
             if match and indent == 0 and _opens(match):
                 self.fence = match.group(2)[0], len(match.group(2))
-            elif match and indent < 4 and _opens(match):
-                self.stopped = True  # a fence whose container only a parser can tell
+            elif (match and indent < 4 and _opens(match)) or _HTML.match(line):
+                self.stopped = True  # a fence whose container only a parser can tell, or HTML
                 return
             if after_blank and start > 0 and line[0] not in " \t" and not _LIST_ITEM.match(line):
                 self.cuts.append(start)
@@ -98,4 +101,5 @@ def _opens(match: re.Match[str]) -> bool:
 
 def _closes(fence: tuple[str, int], match: re.Match[str]) -> bool:
     run = match.group(2)
-    return run[0] == fence[0] and len(run) >= fence[1] and not match.group(3).strip(" \t")
+    # Only spaces may follow (pulldown-cmark does not close a fence on "```\t").
+    return run[0] == fence[0] and len(run) >= fence[1] and not match.group(3).strip(" ")

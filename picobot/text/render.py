@@ -1,10 +1,10 @@
 """Markdown (as the model writes it) → each platform's format, plus the visible text.
 
-The Markdown is parsed with markdown-it-py (CommonMark + strikethrough + tables, raw HTML off)
-and the syntax tree is walked once per format. Parsing never fails, so half-written Markdown
-from a stream (an unclosed ``**``, an unclosed fence) still renders; for Telegram the output is
-always well-formed HTML with only the tags the Bot API allows, properly nested, and every
-``<``, ``>`` and ``&`` of the text escaped.
+The Markdown is parsed with pyromark (pulldown-cmark: CommonMark + strikethrough + tables, raw
+HTML shown as text; see `picobot.text.syntax`) and the syntax tree is walked once per format.
+Parsing never fails, so half-written Markdown from a stream (an unclosed ``**``, an unclosed
+fence) still renders; for Telegram the output is always well-formed HTML with only the tags
+the Bot API allows, properly nested, and every ``<``, ``>`` and ``&`` of the text escaped.
 
 Formats:
 
@@ -28,7 +28,7 @@ from picobot.text.render_telegram import (
     to_telegram_html,
     visible_text_of_telegram_html,
 )
-from picobot.text.renderer import parse
+from picobot.text.syntax import parse
 
 __all__ = [
     "FORMATS",
@@ -51,7 +51,7 @@ def render(markdown: str, fmt: Format) -> Rendered:
     """
     if fmt in _PLAIN_FORMATS and is_plain(markdown):
         # No Markdown syntax and nothing to escape: every format renders it as itself (the
-        # parse would cost ~100 µs per message).
+        # parse and walk would cost ~10 µs a message, the check ~2 µs).
         return Rendered(markdown, _PLAIN_FORMATS[fmt], markdown)
     return render_markdown(markdown, fmt)
 

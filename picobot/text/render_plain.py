@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from picobot.text.blocks import parts
-from picobot.text.renderer import Renderer, parse
+from picobot.text.renderer import Renderer
+from picobot.text.syntax import parse
 
 
 class PlainRenderer(Renderer):

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from picobot.text.renderer import Line, Renderer, escape_html, linkable, plain_inline
-
-if TYPE_CHECKING:
-    from markdown_it.tree import SyntaxTreeNode
+from picobot.text.syntax import Node
 
 
 def to_slack_mrkdwn(markdown: str) -> str:
@@ -21,7 +17,7 @@ class SlackRenderer(Renderer):
     def escape(self, text: str) -> str:
         return escape_html(text)
 
-    def heading(self, node: SyntaxTreeNode) -> str:
+    def heading(self, node: Node) -> str:
         inner = super().heading(node)
         return f"*{inner}*" if inner.strip() else inner
 
@@ -36,7 +32,7 @@ class SlackRenderer(Renderer):
         mark = self._MARKS[kind]
         return f"{mark}{inner}{mark}"
 
-    def link(self, href: str, node: SyntaxTreeNode) -> str:
+    def link(self, href: str, node: Node) -> str:
         text = plain_inline(node)
         if not linkable(href):
             return self.escape(text)

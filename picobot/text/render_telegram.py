@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from picobot.text.renderer import Line, Renderer, escape_attr, escape_html, linkable
-
-if TYPE_CHECKING:
-    from markdown_it.tree import SyntaxTreeNode
+from picobot.text.syntax import Node
 
 _TAG = re.compile(r"<[^>]*>")
 _ENTITY = re.compile(r"&(?:(lt|gt|amp|quot)|#(\d+)|#[xX]([0-9a-fA-F]+));")
@@ -45,8 +42,8 @@ class TelegramRenderer(Renderer):
     def visible(self, text: str) -> str:
         return visible_text_of_telegram_html(text)  # "<code> </code>" shows nothing
 
-    def block(self, node: SyntaxTreeNode) -> list[Line]:
-        if node.type != "blockquote":
+    def block(self, node: Node) -> list[Line]:
+        if node.kind != "blockquote":
             return super().block(node)
         # Telegram has no nested quotes: an inner quote is part of the outer one.
         self.quote_depth += 1
@@ -59,7 +56,7 @@ class TelegramRenderer(Renderer):
     def escape(self, text: str) -> str:
         return escape_html(text)
 
-    def heading(self, node: SyntaxTreeNode) -> str:
+    def heading(self, node: Node) -> str:
         inner = super().heading(node)
         return f"<b>{inner}</b>" if inner.strip() else inner
 
@@ -84,7 +81,7 @@ class TelegramRenderer(Renderer):
         tag = self._TAGS[kind]
         return f"<{tag}>{inner}</{tag}>"
 
-    def link(self, href: str, node: SyntaxTreeNode) -> str:
+    def link(self, href: str, node: Node) -> str:
         self.in_link = True
         try:
             inner = self.inline(node)

@@ -1,50 +1,17 @@
-"""The Markdown parser and the tree walker every output format builds on."""
+"""The tree walker every output format builds on (the tree: `picobot.text.syntax`)."""
 
 from __future__ import annotations
 
 import builtins
-import functools
-import re
 import unicodedata
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from markdown_it import MarkdownIt
-    from markdown_it.tree import SyntaxTreeNode
-
-
-# A link as most are, "http(s)://host/path?query#fragment" in plain ASCII with nothing to
-# encode: markdown-it's normalisation (URL parse, punycode, percent-encoding; a tenth of a
-# short reply's parse) returns it unchanged, so it is skipped (tests/test_render.py checks).
-SIMPLE_LINK = re.compile(r"https?://[a-z0-9.-]+(?:[/?#][A-Za-z0-9;/?&=+$,\-_.!~*'()#]*)?\Z")
-
-
-@functools.cache
-def _markdown_it() -> MarkdownIt:
-    """The parser, built on first use: a web-chat-only daemon never parses (about 2 MB saved)."""
-    from markdown_it import MarkdownIt
-
-    class Parser(MarkdownIt):
-        def normalizeLink(self, url: str) -> str:
-            return url if SIMPLE_LINK.match(url) else super().normalizeLink(url)
-
-    # Raw HTML off: "<script>" in the model's text is text. Linkify off: bare URLs stay text
-    # (every platform auto-links them itself).
-    return Parser("commonmark", {"html": False, "linkify": False}).enable(
-        ["strikethrough", "table"]
-    )
-
+from picobot.text.syntax import Node, parse
 
 _LINK_SCHEMES = ("http:", "https:", "tg:", "mailto:")
 _RULE = "———"
 _BULLET = "• "
-
-
-def parse(markdown: str) -> SyntaxTreeNode:
-    from markdown_it.tree import SyntaxTreeNode
-
-    return SyntaxTreeNode(_markdown_it().parse(markdown))
 
 
 def escape_html(text: str) -> str:
@@ -59,13 +26,13 @@ def linkable(url: str) -> bool:
     return url.lower().startswith(_LINK_SCHEMES)
 
 
-def plain_inline(node: SyntaxTreeNode) -> str:
+def plain_inline(node: Node) -> str:
     """The text of an inline node without any markup (alt texts, table cells, link texts)."""
     parts = []
     for child in node.children:
-        if child.type in ("text", "code_inline"):
+        if child.kind in ("text", "code_inline"):
             parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
+        elif child.kind in ("softbreak", "hardbreak"):
             parts.append(" ")
         else:
             parts.append(plain_inline(child))
@@ -83,12 +50,12 @@ class Line(NamedTuple):
 
 
 class Renderer:
-    """Walks markdown-it's syntax tree; subclasses say what each construct looks like."""
+    """Walks the syntax tree; subclasses say what each construct looks like."""
 
     in_heading = False
     in_link = False
 
-    def document(self, markdown: str, tree: SyntaxTreeNode | None = None) -> str:
+    def document(self, markdown: str, tree: Node | None = None) -> str:
         lines = self.blocks((tree or parse(markdown)).children)
         return self.finish(markdown, "\n".join(line.text for line in lines))
 
@@ -106,22 +73,22 @@ class Renderer:
 
     # -- blocks ---------------------------------------------------------------------------
 
-    def blocks(self, nodes: Iterable[SyntaxTreeNode]) -> list[Line]:
+    def blocks(self, nodes: Iterable[Node]) -> list[Line]:
         out: list[Line] = []
         tight = False  # a tight list's paragraphs are "hidden": no blank line around them
         for node in nodes:
             lines = self.block(node)
             if not lines:
                 continue
-            hidden = node.type == "paragraph" and node.hidden
+            hidden = node.kind == "paragraph" and node.hidden
             if out and not (tight or hidden):
                 out.append(Line(""))
             out.extend(lines)
             tight = hidden
         return out
 
-    def block(self, node: SyntaxTreeNode) -> list[Line]:
-        kind = node.type
+    def block(self, node: Node) -> list[Line]:
+        kind = node.kind
         if kind == "paragraph":
             return self.text_lines(self.inline(node))
         if kind == "heading":
@@ -134,28 +101,27 @@ class Renderer:
             content = node.content[:-1] if node.content.endswith("\n") else node.content
             if not content.strip():
                 return []
-            language = node.info.split()[0] if kind == "fence" and node.info.strip() else ""
+            language = node.info.split()[0] if node.info.strip() else ""
             return self.code(content.split("\n"), language)
         if kind == "hr":
             return [Line(_RULE)]
         if kind == "table":
             return self.table(node)
-        if kind == "inline":
-            return self.text_lines(self.inline(node))
+        if kind == "html_block":  # raw HTML is text
+            return self.text_lines(self.escape(node.content.rstrip("\n")))
         return self.blocks(node.children)  # anything else: its content
 
     def text_lines(self, text: str) -> list[Line]:
         return [Line(line.rstrip()) for line in text.split("\n")] if text.strip() else []
 
-    def list(self, node: SyntaxTreeNode) -> list[Line]:
-        start = node.attrs.get("start", 1) if node.type == "ordered_list" else 1
-        number = int(start) if isinstance(start, int | float | str) else 1
+    def list(self, node: Node) -> list[Line]:
+        number = node.number
         out: builtins.list[Line] = []
         for item in node.children:
-            marker = f"{number}. " if node.type == "ordered_list" else _BULLET
+            marker = f"{number}. " if node.kind == "ordered_list" else _BULLET
             number += 1
             body = self.blocks(item.children)
-            loose = any(c.type == "paragraph" and not c.hidden for c in item.children)
+            loose = any(c.kind == "paragraph" and not c.hidden for c in item.children)
             if out and loose:
                 out.append(Line(""))
             if not body:
@@ -168,16 +134,9 @@ class Renderer:
                 out.append(line if keep else Line(pad + line.text))
         return out
 
-    def table(self, node: SyntaxTreeNode) -> builtins.list[Line]:
-        rows: builtins.list[builtins.list[str]] = []
-        aligns: builtins.list[str] = []
-        for section in node.children:
-            for row in section.children:
-                rows.append(
-                    [plain_inline(c.children[0]) if c.children else "" for c in row.children]
-                )
-                if not aligns:
-                    aligns = [str(cell.attrs.get("style", "")) for cell in row.children]
+    def table(self, node: Node) -> builtins.list[Line]:
+        rows = [[plain_inline(cell) for cell in row.children] for row in node.children]
+        aligns = node.aligns
         if not rows:
             return []
         columns = max(len(r) for r in rows)
@@ -202,11 +161,11 @@ class Renderer:
 
     # -- inline ---------------------------------------------------------------------------
 
-    def inline(self, node: SyntaxTreeNode) -> str:
+    def inline(self, node: Node) -> str:
         return "".join(self.span(child) for child in node.children)
 
-    def span(self, node: SyntaxTreeNode) -> str:
-        kind = node.type
+    def span(self, node: Node) -> str:
+        kind = node.kind
         if kind == "text":
             return self.escape(node.content)
         if kind in ("softbreak", "hardbreak"):
@@ -219,9 +178,9 @@ class Renderer:
                 return inner
             return self.style(kind, inner)
         if kind == "link":
-            return self.link(str(node.attrs.get("href", "")), node)
+            return self.link(node.content, node)
         if kind == "image":
-            return self.image(str(node.attrs.get("src", "")), plain_inline(node))
+            return self.image(node.content, plain_inline(node))
         if node.children:
             return self.inline(node)
         return self.escape(node.content)
@@ -231,10 +190,10 @@ class Renderer:
     def escape(self, text: str) -> str:
         return text
 
-    def heading(self, node: SyntaxTreeNode) -> str:
+    def heading(self, node: Node) -> str:
         self.in_heading = True  # a heading is bold as a whole: no bold inside it
         try:
-            return self.inline(node.children[0]) if node.children else ""
+            return self.inline(node)
         finally:
             self.in_heading = False
 
@@ -250,7 +209,7 @@ class Renderer:
     def style(self, kind: str, inner: str) -> str:
         return inner
 
-    def link(self, href: str, node: SyntaxTreeNode) -> str:
+    def link(self, href: str, node: Node) -> str:
         text = plain_inline(node)
         if not href or text == href or href == f"mailto:{text}":
             return text or href

@@ -48,6 +48,15 @@ def test_schemas_are_openai_function_tools() -> None:
     assert schemas[1]["function"]["parameters"] == {"type": "object", "properties": {}}
 
 
+def test_schemas_follow_tools_that_come_and_go() -> None:
+    tools = registry()
+    assert len(tools.schemas()) == 2
+    tools.register(Tool("late", "An MCP server's.", echo))
+    assert [s["function"]["name"] for s in tools.schemas()] == ["echo", "boom", "late"]
+    tools.unregister("echo")
+    assert [s["function"]["name"] for s in tools.schemas()] == ["boom", "late"]
+
+
 def test_duplicate_names_are_refused() -> None:
     with pytest.raises(ValueError, match="already registered"):
         ToolRegistry([Tool("a", "", echo), Tool("a", "", echo)])

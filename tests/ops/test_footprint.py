@@ -15,15 +15,15 @@ from picobot import cli
 from tests.ops.helpers import ROOT, Daemon, NotifySocket, write_config
 
 # The platform SDKs, the openai SDK (provider demo here), the media libraries, and the Markdown
-# parser (the web chat shows Markdown as it is; the parser is built on the first rendering for
-# another platform), redis (cluster mode only) and cryptography (which redis would bring),
-# tenacity (a failed channel start or the openai model retries with it), html2text (the
-# first fetched HTML page) and pydantic (the openai SDK and mcp use it; the config is read
-# with attrs and cattrs).
+# parsers (the web chat shows Markdown as it is; pyromark is imported on the first rendering for
+# another platform, markdown_it by rich for the terminal chat), redis (cluster mode only) and
+# cryptography (which redis would bring), tenacity (a failed channel start or the openai model
+# retries with it), html2text (the first fetched HTML page) and pydantic (the openai SDK and
+# mcp use it; the config is read with attrs and cattrs).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
-    *("PIL", "pypdf", "puremagic", "markdown_it", "redis", "cryptography"),
-    *("tenacity", "html2text", "pydantic", "pydantic_core"),
+    *("PIL", "pypdf", "puremagic", "pyromark", "redis", "cryptography"),
+    *("tenacity", "html2text", "markdown_it", "pydantic", "pydantic_core"),
 )
 
 SCRIPT = f"""
@@ -73,6 +73,22 @@ def test_run_maps_no_cpp_runtime_for_frozenlist(tmp_path: Path) -> None:
     assert code == 0, "\n".join(daemon.lines)
     assert "/frozenlist/" not in maps
     assert "libstdc++" not in maps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_run_is_on_uvloop(tmp_path: Path) -> None:
+    """`picobot run` runs its event loop on uvloop (installed with picobot on Linux)."""
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = Daemon(config, {"NOTIFY_SOCKET": notify.path})
+    try:
+        notify.expect("READY=1")
+        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
+    finally:
+        code = daemon.stop()
+        notify.close()
+    assert code == 0, "\n".join(daemon.lines)
+    assert "/uvloop/loop." in maps
 
 
 def test_lean_env_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
