@@ -65,9 +65,9 @@ sys.exit(main(args))
 """
 
 
-# What reading the config costs on top of the daemon's other libraries: pydantic (its Python
-# modules and the pages of pydantic-core's library that building the validators touches) and
-# the config models. The web chat only daemon's largest single share; see docs/benchmarks.md.
+# What reading the config costs on top of the daemon's other libraries: cattrs and the config
+# models (attrs comes with aiohttp). pydantic, which read it before, cost 11 MB here; see
+# docs/benchmarks.md.
 CONFIG_COST = """
 import sys
 def rss():
@@ -229,7 +229,7 @@ class Results:
     every: Sample
     every_dev_venv: Sample  # with click, rich and pygments importable
     every_no_crypto: Sample  # with cryptography hidden too
-    config: float  # MB: pydantic and the config models, over the daemon's other libraries
+    config: float  # MB: cattrs and the config models, over the daemon's other libraries
     web_openai: Sample  # the web chat with the real model client (openai SDK, which uses pydantic)
     help: float
 
@@ -284,12 +284,13 @@ async def main(idle: float = IDLE_WINDOW) -> str:
             "MB; asyncio with ssl (libssl and libcrypto) 9 MB; aiohttp with multidict, yarl,",
             "attrs and the stdlib's http.client and email that it imports 12 MB, of which 2 MB",
             "are the two TLS contexts aiohttp.connector makes at import (each loads the CA store;",
-            "aiohttp has no setting to skip them); reading the config: pydantic's modules, the",
-            "pages of pydantic-core's library that building the validators touches, and the",
-            "models, 11 MB (one row below); yaml, aiosqlite and prometheus_client about 1 MB",
-            "each; picobot's own modules with argparse, aiolimiter, cronsim and orjson 3 to 4 MB;",
-            "then the web chat's files, served from memory, threads and databases. The validators",
-            "themselves hold under 0.1 MB, and `defer_build`, glibc's MALLOC_ARENA_MAX=2 or a",
+            "aiohttp has no setting to skip them); reading the config: cattrs and the models, 3",
+            "MB (one row below; attrs comes with aiohttp). pydantic read it before: its modules",
+            "and the pages of pydantic-core's library that building the validators touched cost",
+            "11 MB, and only the openai SDK and mcp import it now, when they are configured.",
+            "yaml, aiosqlite and prometheus_client about 1 MB each; picobot's own modules with",
+            "argparse, aiolimiter, cronsim and orjson 3 to 4 MB; then the web chat's files,",
+            "served from memory, threads and databases. glibc's MALLOC_ARENA_MAX=2 or a",
             "`malloc_trim(0)` once started change less than 0.2 MB: with bytecode cached,",
             "importing frees little of the C heap.",
             "",
@@ -315,7 +316,7 @@ async def main(idle: float = IDLE_WINDOW) -> str:
             ),
             row("web chat only: start to READY=1, wall", f"{web.ready_wall:.2f} s"),
             row(
-                "web chat only: of the RSS, reading the config (pydantic, the models)",
+                "web chat only: of the RSS, reading the config (cattrs, the models)",
                 f"{r.config:.1f} MB",
             ),
             row(

@@ -1,7 +1,8 @@
-"""Configuration: the models (`models.py`) and reading the file (`loading.py`)."""
+"""Configuration: the models (`models.py`, their fields: `fields.py`), reading the file
+(`loading.py`) and validating it into the models (`validation.py`)."""
 
+from picobot.config.fields import Secret
 from picobot.config.loading import (
-    MAX_PROBLEMS,
     expand_env,
     load_client_config,
     load_config,
@@ -40,7 +41,6 @@ from picobot.config.models import (
     MediaConfig,
     PlaceholderConfig,
     ScheduleConfig,
-    Secret,
     SlackConfig,
     StreamingConfig,
     STTConfig,
@@ -50,6 +50,7 @@ from picobot.config.models import (
     WebConfig,
     is_loopback,
 )
+from picobot.config.validation import MAX_PROBLEMS
 
 __all__ = [
     "DEFAULT_ADDRESS_RATE",

@@ -10,17 +10,19 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+import attrs
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
 
+from picobot.config.fields import Secret
 from picobot.config.models import (
     ChannelsConfig,
     Config,
     HttpConfig,
     WebConfig,
 )
+from picobot.config.validation import structure
 from picobot.core.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -58,11 +60,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError("", "the config file must be a mapping of keys to values")
-    data = expand_env(data, os.environ if env is None else env)
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise _config_error(exc) from None
+    return structure(expand_env(data, os.environ if env is None else env), Config)
 
 
 def load_config(
@@ -115,21 +113,10 @@ def load_client_config(path: str | Path | None, env: Mapping[str, str] | None = 
         token = expand_env(token, env, "channels.web.token")
     except ConfigError:
         token = None
-    try:
-        http_config = HttpConfig.model_validate(http)
-    except ValidationError as exc:
-        raise _within("http", _config_error(exc)) from None
-    try:
-        web_config = WebConfig.model_validate({"token": token})
-    except ValidationError as exc:
-        raise _within("channels.web", _config_error(exc)) from None
-    # Not validated as a whole: the other sections were not read.
-    channels = ChannelsConfig.model_construct(web=web_config)
-    return Config.model_construct(http=http_config, channels=channels)
-
-
-def _within(section: str, error: ConfigError) -> ConfigError:
-    return ConfigError(f"{section}.{error.path}", error.problem)
+    http_config = structure(http, HttpConfig, "http")
+    web_config = structure({"token": token}, WebConfig, "channels.web")
+    with attrs.validators.disabled():  # not checked as a whole: the rest was not read
+        return Config(http=http_config, channels=ChannelsConfig(web=web_config))
 
 
 def _yaml_detail(exc: yaml.YAMLError) -> str:
@@ -145,58 +132,6 @@ def _yaml_detail(exc: yaml.YAMLError) -> str:
     return detail
 
 
-MAX_PROBLEMS = 5  # listed in one config error; the rest are counted
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    """One error naming up to `MAX_PROBLEMS` problems: the first gives `path`, the others
-    follow on the same line as ``; key.path: problem``."""
-    errors = exc.errors(include_url=False, include_input=False)
-    problems = [_problem(err) for err in errors[:MAX_PROBLEMS]]
-    path, message = problems[0]
-    message += "".join(f"; {p or '(top level)'}: {m}" for p, m in problems[1:])
-    more = len(errors) - len(problems)
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(path or "(top level)", message)
-
-
-def _problem(err: Any) -> tuple[str, str]:
-    loc = [str(p) for p in err["loc"]]
-    path = ".".join(loc)
-    message = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        import difflib  # only for a bad config: a daemon that starts never needs it
-
-        message = "unknown key"
-        close = difflib.get_close_matches(loc[-1], _keys_at(loc[:-1]), n=1, cutoff=0.6)
-        if close:
-            message += f" (did you mean {'.'.join([*loc[:-1], close[0]])}?)"
-    elif err["type"] in ("tuple_type", "list_type"):
-        message = "should be a list"  # our tuples are YAML lists
-    elif err["type"] == "value_error":
-        # Our validators say "key: problem"; lift the key into the path.
-        message = message.removeprefix("Value error, ")
-        key, sep, rest = message.partition(": ")
-        if sep and " " not in key:
-            path, message = (f"{path}.{key}" if path and "." not in key else key), rest
-    return path, message
-
-
-def _keys_at(loc: list[str]) -> list[str]:
-    """The config keys allowed under the dotted path `loc` (for "did you mean")."""
-    model: type[BaseModel] | None = Config
-    for name in loc:
-        field = model.model_fields.get(name) if model is not None else None
-        if field is None:
-            return []
-        candidates = [field.annotation, *get_args(field.annotation)]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-    return list(model.model_fields) if model is not None else []
-
-
 def summary(config: Config) -> str:
     """A short, secret-free description for `picobot check` and the logs."""
     enabled = config.channels.enabled()
@@ -210,19 +145,14 @@ def summary(config: Config) -> str:
     )
 
 
-def secrets(config: BaseModel) -> list[str]:
+def secrets(config: attrs.AttrsInstance) -> list[str]:
     """Every secret value in the config, for the log redaction filter."""
     found: list[str] = []
-    for name in type(config).model_fields:
-        value = getattr(config, name)
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            found += secrets(value)
-        elif isinstance(value, dict):
-            for item in value.values():
-                if isinstance(item, SecretStr):
-                    found.append(item.get_secret_value())
-                elif isinstance(item, BaseModel):
-                    found += secrets(item)
+    for field in attrs.fields(type(config)):
+        value = getattr(config, field.name)
+        for item in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(item, Secret):
+                found.append(item.get_secret_value())
+            elif attrs.has(type(item)):
+                found += secrets(item)
     return found

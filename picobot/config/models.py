@@ -1,25 +1,33 @@
-"""The config models: frozen, keyword-only, `extra=forbid`; defaults as named constants.
+"""The config models: frozen, keyword-only attrs classes; defaults as named constants.
 
-Secrets are `SecretStr`: they print as ``**********``.
+Reading a file into them (strict types, unknown keys refused) is `validation.py`'s part. Each
+field's checks run whenever a model is built; checks across fields run in
+`__attrs_post_init__`. Secrets are `Secret`: they print as ``**********``.
 """
-
-from __future__ import annotations
 
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    model_validator,
+import attrs
+from attrs import field, frozen
+
+from picobot.config.fields import (
+    Secret,
+    above,
+    at_least,
+    between,
+    check,
+    each,
+    not_empty,
+    optional_secret,
+    secret,
+    secrets_of,
+    starts_with,
 )
+from picobot.core.errors import ConfigError
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
@@ -37,23 +45,17 @@ DEFAULT_MEDIA_MAX_BYTES = 20_000_000  # MB = 10⁶ bytes
 DEFAULT_MEDIA_TTL = 7 * 24 * 3600.0
 
 
-# An empty value (e.g. from ``${TOKEN:-}``) means "not set".
-Secret = Annotated[SecretStr | None, BeforeValidator(lambda v: v or None)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpConfig(_Model):
+@frozen(kw_only=True)
+class HttpConfig:
     host: str = "127.0.0.1"
-    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    port: int = field(default=DEFAULT_PORT, validator=between(0, 65535))
     # Host names the page and /api/* answer to besides loopback names and `host` itself
     # (e.g. the name a reverse proxy forwards); a guard against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
 
 
-class LogConfig(_Model):
+@frozen(kw_only=True)
+class LogConfig:
     # "debug": picobot's own debug lines; "trace": the libraries' too (they may log message
     # text and SQL parameters).
     level: Literal["trace", "debug", "info", "warning", "error"] = "info"
@@ -61,114 +63,126 @@ class LogConfig(_Model):
     content: bool = False  # message text in the logs (off: privacy by default)
 
 
-class LLMConfig(_Model):
+@frozen(kw_only=True)
+class LLMConfig:
     provider: Literal["demo", "openai"] = "demo"
     base_url: str | None = None
-    api_key: Secret = None
+    api_key: Secret | None = field(default=None, converter=optional_secret)
     model: str = "gpt-4o-mini"
-    timeout: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
+    timeout: float = field(default=60.0, validator=above(0))
+    max_retries: int = field(default=2, validator=between(0, 10))
     temperature: float | None = None
 
 
-class AgentConfig(_Model):
+def _unknown_tool(name: str) -> str | None:
+    if name in KNOWN_TOOLS:
+        return None
+    return f"unknown tool {name!r} (available: {', '.join(KNOWN_TOOLS)})"
+
+
+def _unknown_timezone(name: str) -> str | None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown timezone {name!r}; use an IANA name like Europe/Paris"
+    return None
+
+
+@frozen(kw_only=True)
+class AgentConfig:
     system_prompt: str = "You are picobot, a helpful assistant. Answer concisely."
-    max_tool_iterations: int = Field(8, ge=1)
-    max_history_messages: int = Field(40, ge=2)
-    max_parallel_turns: int = Field(4, ge=1)
+    max_tool_iterations: int = field(default=8, validator=at_least(1))
+    max_history_messages: int = field(default=40, validator=at_least(2))
+    max_parallel_turns: int = field(default=4, validator=at_least(1))
     steering_mode: Literal["one-at-a-time", "all"] = "one-at-a-time"
-    tools: tuple[str, ...] = ("time", "message", "schedule")
-    timezone: str | None = None  # IANA name for cron schedules; None: the host's
-
-    @model_validator(mode="after")
-    def _check(self) -> AgentConfig:
-        for name in self.tools:
-            if name not in KNOWN_TOOLS:
-                known = ", ".join(KNOWN_TOOLS)
-                raise ValueError(f"tools: unknown tool {name!r} (available: {known})")
-        if self.timezone is not None:
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
-                    f"timezone: unknown timezone {self.timezone!r}; use an IANA name like"
-                    " Europe/Paris"
-                ) from None
-        return self
+    tools: tuple[str, ...] = field(
+        default=("time", "message", "schedule"), validator=each(_unknown_tool)
+    )
+    # IANA name for cron schedules; None: the host's
+    timezone: str | None = field(default=None, validator=check(_unknown_timezone))
 
 
-class McpServerConfig(_Model):
+def _no_program(command: tuple[str, ...]) -> str | None:
+    return None if command and command[0] else "must name a program"
+
+
+def _bad_server_name(name: str) -> str | None:
+    if _MCP_NAME.match(name):
+        return None
+    return f"invalid server name {name!r} (letters, digits, _ and -; 1-32)"
+
+
+@frozen(kw_only=True)
+class McpServerConfig:
     """One MCP server: a child process (`command`) or a streamable-HTTP endpoint (`url`)."""
 
-    command: tuple[str, ...] | None = None
-    env: dict[str, str] = {}
-    url: str | None = None
-    headers: dict[str, SecretStr] = {}
+    command: tuple[str, ...] | None = field(default=None, validator=check(_no_program))
+    env: dict[str, str] = field(factory=dict)
+    url: str | None = field(default=None, validator=starts_with("http://", "https://"))
+    headers: dict[str, Secret] = field(factory=dict, converter=secrets_of)
     tools: tuple[str, ...] | None = None  # allow-list of the server's tool names; None: all
-    timeout: float = Field(DEFAULT_MCP_TIMEOUT, gt=0)  # seconds per tool call
+    timeout: float = field(default=DEFAULT_MCP_TIMEOUT, validator=above(0))  # s per tool call
     enabled: bool = True
 
-    @model_validator(mode="after")
-    def _check(self) -> McpServerConfig:
+    def __attrs_post_init__(self) -> None:
         if (self.command is None) == (self.url is None):
-            raise ValueError("command: set exactly one of command (stdio) or url (HTTP)")
-        if self.command is not None and not (self.command and self.command[0]):
-            raise ValueError("command: must name a program")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
-        return self
+            raise ConfigError("command", "set exactly one of command (stdio) or url (HTTP)")
 
 
-class McpConfig(_Model):
-    servers: dict[str, McpServerConfig] = {}
-
-    @model_validator(mode="after")
-    def _check(self) -> McpConfig:
-        for name in self.servers:
-            if not _MCP_NAME.match(name):
-                raise ValueError(
-                    f"servers: invalid server name {name!r} (letters, digits, _ and -; 1-32)"
-                )
-        return self
+@frozen(kw_only=True)
+class McpConfig:
+    servers: dict[str, McpServerConfig] = field(factory=dict, validator=each(_bad_server_name))
 
 
-class ScheduleConfig(_Model):
-    grace: float = Field(DEFAULT_SCHEDULE_GRACE, ge=0)  # seconds late an entry may still fire
-    max_per_chat: int = Field(DEFAULT_MAX_PER_CHAT, ge=1)
+@frozen(kw_only=True)
+class ScheduleConfig:
+    # seconds late an entry may still fire
+    grace: float = field(default=DEFAULT_SCHEDULE_GRACE, validator=at_least(0))
+    max_per_chat: int = field(default=DEFAULT_MAX_PER_CHAT, validator=at_least(1))
 
 
-class FetchConfig(_Model):
+@frozen(kw_only=True)
+class FetchConfig:
     allow_private: bool = False  # loopback, private and link-local addresses (SSRF guard)
 
 
-class DispatchConfig(_Model):
-    drain_timeout: float = Field(DEFAULT_DRAIN_TIMEOUT, ge=0)
-    max_attempts: int = Field(5, ge=1)  # transient failures per chunk before giving up
-    max_backoff: float = Field(30.0, gt=0)
-    typing_ttl: float = Field(300.0, gt=0)  # a janitor stops typing left running longer
-    placeholder_ttl: float = Field(600.0, gt=0)  # ... and removes placeholders older than this
+@frozen(kw_only=True)
+class DispatchConfig:
+    drain_timeout: float = field(default=DEFAULT_DRAIN_TIMEOUT, validator=at_least(0))
+    # transient failures per chunk before giving up
+    max_attempts: int = field(default=5, validator=at_least(1))
+    max_backoff: float = field(default=30.0, validator=above(0))
+    # a janitor stops typing left running longer
+    typing_ttl: float = field(default=300.0, validator=above(0))
+    # ... and removes placeholders older than this
+    placeholder_ttl: float = field(default=600.0, validator=above(0))
 
 
-class StreamingConfig(_Model):
+@frozen(kw_only=True)
+class StreamingConfig:
     enabled: bool = True
-    flush_interval: float | None = Field(None, gt=0)  # None: the channel's own default
+    # None: the channel's own default
+    flush_interval: float | None = field(default=None, validator=above(0))
     mode: Literal["edit", "draft", "native"] = "edit"
     show_reasoning: bool = False
     tool_progress: bool = False
 
 
-class PlaceholderConfig(_Model):
+@frozen(kw_only=True)
+class PlaceholderConfig:
     enabled: bool = True
-    text: str = Field(DEFAULT_PLACEHOLDER_TEXT, min_length=1)
+    text: str = field(default=DEFAULT_PLACEHOLDER_TEXT, validator=not_empty)
 
 
-class ChannelConfig(_Model):
+@frozen(kw_only=True)
+class ChannelConfig:
     """Keys every platform channel has."""
 
     enabled: bool = False
     allow_from: tuple[str, ...] = ()  # ids or @usernames; "*" = everyone; empty = nobody
     group_policy: Literal["mention", "open"] = "mention"
-    inbound_rate: int = Field(DEFAULT_INBOUND_RATE, ge=1)  # per sender per minute
+    # per sender per minute
+    inbound_rate: int = field(default=DEFAULT_INBOUND_RATE, validator=at_least(1))
     streaming: StreamingConfig = StreamingConfig()
     placeholder: PlaceholderConfig = PlaceholderConfig()
 
@@ -176,133 +190,149 @@ class ChannelConfig(_Model):
         if self.enabled:
             for name in names:
                 if not getattr(self, name):
-                    raise ValueError(f"{name}: required when the channel is enabled")
+                    raise ConfigError(name, "required when the channel is enabled")
 
 
-class TelegramWebhookConfig(_Model):
+@frozen(kw_only=True)
+class TelegramWebhookConfig:
     url: str
-    secret_token: SecretStr
+    secret_token: Secret = field(converter=secret)
     path: str = "/webhooks/telegram"
 
 
+@frozen(kw_only=True)
 class TelegramConfig(ChannelConfig):
-    token: Secret = None
+    token: Secret | None = field(default=None, converter=optional_secret)
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str = "https://api.telegram.org/file/bot"  # getFile downloads; token appended
     webhook: TelegramWebhookConfig | None = None
 
-    @model_validator(mode="after")
-    def _check(self) -> TelegramConfig:
+    def __attrs_post_init__(self) -> None:
         self._require("token")
-        return self
 
 
+@frozen(kw_only=True)
 class DiscordConfig(ChannelConfig):
-    token: Secret = None
+    token: Secret | None = field(default=None, converter=optional_secret)
     allow_guilds: tuple[str, ...] = ()  # empty: any guild
     allow_channels: tuple[str, ...] = ()  # empty: any channel
 
-    @model_validator(mode="after")
-    def _check(self) -> DiscordConfig:
+    def __attrs_post_init__(self) -> None:
         self._require("token")
-        return self
 
 
+@frozen(kw_only=True)
 class SlackConfig(ChannelConfig):
-    bot_token: Secret = None
-    app_token: Secret = None
-    signing_secret: Secret = None
+    bot_token: Secret | None = field(default=None, converter=optional_secret)
+    app_token: Secret | None = field(default=None, converter=optional_secret)
+    signing_secret: Secret | None = field(default=None, converter=optional_secret)
     mode: Literal["socket", "http"] = "socket"
     base_url: str = "https://slack.com/api/"
     path: str = "/webhooks/slack"
 
-    @model_validator(mode="after")
-    def _check(self) -> SlackConfig:
+    def __attrs_post_init__(self) -> None:
         self._require("bot_token")
         self._require("app_token" if self.mode == "socket" else "signing_secret")
-        return self
 
 
 MIN_TOKEN_LENGTH = 16
 
 
-def _long_enough(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
-        raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
-    return value
+def _short(value: Secret) -> str | None:
+    if len(value) < MIN_TOKEN_LENGTH:
+        return f"must be at least {MIN_TOKEN_LENGTH} characters"
+    return None
 
 
-class WebConfig(_Model):
+@frozen(kw_only=True)
+class WebConfig:
     enabled: bool = True
     # Guards the web chat's /api/* and /api/status (whatever channels are enabled).
-    token: Annotated[Secret, AfterValidator(_long_enough)] = None
-    max_text: int = Field(16_000, ge=1)
-    inbound_rate: int = Field(DEFAULT_INBOUND_RATE, ge=1)  # per web session per minute
-    address_rate: int = Field(DEFAULT_ADDRESS_RATE, ge=1)  # per client address per minute
+    token: Secret | None = field(default=None, converter=optional_secret, validator=check(_short))
+    max_text: int = field(default=16_000, validator=at_least(1))
+    # per web session per minute
+    inbound_rate: int = field(default=DEFAULT_INBOUND_RATE, validator=at_least(1))
+    # per client address per minute
+    address_rate: int = field(default=DEFAULT_ADDRESS_RATE, validator=at_least(1))
 
 
-class MediaConfig(_Model):
-    max_bytes: int = Field(DEFAULT_MEDIA_MAX_BYTES, ge=1)  # per file, in and out
-    ttl: float = Field(DEFAULT_MEDIA_TTL, gt=0)  # seconds a stored file is kept
+@frozen(kw_only=True)
+class MediaConfig:
+    # per file, in and out
+    max_bytes: int = field(default=DEFAULT_MEDIA_MAX_BYTES, validator=at_least(1))
+    ttl: float = field(default=DEFAULT_MEDIA_TTL, validator=above(0))  # s a stored file is kept
     vision: bool = True  # images go to the model as image_url parts
-    max_inline_chars: int = Field(20_000, ge=0)  # text of documents given to the model
+    # text of documents given to the model
+    max_inline_chars: int = field(default=20_000, validator=at_least(0))
     voice_replies: bool = False  # answer a voice note with a voice note (needs tts)
     # Where files are stored (default: data_dir/media). In cluster mode a folder every node
     # shares (e.g. NFS) lets any node finish a delivery or a turn that carries files.
     dir: Path | None = None
 
 
-class STTConfig(_Model):
+@frozen(kw_only=True)
+class STTConfig:
     """Speech to text: an OpenAI-compatible POST /audio/transcriptions."""
 
     model: str = "whisper-1"
     base_url: str | None = None  # default: llm.base_url
-    api_key: Secret = None  # default: llm.api_key
+    # default: llm.api_key
+    api_key: Secret | None = field(default=None, converter=optional_secret)
     enabled: bool | None = None  # default: on when llm.provider is openai
 
 
-class TTSConfig(_Model):
+@frozen(kw_only=True)
+class TTSConfig:
     """Text to speech for voice replies: an OpenAI-compatible POST /audio/speech."""
 
     model: str = "gpt-4o-mini-tts"
     voice: str = "alloy"
 
 
-class ImagesConfig(_Model):
+def _image_size(size: str) -> str | None:
+    if re.fullmatch(r"auto|\d+x\d+", size):
+        return None
+    return "should be auto or WIDTHxHEIGHT, e.g. 1024x1024"
+
+
+@frozen(kw_only=True)
+class ImagesConfig:
     """The `generate_image` tool: an OpenAI-compatible POST /images/generations."""
 
     enabled: bool = False
     model: str = "gpt-image-1"
-    size: str = Field("1024x1024", pattern=r"^(auto|\d+x\d+)$")
+    size: str = field(default="1024x1024", validator=check(_image_size))
 
 
-class ChannelsConfig(_Model):
+@frozen(kw_only=True)
+class ChannelsConfig:
     telegram: TelegramConfig = TelegramConfig()
     discord: DiscordConfig = DiscordConfig()
     slack: SlackConfig = SlackConfig()
     web: WebConfig = WebConfig()
 
     def enabled(self) -> list[str]:
-        return [name for name in type(self).model_fields if getattr(self, name).enabled]
+        return [name for name in attrs.fields_dict(type(self)) if getattr(self, name).enabled]
 
 
-class ClusterConfig(_Model):
+def _spaces(node: str) -> str | None:
+    return "must not contain spaces" if any(c.isspace() for c in node) else None
+
+
+@frozen(kw_only=True)
+class ClusterConfig:
     """Several picobot processes as one bot, over Redis (docs/cluster.md)."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    node: str = ""  # empty: "<host name>:<http port>"
-    failover_seconds: float = Field(DEFAULT_FAILOVER_SECONDS, ge=1, le=300)
-
-    @model_validator(mode="after")
-    def _check(self) -> ClusterConfig:
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis_url: must start with redis://, rediss:// or unix://")
-        if any(c.isspace() for c in self.node):
-            raise ValueError("node: must not contain spaces")
-        return self
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        validator=starts_with("redis://", "rediss://", "unix://"),
+    )
+    node: str = field(default="", validator=check(_spaces))  # empty: "<host name>:<http port>"
+    failover_seconds: float = field(default=DEFAULT_FAILOVER_SECONDS, validator=between(1, 300))
 
 
-class Config(_Model):
+@frozen(kw_only=True)
+class Config:
     data_dir: Path = Path("./data")
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
@@ -323,16 +353,16 @@ class Config(_Model):
     def stt_enabled(self) -> bool:
         return self.stt.enabled if self.stt.enabled is not None else self.llm.provider == "openai"
 
-    @model_validator(mode="after")
-    def _check(self) -> Config:
+    def __attrs_post_init__(self) -> None:
+        if attrs.validators.get_disabled():
+            return  # `load_client_config`: only the sections a client needs were read
         if self.llm.provider == "openai" and not self.llm.base_url and not self.llm.api_key:
-            raise ValueError("llm.api_key: required for provider openai (or set llm.base_url)")
+            raise ConfigError("llm.api_key", "required for provider openai (or set llm.base_url)")
         # /api/status answers whatever channels are enabled: off loopback it needs the token.
         if not is_loopback(self.http.host) and not self.channels.web.token:
-            raise ValueError(
-                "channels.web.token: required when http.host is not a loopback address"
+            raise ConfigError(
+                "channels.web.token", "required when http.host is not a loopback address"
             )
-        return self
 
 
 def is_loopback(host: str) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
+
 from picobot.config import ChannelConfig, Config, secrets
 from picobot.core.errors import ConfigError
 from picobot.inbound.intake import Intake, policies
@@ -45,7 +47,7 @@ def check(old: Config, new: Config) -> None:
 
     :raises ConfigError: naming the changed key.
     """
-    for key in type(old.http).model_fields:
+    for key in attrs.fields_dict(type(old.http)):
         if getattr(old.http, key) != getattr(new.http, key):
             raise ConfigError(f"http.{key}", "changed: restart required (nothing was reloaded)")
     if old.channels.web.token != new.channels.web.token:
@@ -69,7 +71,7 @@ async def apply(
             log.warning("reload: %s changed: restart required to apply it", section)
     add_secrets(secrets(new.channels))  # a new token must be redacted from now on
     intake.update(policies(new))
-    for name in type(new.channels).model_fields:
+    for name in attrs.fields_dict(type(new.channels)):
         before, after = getattr(old.channels, name), getattr(new.channels, name)
         if before == after:
             continue
@@ -81,9 +83,12 @@ async def apply(
         await supervisor.replace(name, after)
         applied.append(f"{name}: {'restarted' if after.enabled else 'stopped'}")
     # Keep the startup-only sections as they were: they were not applied.
-    effective = new.model_copy(update={s: getattr(old, s) for s in RESTART_SECTIONS})
+    effective = attrs.evolve(new, **{s: getattr(old, s) for s in RESTART_SECTIONS})
     return applied, effective
 
 
 def _same_but_policy(before: Any, after: Any) -> bool:
-    return bool(before.model_dump(exclude=POLICY_KEYS) == after.model_dump(exclude=POLICY_KEYS))
+    def but_policy(config: Any) -> dict[str, Any]:
+        return attrs.asdict(config, recurse=False, filter=lambda a, _: a.name not in POLICY_KEYS)
+
+    return but_policy(before) == but_policy(after)

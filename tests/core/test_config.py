@@ -244,3 +244,53 @@ def test_cluster_is_absent_by_default_and_validated() -> None:
         parse_config({"cluster": {"failover_seconds": 0}})
     with pytest.raises(ConfigError, match=r"cluster\.nodes"):
         parse_config({"cluster": {"nodes": 3}})
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"channels": {"telegram": {"enabled": 1}}}, "channels.telegram.enabled: should be true"),
+        ({"http": {"port": 8080.0}}, "http.port: should be a whole number"),
+        ({"http": {"port": True}}, "http.port: should be a whole number"),
+        ({"http": {"host": 127}}, "http.host: should be text"),
+        ({"llm": {"timeout": False}}, "llm.timeout: should be a number"),
+        ({"agent": {"tools": ["time", 1]}}, "agent.tools.1: should be text"),
+        ({"mcp": {"servers": []}}, "mcp.servers: should be a mapping"),
+        ({"http": None}, "http: should be a mapping"),
+        (
+            {"channels": {"telegram": {"webhook": {"url": "u"}}}},
+            "channels.telegram.webhook.secret_token: required",
+        ),
+        ({"log": {"level": "loud"}}, "log.level: should be 'trace', 'debug', 'info', 'warning'"),
+    ],
+)
+def test_types_are_strict(data: dict[str, Any], problem: str) -> None:
+    assert str(error_of(data)).startswith(problem)
+
+
+def test_text_may_stand_for_a_number_or_a_switch_as_a_variable_does() -> None:
+    env = {"PORT": "8080", "TELEGRAM": "false", "TIMEOUT": "2.5"}
+    config = parse_config(
+        {
+            "http": {"port": "${PORT}"},
+            "llm": {"timeout": "${TIMEOUT}"},
+            "channels": {"telegram": {"enabled": "${TELEGRAM}"}, "web": {"enabled": "off"}},
+        },
+        env,
+    )
+    assert (config.http.port, config.llm.timeout) == (8080, 2.5)
+    assert config.channels.enabled() == []  # "false" and "off" are not true
+    assert str(error_of({"http": {"port": "80.0"}})) == "http.port: should be a whole number"
+
+
+def test_models_built_in_code_are_checked_and_hide_their_secrets() -> None:
+    from picobot.config import HttpConfig, McpServerConfig, TelegramConfig
+
+    telegram = TelegramConfig(enabled=True, token="123456:SECRET-VALUE")
+    assert telegram.token is not None and telegram.token.get_secret_value() == "123456:SECRET-VALUE"
+    server = McpServerConfig(url="http://127.0.0.1:9/mcp", headers={"Authorization": "B SECRET"})
+    assert "SECRET" not in repr(telegram) + repr(server) + str(telegram.token)
+    with pytest.raises(ConfigError, match="port: should be from 0 to 65535"):
+        HttpConfig(port=70000)
+    with pytest.raises(ConfigError, match="token: required when the channel is enabled"):
+        TelegramConfig(enabled=True, token="")

@@ -1,5 +1,6 @@
 """Only what the enabled channels and the configured model need is imported at startup (and the
-media libraries only when a file comes); frozenlist's C++ build, not at all."""
+media libraries only when a file comes; pydantic only with the openai model or MCP servers);
+frozenlist's C++ build, not at all."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from tests.ops.helpers import ROOT, Daemon, NotifySocket, write_config
 # parsers (the web chat shows Markdown as it is; pyromark is imported on the first rendering for
 # another platform, markdown_it by rich for the terminal chat), redis (cluster mode only) and
 # cryptography (which redis would bring), tenacity (a failed channel start or the openai model
-# retries with it) and html2text (the first fetched HTML page).
+# retries with it), html2text (the first fetched HTML page) and pydantic (the openai SDK and
+# mcp use it; the config is read with attrs and cattrs).
 HEAVY = (
     *("telegram", "httpx", "discord", "slack_bolt", "slack_sdk", "openai"),
     *("PIL", "pypdf", "puremagic", "pyromark", "redis", "cryptography"),
-    *("tenacity", "html2text", "markdown_it"),
+    *("tenacity", "html2text", "markdown_it", "pydantic", "pydantic_core"),
 )
 
 SCRIPT = f"""

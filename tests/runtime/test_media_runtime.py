@@ -1,16 +1,16 @@
 from pathlib import Path
 
-from picobot.config import Config
+from picobot.config import parse_config
 from picobot.runtime.media import MediaRuntime
 
 
 def test_files_go_to_data_dir_unless_media_dir_is_set(tmp_path: Path) -> None:
-    own = MediaRuntime(Config.model_validate({"data_dir": str(tmp_path / "data")}))
+    own = MediaRuntime(parse_config({"data_dir": str(tmp_path / "data")}, {}))
     assert own.store.root == (tmp_path / "data" / "media").resolve()
 
     def node(name: str) -> MediaRuntime:
         data = {"data_dir": str(tmp_path / name), "media": {"dir": str(tmp_path / "shared")}}
-        return MediaRuntime(Config.model_validate(data))
+        return MediaRuntime(parse_config(data, {}))
 
     a, b, a_again = node("a"), node("b"), node("a")
     assert a.store.root == b.store.root == (tmp_path / "shared").resolve()
