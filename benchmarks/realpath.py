@@ -290,7 +290,7 @@ def main() -> str:
     loop = "uvloop" if _has_uvloop() else "asyncio"
     try:
         rows = [
-            ("one at a time (a quiet chat), Markdown reply", best_of_3(1, MARKDOWN)),
+            ("one at a time (Telegram's long polling), Markdown reply", best_of_3(1, MARKDOWN)),
             (f"{IN_FLIGHT} in flight, Markdown reply", best_of_3(IN_FLIGHT, MARKDOWN)),
             (f"{IN_FLIGHT} in flight, plain-text reply", best_of_3(IN_FLIGHT, PLAIN)),
         ]
@@ -315,10 +315,10 @@ def main() -> str:
         " whose reply quotes the question, Telegram's capabilities, no rate budget, the"
         " garbage collector set as `picobot run` sets it (`picobot/runtime/collector.py`), on"
         f" the event loop `picobot run` uses ({loop}) except where a row says otherwise. Intake"
-        f" with {IN_FLIGHT} calls in flight (the web chat, webhooks, Slack and Discord events,"
-        " and Telegram's long polling, which hands a polled batch over at once, each chat's"
-        " updates in order), or one message at a time, each waiting for its own commit before"
-        " the next comes (a quiet bot: nothing to share a commit with). CPU is the whole"
+        f" with {IN_FLIGHT} calls in flight (the web chat, webhooks, Slack and Discord events),"
+        " or one message at a time, each waiting for its own commit before the next comes"
+        " (Telegram's long polling, which confirms an update only once it is recorded). CPU is"
+        " the whole"
         " process's; the share of the thread that checkpoints the WAL is shown too. Target: ≥"
         f" {TARGET_RATE:,} msg/s and ≤ {TARGET_CPU:.0f} µs CPU/message.\n\n"
         "| intake, reply | messages/s | CPU µs/message | of it checkpoints | p50 | p99"
