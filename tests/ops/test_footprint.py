@@ -56,28 +56,8 @@ def test_web_only_imports_no_platform_sdk(tmp_path: Path) -> None:
     assert "HEAVY []" in result.stdout
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
-def test_run_maps_no_cpp_runtime_for_frozenlist(tmp_path: Path) -> None:
-    """`picobot run` has frozenlist (aiohttp's signal lists) in pure Python: its C++ build
-    would map libstdc++ (+1 MB RSS)."""
-    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
-    notify = NotifySocket(tmp_path / "notify.sock")
-    env = {"NOTIFY_SOCKET": notify.path}
-    daemon = Daemon(config, env)
-    try:
-        notify.expect("READY=1")
-        maps = Path(f"/proc/{daemon.proc.pid}/maps").read_text()
-    finally:
-        code = daemon.stop()
-        notify.close()
-    assert code == 0, "\n".join(daemon.lines)
-    assert "/frozenlist/" not in maps
-    assert "libstdc++" not in maps
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
-def test_run_is_on_uvloop(tmp_path: Path) -> None:
-    """`picobot run` runs its event loop on uvloop (installed with picobot on Linux)."""
+def maps_at_ready(tmp_path: Path) -> str:
+    """The files a web-chat-only `picobot run` has mapped once READY (/proc/PID/maps)."""
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
     notify = NotifySocket(tmp_path / "notify.sock")
     daemon = Daemon(config, {"NOTIFY_SOCKET": notify.path})
@@ -88,7 +68,22 @@ def test_run_is_on_uvloop(tmp_path: Path) -> None:
         code = daemon.stop()
         notify.close()
     assert code == 0, "\n".join(daemon.lines)
-    assert "/uvloop/loop." in maps
+    return maps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_run_maps_no_cpp_runtime_for_frozenlist(tmp_path: Path) -> None:
+    """`picobot run` has frozenlist (aiohttp's signal lists) in pure Python: its C++ build
+    would map libstdc++ (+1 MB RSS)."""
+    maps = maps_at_ready(tmp_path)
+    assert "/frozenlist/" not in maps
+    assert "libstdc++" not in maps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_run_is_on_uvloop(tmp_path: Path) -> None:
+    """`picobot run` runs its event loop on uvloop (installed with picobot on Linux)."""
+    assert "/uvloop/loop." in maps_at_ready(tmp_path)
 
 
 def test_lean_env_keeps_what_the_user_set(monkeypatch: pytest.MonkeyPatch) -> None:
