@@ -125,10 +125,13 @@ class AgentLoop:
                 self._spawn(self._reply(msg, ev.TurnFailed(STEERING_FULL)), f"full {key}")
         else:
             self._active.add(key)
-            if self._sessions < self.agent.config.max_parallel_turns:
-                self._start(msg)
-            else:
-                self._waiting.append(msg)
+            self._waiting.append(msg)
+            self._fill()
+
+    def _fill(self) -> None:
+        """Start waiting sessions, oldest first, while fewer than the limit run."""
+        while self._waiting and self._sessions < self.agent.config.max_parallel_turns:
+            self._start(self._waiting.popleft())
 
     def _start(self, msg: InboundMessage) -> None:
         self._sessions += 1
@@ -140,11 +143,6 @@ class AgentLoop:
                 self._waiting.remove(msg)
                 self._start(msg)
                 return
-
-    def _session_ended(self) -> None:
-        self._sessions -= 1
-        while self._waiting and self._sessions < self.agent.config.max_parallel_turns:
-            self._start(self._waiting.popleft())
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -178,7 +176,8 @@ class AgentLoop:
                 for dropped in self._steered.pop(key, {}).values():
                     await self._finish(self.make_writer(dropped))
             finally:
-                self._session_ended()
+                self._sessions -= 1
+                self._fill()
 
     async def _play(self, msg: InboundMessage, events: AsyncIterator[ev.RunEvent]) -> None:
         writer = self.make_writer(msg)

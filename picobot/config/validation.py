@@ -63,26 +63,26 @@ def _bool(value: Any, _: Any) -> bool:
     raise _problem("should be true or false")
 
 
-def _int(value: Any, _: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise _problem("should be a whole number")
+def _number(kind: type[int] | type[float], problem: str) -> Hook:
+    """`kind` from a number of its own (a float also from an int, neither from a bool) or from
+    its text."""
+    accepted = int if kind is int else int | float
+
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return kind(value)
+        if isinstance(value, str):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        raise _problem(problem)
+
+    return structure
 
 
-def _float(value: Any, _: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    raise _problem("should be a number")
+_int = _number(int, "should be a whole number")
+_float = _number(float, "should be a number")
 
 
 def _str(value: Any, _: Any) -> str:

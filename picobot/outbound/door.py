@@ -84,16 +84,12 @@ class Outbound:
         if new_id := self._delivery.migrated.get(msg.lane_key):
             msg = replace(msg, chat_id=new_id)
         if msg.kind in _MARKERS and self._idle_marker(msg):
-            done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-            done.set_result([])
-            return done
+            return _nothing_to_send()
         durable = self.outbox is not None and msg.durable
         if durable:
             await self.outbox.add(msg)  # type: ignore[union-attr]
             if not self.delivers(*msg.lane_key):  # recorded: the chat's owner delivers it
-                done = asyncio.get_running_loop().create_future()
-                done.set_result([])
-                return done
+                return _nothing_to_send()
         return self._lanes.put(Job(msg, durable))
 
     def _idle_marker(self, msg: OutboundMessage) -> bool:
@@ -209,3 +205,10 @@ class Outbound:
             await cancel_and_wait(self._janitor)
         await self._lanes.aclose()
         await self.placeholders.aclose()
+
+
+def _nothing_to_send() -> asyncio.Future[list[str]]:
+    """A `post` result with nothing for this node to send: done already, no message ids."""
+    done: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+    done.set_result([])
+    return done

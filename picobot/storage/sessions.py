@@ -232,8 +232,6 @@ class SessionStore:
         await self.aclose()
 
     async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        # Every write here is awaited by its caller (a turn's under the session's lock), so
-        # none is still queued when a read needs to see it.
         db = await self._connect()
         result: T = await db.run(op, write=False)
         return result
