@@ -5,11 +5,13 @@
             ─► session idle  ─► a session worker: the turn, then follow-up turns for
                                 whatever is still queued when it ends
 
-At most `max_parallel_turns` session workers run; the sessions beyond wait as their first
-message, in order, until a worker ends. A burst of thousands of conversations then holds
-thousands of messages, not of tasks waiting for a turn's slot (benchmarks/realpath.py: the
-garbage collector walked those, about a tenth of a message's CPU). `/stop` and `/new` start
-a waiting session at once, so they find its turn to stop.
+At most `max_parallel_turns` sessions are started and still before the end of their first
+turn; the sessions beyond wait as their first message, in order. A burst of thousands of
+conversations then holds thousands of messages, not of tasks waiting for a turn's slot
+(benchmarks/realpath.py: the garbage collector walked those, about a tenth of a message's
+CPU). A session gives its place up when its turn ends, not when its reply is delivered: a
+platform that is down holds its own chats' replies, never the other channels' turns.
+`/stop` and `/new` start a waiting session at once, so they find its turn to stop.
 
 Listeners see every event of every turn, as `listener(inbound, event)`; the reply writer of the
 turn's inbound message sees them too, and its `finish()` is always called.
@@ -157,11 +159,20 @@ class AgentLoop:
 
     async def _session(self, key: str, msg: InboundMessage) -> None:
         # One worker per busy session: the turn, then follow-ups, until nothing is queued.
+        started_here = True  # this session holds one of the places counted by `_sessions`
+
+        def give_place_up() -> None:
+            nonlocal started_here
+            if started_here:
+                started_here = False
+                self._sessions -= 1
+                self._fill()
+
         try:
             turn = self.agent.run_turn(key, msg.text, inbound=msg, publish=self.publish)
             while True:
                 started = time.monotonic()
-                await self._play(msg, turn)
+                await self._play(msg, turn, on_end=give_place_up)
                 elapsed = time.monotonic() - started
                 metrics.child(metrics.TURN_SECONDS, msg.channel).observe(elapsed)
                 queued = self.agent.take_followup(key)
@@ -176,15 +187,23 @@ class AgentLoop:
                 for dropped in self._steered.pop(key, {}).values():
                     await self._finish(self.make_writer(dropped))
             finally:
-                self._sessions -= 1
-                self._fill()
+                give_place_up()
 
-    async def _play(self, msg: InboundMessage, events: AsyncIterator[ev.RunEvent]) -> None:
+    async def _play(
+        self,
+        msg: InboundMessage,
+        events: AsyncIterator[ev.RunEvent],
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        """The events to the message's writer; `on_end` is told when the turn's last event
+        comes, before the writer delivers it."""
         writer = self.make_writer(msg)
         ended = False
         try:
             async for event in events:
                 ended = isinstance(event, _ENDS)
+                if ended and on_end is not None:
+                    on_end()
                 self._notify(msg, event)
                 await writer.feed(event)
                 if isinstance(event, ev.SteeringInjected) and event.message_id:

@@ -18,16 +18,19 @@ from tests.fakes.fake_openai import FakeOpenAI, Reply, ToolCall
 
 
 class Writer:
-    def __init__(self, fail_on: type | None = None) -> None:
+    def __init__(self, fail_on: type | None = None, hold: asyncio.Event | None = None) -> None:
         self.events: list[ev.RunEvent] = []
         self.finished = asyncio.Event()
         self.finish_calls = 0
         self.fail_on = fail_on
+        self.hold = hold  # the reply's delivery waits for it (a platform that is down)
 
     async def feed(self, event: ev.RunEvent) -> None:
         if self.fail_on is not None and isinstance(event, self.fail_on):
             raise RuntimeError("writer broke")
         self.events.append(event)
+        if self.hold is not None and isinstance(event, ev.TurnFinished):
+            await self.hold.wait()
 
     async def finish(self) -> None:
         self.finish_calls += 1
@@ -41,6 +44,8 @@ class Harness:
         self.heard: list[tuple[InboundMessage, ev.RunEvent]] = []
         self.published: list[OutboundMessage] = []
         self.fail_on: type | None = None
+        self.hold: asyncio.Event | None = None
+        self._heard_more = asyncio.Event()
         self._made: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.loop = AgentLoop(
             agent, self.topic, self.make_writer, [self.listen], publish=self.publish
@@ -48,12 +53,13 @@ class Harness:
 
     def make_writer(self, inbound: InboundMessage) -> Writer:
         assert inbound.id not in self.writers, "one writer per inbound message"
-        writer = self.writers[inbound.id] = Writer(self.fail_on)
+        writer = self.writers[inbound.id] = Writer(self.fail_on, self.hold)
         self._made[inbound.id].set()
         return writer
 
     def listen(self, inbound: InboundMessage, event: ev.RunEvent) -> None:
         self.heard.append((inbound, event))
+        self._heard_more.set()
 
     async def publish(self, msg: OutboundMessage) -> None:
         self.published.append(msg)
@@ -62,6 +68,13 @@ class Harness:
         msg = InboundMessage("test", chat, Sender("u1"), text)
         self.loop.submit(msg)
         return msg
+
+    async def wait_for_event(self, msg: InboundMessage, kind: type) -> None:
+        """Until the message's writer was fed an event of `kind` (listeners hear it first)."""
+        async with asyncio.timeout(TIMEOUT):
+            while not any(m.id == msg.id and isinstance(e, kind) for m, e in self.heard):
+                self._heard_more.clear()
+                await self._heard_more.wait()
 
     async def done(self, msg: InboundMessage) -> Writer:
         """The message's writer, once finished (made by a task we do not control: wait)."""
@@ -238,6 +251,25 @@ async def test_sessions_beyond_the_limit_wait_as_messages(
     gate.set()
     assert (await h.done(first)).events[-1] == ev.TurnFinished("a")
     assert (await h.done(waiting)).events[-1] == ev.TurnFinished("b")
+    assert await h.loop.drain(TIMEOUT)
+
+
+async def test_a_reply_waiting_for_delivery_does_not_hold_other_sessions_back(
+    fake: FakeOpenAI, make_agent: MakeAgent
+) -> None:
+    # The limit counts turns, not deliveries: chat a's reply waits (its platform is down),
+    # chat b's turn runs anyway.
+    h = Harness(await make_agent(max_parallel_turns=1))
+    fake.script(Reply(text="a"), Reply(text="b"))
+    h.hold = down = asyncio.Event()
+    stuck = h.send("1", chat="a")
+    await h.wait_for_event(stuck, ev.TurnFinished)
+    h.hold = None
+
+    assert (await h.done(h.send("2", chat="b"))).events[-1] == ev.TurnFinished("b")
+    assert not h.writers[stuck.id].finished.is_set()
+    down.set()
+    await h.done(stuck)
     assert await h.loop.drain(TIMEOUT)
 
 
