@@ -361,7 +361,7 @@ ANALYSIS = (
     " as a reply; a lane ends as soon as it has delivered everything, where it used to wait a"
     " minute for more, so the garbage collector walked every chat of the last minute (about 15"
     " µs a message); the sessions beyond `agent.max_parallel_turns` wait as their first"
-    " message, not as tasks waiting for a slot (the collector walked those too: about 25 µs a"
+    " message, not as tasks waiting for a slot (the collector walked those too: about 10 µs a"
     " message in this burst); the turn journal's records are queued without waiting; JSON by"
     " orjson;"
     " the replay check by the row count, not RETURNING; the event loop is uvloop's (the"

@@ -8,7 +8,7 @@
 At most `max_parallel_turns` sessions are started and still before the end of their first
 turn; the sessions beyond wait as their first message, in order. A burst of thousands of
 conversations then holds thousands of messages, not of tasks waiting for a turn's slot
-(benchmarks/realpath.py: the garbage collector walked those, about a tenth of a message's
+(benchmarks/realpath.py: the garbage collector walked those, about 10 µs of a message's
 CPU). A session gives its place up when its turn ends, not when its reply is delivered: a
 platform that is down holds its own chats' replies, never the other channels' turns.
 `/stop` and `/new` start a waiting session at once, so they find its turn to stop.
