@@ -11,6 +11,9 @@ Cluster mode: the outbox is shared, and a chat's durable replies are queued only
 that `delivers` to it (the owner of its partition). Another node records them and leaves them
 there; the owner resumes a chat's pending replies when it takes the chat over (`resume`), picks
 up what others recorded (`catch_up`), and stops the lanes of chats it gave up (`release`).
+While older replies are being read back to go ahead of a lane (``catch_up(ahead=True)``), a new
+reply to one of those chats queues as "next in the outbox", not in memory: the lane then takes
+them all in the outbox's order, and the new one cannot overtake one the read missed.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Outbound:
         fetch = self._fetch if outbox is not None else None
         self._lanes = Lanes(self._delivery, fetch, self.settings.spill_after)
         self._janitor: asyncio.Task[None] | None = None
+        self._reading_back: list[Chats] = []  # chats whose older replies are read back now
 
     async def post(self, msg: OutboundMessage) -> asyncio.Future[list[str]]:
         """Record `msg` if it is durable, then queue it on its chat's lane.
@@ -90,6 +94,8 @@ class Outbound:
             await self.outbox.add(msg)  # type: ignore[union-attr]
             if not self.delivers(*msg.lane_key):  # recorded: the chat's owner delivers it
                 return _nothing_to_send()
+            if any(which(*msg.lane_key) for which in self._reading_back):
+                return self._lanes.put(Job(msg, durable), spilled=True)
         return self._lanes.put(Job(msg, durable))
 
     def _idle_marker(self, msg: OutboundMessage) -> bool:
@@ -117,13 +123,18 @@ class Outbound:
         Placeholders left behind are restored, so replies edit them (or the janitor removes
         them) instead of leaving "Thinking…" behind. Returns the count queued.
         """
+        await self.restore(which)
+        return await self.catch_up(which, ahead=True)
+
+    async def restore(self, which: Chats = _every) -> None:
+        """Restore the placeholders the outbox holds for the chats `which` selects: their
+        replies edit them (or the janitor removes them)."""
         if self.outbox is None:
-            return 0
+            return
         for key, channel_name, chat_id, thread, message_id in await self.outbox.placeholders():
             channel = self.channels.get(channel_name)
             if channel is not None and which(channel_name, chat_id):
                 self.placeholders.restore(key, channel, chat_id, thread, message_id)
-        return await self.catch_up(which, ahead=True)
 
     async def catch_up(self, which: Chats = _every, *, ahead: bool = False) -> int:
         """Queue the outbox's pending replies of the chats `which` selects that no lane here
@@ -131,8 +142,15 @@ class Outbound:
         `ahead` of it (older replies). Returns the count queued."""
         if self.outbox is None:
             return 0
+        if ahead:
+            self._reading_back.append(which)
+        try:
+            chats = await self.outbox.pending_chats()
+        finally:
+            if ahead:
+                self._reading_back.remove(which)
         total = 0
-        for name, chat_id, count in await self.outbox.pending_chats():
+        for name, chat_id, count in chats:
             if not which(name, chat_id):
                 continue
             if name not in self.channels:

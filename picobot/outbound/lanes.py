@@ -191,12 +191,17 @@ class Lanes:
         self._waiting: weakref.WeakValueDictionary[str, asyncio.Future[list[str]]]
         self._waiting = weakref.WeakValueDictionary()
 
-    def put(self, job: Job) -> asyncio.Future[list[str]]:
-        """Queue `job`; the future gives its platform message ids (or its error)."""
+    def put(self, job: Job, *, spilled: bool = False) -> asyncio.Future[list[str]]:
+        """Queue `job` (`spilled`: a durable one, as the outbox's next reply of its chat, read
+        back in the outbox's order); the future gives its platform message ids (or its error)."""
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._waiting[job.msg.id] = future
-        self._lane(job.msg.lane_key).put(job)
+        lane = self._lane(job.msg.lane_key)
+        if spilled:
+            lane.put_spilled(1)
+        else:
+            lane.put(job)
         return future
 
     def put_spilled(self, key: Key, count: int, *, ahead: bool = False) -> None:

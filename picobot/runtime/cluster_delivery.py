@@ -35,7 +35,8 @@ class PartitionDelivery:
 
     def delivers(self, channel: str, chat_id: str) -> bool:
         """Whether this node delivers the chat's replies now: it holds the chat's partition
-        and has resumed what waited there (so newer replies queue after the older ones)."""
+        and has restored its placeholders. Until then a reply is only recorded; the resume
+        reads it back, ahead of the newer ones."""
         if self._is_local(channel):
             return True
         p = partition_of(channel, chat_id)
@@ -68,12 +69,17 @@ class PartitionDelivery:
         for p, token in sorted(owned.items()):
             if p in self._delivering or token is None:
                 continue
+            chats = self._chats_of({p})
             try:
-                count = await outbound.resume(self._chats_of({p}))
+                await outbound.restore(chats)  # before any reply to them goes out from here
+                # Replies recorded from now on queue here; the ones recorded before, read back
+                # now, go ahead of them (the door keeps the new ones in the outbox's order).
+                self._delivering[p] = token
+                count = await outbound.catch_up(chats, ahead=True)
             except StorageError as exc:
+                self._delivering.pop(p, None)
                 log.warning("partition %d: could not resume its replies (%s); retrying", p, exc)
                 continue
-            self._delivering[p] = token
             if count:
                 log.info("partition %d: resuming %d pending replies", p, count)
         try:  # replies other nodes recorded (or this one, while resuming) for chats it owns

@@ -6,6 +6,7 @@ The behaviour both backends share is tested in tests/core/test_outbox.py (parame
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -136,5 +137,51 @@ async def test_delivery_follows_the_partitions_this_node_holds(redis: Redis) -> 
         assert not delivery.delivers("memory", CHAT)
         assert await outbound.deliver(OutboundMessage("memory", CHAT, "later")) == []
         assert [p.message.text for p in await box.pending()] == ["later"]  # left to "b"
+    finally:
+        await outbound.aclose()
+
+
+class PausedSnapshot(RedisOutbox):
+    """Its `pause_at`-th `pending_chats()` reads the outbox, then waits for `go` before
+    answering: a reply recorded meanwhile is missing from what it answers."""
+
+    def __init__(self, redis: Redis, pause_at: int, **kwargs: Any) -> None:
+        super().__init__(redis, **kwargs)
+        self.calls, self.pause_at = 0, pause_at
+        self.read, self.go = asyncio.Event(), asyncio.Event()
+
+    async def pending_chats(self) -> list[tuple[str, str, int]]:
+        found = await super().pending_chats()
+        self.calls += 1
+        if self.calls == self.pause_at:
+            self.read.set()
+            await self.go.wait()
+        return found
+
+
+async def test_a_reply_recorded_while_the_partition_is_resumed_goes_before_newer_ones(
+    redis: Redis,
+) -> None:
+    streams = InboundStreams(redis, "a", ttl=5)
+    await streams.setup()
+    await streams.maintain(["a"])  # the only live node: it takes every partition
+    delivery = PartitionDelivery(streams, is_local=lambda name: False)
+    channel = MemoryChannel()
+    # follow() reads each partition's pending replies in order: pause in partition P's read.
+    box = PausedSnapshot(redis, P + 1, fence=lambda p: streams.leases[p].fence)
+    outbound = Outbound({"memory": channel}, outbox=box, delivers=delivery.delivers)
+    delivery.outbound = outbound
+    try:
+        follow = asyncio.create_task(delivery.follow())
+        await asyncio.wait_for(box.read.wait(), 5)
+        # A turn's reply, recorded after the read, while the chat's partition is resumed.
+        await outbound.post(OutboundMessage("memory", CHAT, "older"))
+        box.go.set()
+        await outbound.post(OutboundMessage("memory", CHAT, "newer"))  # the next turn's
+        await asyncio.wait_for(follow, 5)
+        await delivery.follow()  # the next round
+        assert await outbound.drain(5)
+        assert channel.visible(CHAT) == ["older", "newer"]
+        assert await box.pending() == []
     finally:
         await outbound.aclose()

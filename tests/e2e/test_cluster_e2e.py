@@ -92,6 +92,10 @@ async def poller(bots: dict[str, Picobot], other_than: str = "") -> str:
     return task.get_name()
 
 
+def log_tails(bots: dict[str, Picobot]) -> str:
+    return "\n\n".join(f"{name}:\n{bot.log_tail(15)}" for name, bot in bots.items())
+
+
 def answered(fake: FakeTelegram, last: int) -> bool:
     """Every burst chat's message number `last` has its reply (earlier ones may be answered
     together with it: steering)."""
@@ -116,11 +120,10 @@ async def test_three_nodes_answer_a_burst_and_survive_the_pollers_death(
         try:
             await fake.wait_for(lambda f: answered(f, 3), 60)
         except TimeoutError:
-            tails = "\n\n".join(b.log_tail(15) for b in bots.values())
-            raise AssertionError(f"not all answered\n{tails}") from None
+            raise AssertionError(f"not all answered\n{log_tails(bots)}") from None
         for chat in BURST_CHATS:
             got = replies(fake, chat)
-            assert got == sorted(got), (chat, got)  # in order per chat
+            assert got == sorted(got), (chat, got, log_tails(bots))  # in order per chat
             assert got[-1] == f"ping-{chat}-003"
             assert len(got) - len(set(got)) <= 1, (chat, got)  # a duplicate only in flight
         assert fake.rate_limited == []  # no 429 across the three nodes together
