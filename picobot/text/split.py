@@ -104,6 +104,13 @@ def split_pieces(text: str, limit: int, measure: Measure = codepoints) -> list[P
     """
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT}, got {limit}")
+    if "```" not in text and "~~~" not in text:  # no fence: most replies fit as they are
+        start = text.rfind("\n", 0, _WS_RUN.match(text).end()) + 1  # type: ignore[union-attr]
+        end = len(text.rstrip())
+        if start >= end:
+            return []
+        if measure(text[start:end]) <= limit:
+            return [Piece(text[start:end], start, end)]
     return _Splitter(text, limit, measure).run()
 
 
