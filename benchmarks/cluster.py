@@ -158,7 +158,7 @@ async def main() -> str:
         f"{CHATS} chats send one message each at once; then {SINGLES} messages one at a time "
         f"(each waits for its reply). The demo model takes {DEMO_DELAY} s per word (~40 words). "
         "Every node shares this machine's 2 cores. The burst is bound by the Telegram adapter's "
-        "own overall budget (25 sends/s), which the nodes share through Redis: more nodes do not "
+        "own overall budget (30 sends/s), which the nodes share through Redis: more nodes do not "
         "send faster, by design. The one-at-a-time column shows the Redis path's overhead.\n\n"
         "| path | burst messages/s | burst: median message → reply | one at a time: "
         "message → reply |\n|---|---|---|---|\n"

@@ -369,7 +369,11 @@ ANALYSIS = (
     " and tree cost about 130 µs). With many messages in flight, the intake outpaces the"
     " turns, so messages queue at the agent: the latency there is that queue. One at a"
     " time, each intake waits for its own commit (a message is acknowledged only once"
-    " recorded), so commits are not shared.\n"
+    " recorded), so commits are not shared. Handing a polled batch over at once would share"
+    " them, but measured on the cluster benchmark's burst (300 chats, one process), its"
+    " first reply went out after 1.9 s instead of 0.19 s and the burst took a third longer:"
+    " all its turns and typing indicators started together. So the Telegram adapter hands"
+    " updates over one at a time.\n"
 )
 
 
