@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from picobot.cluster import cancellable, key
+from picobot.core.tasks import to_the_end
 
 log = logging.getLogger("picobot.cluster")
 
@@ -165,7 +166,7 @@ async def keep(
             await asyncio.sleep(retry)
             continue
         log.info("lease %s: held by this node (token %s)", lease.name, lease.token)
-        await _to_the_end(acquired())
+        await to_the_end(acquired())
         if not lease.held:  # acquired() gave it back: it could not use it
             await asyncio.sleep(retry)
             continue
@@ -181,15 +182,5 @@ async def keep(
                 reason = f"cannot renew: {exc or type(exc).__name__}"
             lease.forget()
             log.warning("lease %s: lost (%s)", lease.name, reason)
-            await _to_the_end(lost())
+            await to_the_end(lost())
             break
-
-
-async def _to_the_end(call: Awaitable[None]) -> None:
-    """Await `call`; if cancelled meanwhile, let it finish first, then end as cancelled."""
-    task = asyncio.ensure_future(call)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise

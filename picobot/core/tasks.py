@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any] | asyncio.Future[Any]) -> None:
@@ -21,3 +24,15 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | asyncio.Future[Any]) -> No
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+
+
+async def to_the_end(call: Awaitable[T]) -> T:
+    """Await `call`; if the caller is cancelled meanwhile, let `call` finish first, then end
+    as cancelled: for work that must not stop halfway (a connection half opened, a reminder
+    recorded in the outbox whose entry is not yet advanced)."""
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

@@ -283,6 +283,37 @@ async def test_the_loop_fires_due_entries_and_stops_cleanly(
     assert await scheduler.entries(HERE.chat) == []
 
 
+async def test_a_stop_after_the_firing_is_recorded_waits_for_the_entry_to_advance(
+    store: EntryStore, clock: Clock
+) -> None:
+    """Stopped between recording a firing in the outbox and advancing the entry (the outbox
+    delivers it meanwhile): the stop lets the advance finish, so the next start does not
+    fire the reminder a second time."""
+    advancing, go = asyncio.Event(), asyncio.Event()
+
+    class SlowToAdvance:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
+        async def fired(self, entry: Entry, next_due: float | None) -> bool:
+            advancing.set()
+            await go.wait()
+            return await store.fired(entry, next_due)
+
+    sent = Outbox()
+    scheduler = Scheduler(SlowToAdvance(), sent, clock=clock, tz=PARIS)  # type: ignore[arg-type]
+    await scheduler.create(HERE, "stretch", in_seconds=5)
+    clock.now += 5
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.wait_for(advancing.wait(), 5)
+    task.cancel()  # the daemon stops
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert [m.text for m in sent] == ["⏰ stretch"]
+    assert await store.due(clock.now) == []  # advanced: nothing fires at the next start
+
+
 async def test_a_firing_the_outbox_already_holds_is_not_fired_again(
     scheduler: Scheduler, sent: Outbox, clock: Clock
 ) -> None:

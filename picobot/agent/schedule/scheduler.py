@@ -6,7 +6,8 @@
     then a one-shot is deleted, a recurring entry moved to its next occurrence.
 
 An entry is advanced only after `deliver` returned (the message is in the outbox), so a kill
-loses nothing; a kill between the two repeats at most that one message. An entry more than
+loses nothing; a kill between the two repeats at most that one message (a stop waits for the
+advance). An entry more than
 `grace` seconds late (the daemon was down) is skipped with a log line, not fired.
 
 In cluster mode the store is in Redis: any node creates, lists and cancels; `run()` runs only
@@ -29,6 +30,7 @@ from cronsim import CronSim, CronSimError
 
 from picobot.config import DEFAULT_MAX_PER_CHAT, DEFAULT_SCHEDULE_GRACE
 from picobot.core.messages import OutboundMessage
+from picobot.core.tasks import to_the_end
 from picobot.storage.schedule import Entry, EntryStore, chat_key
 
 log = logging.getLogger("picobot.schedule")
@@ -365,7 +367,9 @@ class Scheduler:
             return
         self._retry_at.pop(entry.id, None)
         log.info("schedule: entry #%d fired in %s", entry.id, entry.channel)
-        await self._advance(entry, now)
+        # In the outbox now, so delivered soon: a stop must not cut the advance (the next start
+        # would fire the entry again).
+        await to_the_end(self._advance(entry, now))
 
     async def _message(self, entry: Entry) -> str:
         if not entry.run_agent:
