@@ -93,7 +93,12 @@ async def poller(bots: dict[str, Picobot], other_than: str = "") -> str:
 
 
 def log_tails(bots: dict[str, Picobot]) -> str:
-    return "\n\n".join(f"{name}:\n{bot.log_tail(15)}" for name, bot in bots.items())
+    """Each node's partition and lease changes, then its last lines: what a failure needs."""
+    parts = []
+    for name, bot in bots.items():
+        moves = [line for line in bot.lines if re.search(r"partition|lease|cluster:", line)]
+        parts.append(f"{name}:\n" + "\n".join(moves[-40:]) + f"\n...\n{bot.log_tail(15)}")
+    return "\n\n".join(parts)
 
 
 def answered(fake: FakeTelegram, last: int) -> bool:
