@@ -9,8 +9,10 @@ A partition is read by one node at a time, the holder of the lease ``partition:<
 node wants which partition comes from rendezvous hashing over the live nodes, so every node
 computes the same spread. Taking a partition claims its pending entries (XAUTOCLAIM): the work
 a dead node never finished runs again on the new owner. A node gives up a partition it no
-longer wants only once its entries in flight are done; it drops one whose lease it cannot
-renew at once (reading stops; its acks are refused by the fence).
+longer wants only once its entries in flight are done and no read of it is in flight (it stops
+reading it first): an entry a read took after the release would reach the new owner after
+newer ones. It drops one whose lease it cannot renew at once (reading stops; its acks are
+refused by the fence).
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class InboundStreams:
         self.leases = {p: Lease(redis, f"partition:{p}", node, ttl) for p in range(partitions)}
         self.owned: set[int] = set()
         self._unread_pending: set[int] = set()  # claimed partitions whose pending we re-read
+        self._leaving: set[int] = set()  # partitions to give up: not read any more
+        self._reading: frozenset[int] = frozenset()  # those the read in flight takes new entries of
         self._cursor: dict[int, str] = {}
         self._inflight: dict[str, Entry] = {}  # message id -> entry handed out, not yet done
         self._fences: dict[str, Fence] = {}  # message id -> the lease its turn started under
@@ -143,10 +147,12 @@ class InboundStreams:
         for p in sorted(self.owned):
             await self._adopt_strays(p)
         for p in sorted(self.owned - want):
-            if not self.busy(p):
+            self._leaving.add(p)
+            if not self.busy(p) and p not in self._reading:
                 self._drop(p)
                 await self.leases[p].release()
                 log.info("partition %d: handed over", p)
+        self._leaving &= self.owned - want  # wanted again (the view of the live nodes changed)
         for p in sorted(want - self.owned):
             if await self.leases[p].try_acquire():
                 await self._claim(p)
@@ -171,6 +177,7 @@ class InboundStreams:
     def _drop(self, p: int) -> None:
         self.owned.discard(p)
         self._unread_pending.discard(p)
+        self._leaving.discard(p)
         for entry_id in [e for e, partition in self._again.items() if partition == p]:
             del self._again[entry_id]  # the next owner decides (it may have answered it)
 
@@ -209,8 +216,8 @@ class InboundStreams:
             entries += batch
         if entries:
             return [e for e in entries if e.message.id not in self._inflight]
-        streams = {stream_key(p): ">" for p in sorted(self.owned - self._unread_pending)}
-        if not streams:
+        reading = self.owned - self._unread_pending - self._leaving
+        if not reading:
             self.changed.clear()
             try:
                 async with asyncio.timeout(block):
@@ -218,7 +225,12 @@ class InboundStreams:
             except TimeoutError:
                 pass
             return []
-        return await self._read(streams, max(1, int(block * 1000)))
+        self._reading = frozenset(reading)
+        try:
+            streams = {stream_key(p): ">" for p in sorted(reading)}
+            return await self._read(streams, max(1, int(block * 1000)))
+        finally:
+            self._reading = frozenset()
 
     async def _read(
         self, streams: dict[Any, Any], block: int | None, *, pending: bool = False

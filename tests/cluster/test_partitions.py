@@ -118,6 +118,38 @@ async def test_a_node_hands_over_a_partition_only_when_its_work_is_done(redis: R
     assert b.owned == set(moving) and a.owned.isdisjoint(b.owned)
 
 
+async def test_a_partition_is_handed_over_only_once_no_read_of_it_is_in_flight(
+    redis: Redis,
+) -> None:
+    """A read in flight when the partition moved would take the next entry after the new
+    owner claimed the partition: it would reach the new owner after newer ones."""
+    a, b = await streams(redis, "a"), await streams(redis, "b")
+    await a.maintain(["a"])
+    await read_all(a)
+    p = sorted(wished(["a", "b"], "b"))[0]
+    chat = next(str(c) for c in range(1000) if partition_of("telegram", str(c)) == p)
+    reading = asyncio.create_task(a.read(5))
+    for _ in range(500):  # until the read blocks in Redis, waiting for entries
+        if any("b" in client["flags"] for client in await redis.client_list()):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the read never blocked")
+    await a.maintain(["a", "b"])  # b joined while the read was in flight
+    await b.maintain(["a", "b"])
+    assert p in a.owned and p not in b.owned
+    await b.publish(message(chat, "first"))
+    [entry] = await asyncio.wait_for(reading, 5)
+    assert entry.message.text == "first" and p in a.owned  # a's to handle
+    a.taken(entry)
+    assert await a.done(entry.message.id)
+    await a.maintain(["a", "b"])
+    await b.maintain(["a", "b"])
+    assert p in b.owned and p not in a.owned
+    await b.publish(message(chat, "second"))
+    assert [e.message.text for e in await read_all(b)] == ["second"]
+
+
 async def test_a_partition_whose_lease_is_lost_is_dropped_at_once(redis: Redis) -> None:
     a = await streams(redis, "a")
     await a.maintain(["a"])

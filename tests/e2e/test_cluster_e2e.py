@@ -128,7 +128,9 @@ async def test_three_nodes_answer_a_burst_and_survive_the_pollers_death(
             raise AssertionError(f"not all answered\n{log_tails(bots)}") from None
         for chat in BURST_CHATS:
             got = replies(fake, chat)
-            assert got == sorted(got), (chat, got, log_tails(bots))  # in order per chat
+            if got != sorted(got):
+                print(log_tails(bots))  # shown whole with the failure (its message is cut)
+            assert got == sorted(got), (chat, got)  # in order per chat
             assert got[-1] == f"ping-{chat}-003"
             assert len(got) - len(set(got)) <= 1, (chat, got)  # a duplicate only in flight
         assert fake.rate_limited == []  # no 429 across the three nodes together
