@@ -146,13 +146,12 @@ class InboundStreams:
                 self.leases[p].forget()
         for p in sorted(self.owned):
             await self._adopt_strays(p)
-        for p in sorted(self.owned - want):
-            self._leaving.add(p)
+        self._leaving = self.owned - want  # read no more; given up once no read has them
+        for p in sorted(self._leaving):
             if not self.busy(p) and p not in self._reading:
                 self._drop(p)
                 await self.leases[p].release()
                 log.info("partition %d: handed over", p)
-        self._leaving &= self.owned - want  # wanted again (the view of the live nodes changed)
         for p in sorted(want - self.owned):
             if await self.leases[p].try_acquire():
                 await self._claim(p)

@@ -105,8 +105,7 @@ def split_pieces(text: str, limit: int, measure: Measure = codepoints) -> list[P
     if limit < MIN_LIMIT:
         raise ValueError(f"limit must be at least {MIN_LIMIT}, got {limit}")
     if "```" not in text and "~~~" not in text:  # no fence: most replies fit as they are
-        start = text.rfind("\n", 0, _WS_RUN.match(text).end()) + 1  # type: ignore[union-attr]
-        end = len(text.rstrip())
+        start, end = _skip(text, 0), len(text.rstrip())
         if start >= end:
             return []
         if measure(text[start:end]) <= limit:
@@ -186,16 +185,7 @@ class _Splitter:
         return lo
 
     def _skip(self, b: int) -> int:
-        """Where the chunk after a break at ``b`` starts: past the break's whitespace, but at
-        the start of the line if the break crossed a newline (indentation matters)."""
-        text = self.text
-        end = _WS_RUN.match(text, b).end()  # type: ignore[union-attr]
-        nl = text.rfind("\n", b, end)
-        if nl >= 0:
-            return nl + 1
-        if b == 0 or text[b - 1] == "\n":
-            return b
-        return end
+        return _skip(self.text, b)
 
     def _first_nonspace(self, i: int) -> int:
         return _WS_RUN.match(self.text, i).end()  # type: ignore[union-attr]
@@ -437,6 +427,18 @@ class _Splitter:
             for s, e in spans
             if 4 * (e - s) <= limit or (e - s <= limit and measure(text[s:e]) <= limit)
         ]
+
+
+def _skip(text: str, b: int) -> int:
+    """Where the chunk after a break at ``b`` starts: past the break's whitespace, but at the
+    start of the line if the break crossed a newline (indentation matters)."""
+    end = _WS_RUN.match(text, b).end()  # type: ignore[union-attr]
+    nl = text.rfind("\n", b, end)
+    if nl >= 0:
+        return nl + 1
+    if b == 0 or text[b - 1] == "\n":
+        return b
+    return end
 
 
 def _inside(spans: list[tuple[int, int]], b: int) -> tuple[int, int] | None:

@@ -7,8 +7,8 @@
 
 An entry is advanced only after `deliver` returned (the message is in the outbox), so a kill
 loses nothing; a kill between the two repeats at most that one message (a stop waits for the
-advance). An entry more than
-`grace` seconds late (the daemon was down) is skipped with a log line, not fired.
+advance). An entry more than `grace` seconds late (the daemon was down) is skipped with a log
+line, not fired.
 
 In cluster mode the store is in Redis: any node creates, lists and cancels; `run()` runs only
 on the holder of the `scheduler` lease, and the store fences its firing (`may_fire`, `fired`).
