@@ -117,6 +117,9 @@ class SharedRateLimits:
 
     async def _ask(self, chat_id: str, *, group: bool, edit: bool, take: bool) -> float:
         found = levels(self.channel, self.budget, chat_id, group=group, edit=edit)
+        return await self._take(found, chat_id, take=take)
+
+    async def _take(self, found: list[Level], chat_id: str, *, take: bool) -> float:
         keys = [lv.key for lv in found] + [
             hold_key(self.channel, chat_id),
             hold_key(self.channel, None),
@@ -156,6 +159,16 @@ class SharedRateLimits:
         self, chat_id: str, *, group: bool = False, edit: bool = False
     ) -> AsyncIterator[bool]:
         yield await self.try_acquire(chat_id, group=group, edit=edit)
+
+    @contextlib.asynccontextmanager
+    async def try_spare(self, chat_id: str) -> AsyncIterator[bool]:
+        """A slot of the overall level while half of its burst is free, and no hold applies."""
+        found = []
+        if self.budget.overall:
+            bucket = as_bucket(self.budget.overall)
+            spare = Rate(bucket.per_second, max(1, bucket.burst // 2))
+            found.append(Level(key("rate", self.channel, "overall"), spare))
+        yield await self._take(found, chat_id, take=True) == 0
 
     async def hold(self, chat_id: str | None, seconds: float) -> None:
         """Pause every node's sends to `chat_id` (None: the whole channel) for `seconds`.

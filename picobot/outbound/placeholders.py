@@ -18,6 +18,7 @@ from picobot.core.channel import Channel
 from picobot.core.errors import ChannelError
 from picobot.core.messages import OutboundMessage
 from picobot.core.tasks import cancel_and_wait
+from picobot.outbound.ratelimit import Budget
 from picobot.storage.records import OutboxStore, Placeholder
 from picobot.text.render import render
 
@@ -54,8 +55,11 @@ class Placeholders:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def open(self, key: str, channel: Channel, chat_id: str, thread: str | None) -> Entry:
-        """Register an accepted message; start the typing indicator where the channel has one.
+    def open(
+        self, key: str, channel: Channel, chat_id: str, thread: str | None, budget: Budget
+    ) -> Entry:
+        """Register an accepted message; start the typing indicator where the channel has one
+        (it takes only spare `budget`).
 
         A placeholder restored after a restart (`restore`) is kept: the reply edits it.
         """
@@ -64,7 +68,8 @@ class Placeholders:
         entry.message_id = previous.message_id if previous is not None else None
         if channel.capabilities.can_type:
             entry.typing = asyncio.create_task(
-                _keep_typing(channel, chat_id, thread), name=f"typing {channel.name}:{chat_id}"
+                _keep_typing(channel, chat_id, thread, budget),
+                name=f"typing {channel.name}:{chat_id}",
             )
         self._entries[key] = entry
         return entry
@@ -126,11 +131,14 @@ class Placeholders:
         await cancel_and_wait(*tasks)
 
 
-async def _keep_typing(channel: Channel, chat_id: str, thread: str | None) -> None:
-    # Platform typing indicators expire after a few seconds: refresh until cancelled.
+async def _keep_typing(channel: Channel, chat_id: str, thread: str | None, budget: Budget) -> None:
+    # Platform typing indicators expire after a few seconds: refresh until cancelled. Only
+    # with spare budget: a burst to 300 chats sent 300 indicators before the first reply.
     while True:
         try:
-            await channel.typing(chat_id, thread)
+            async with budget.try_spare(chat_id) as spare:
+                if spare:
+                    await channel.typing(chat_id, thread)
         except Exception as exc:  # a failed indicator must never affect the reply
             log.debug("typing indicator failed on %s:%s: %s", channel.name, chat_id, exc)
         await asyncio.sleep(channel.capabilities.typing_interval)
@@ -148,7 +156,8 @@ class PlaceholderCalls:
         """An inbound message was accepted: typing on, and the "Thinking…" placeholder."""
         if msg.in_reply_to is None:
             return
-        entry = self.registry.open(msg.in_reply_to, channel, msg.chat_id, msg.thread)
+        budget = self._calls.limits(channel)
+        entry = self.registry.open(msg.in_reply_to, channel, msg.chat_id, msg.thread, budget)
         if entry.message_id is not None or not (msg.text and channel.capabilities.can_edit):
             return  # restored after a restart; or one we could not edit into the reply
         try:

@@ -122,6 +122,10 @@ class Budget(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[bool]:
         """Like `slot`, only if every level has room now: yields whether it got one."""
 
+    def try_spare(self, chat_id: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """A slot of the overall level, only while at least half of it is free: for calls
+        that must never delay a reply (typing indicators). Yields whether it got one."""
+
     async def hold(self, chat_id: str | None, seconds: float) -> None:
         """A 429 said wait `seconds` for `chat_id` (None: every chat)."""
 
@@ -211,6 +215,19 @@ class RateLimits:
             for bucket in buckets:
                 await held.enter_async_context(bucket)  # has room, so this does not wait
             yield True
+
+    @contextlib.asynccontextmanager
+    async def try_spare(self, chat_id: str) -> AsyncIterator[bool]:
+        """A slot of the overall level while half of it is free (and, for a window, no call
+        waits for it); no overall level: always."""
+        overall = self._overall
+        if overall is None:
+            yield True
+        elif not overall.has_capacity(max(1.0, overall.max_rate / 2)):
+            yield False
+        else:
+            async with overall:  # has room, so this does not wait
+                yield True
 
     async def hold(self, chat_id: str | None, seconds: float) -> None:
         """Nothing to do in one process: the chat's lane itself waits out the 429."""

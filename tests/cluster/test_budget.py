@@ -158,3 +158,26 @@ def test_a_window_rate_becomes_a_bucket_that_never_exceeds_it(count: int, second
     # A bucket lets `burst + rate * W` calls through in any W seconds: never more than allowed.
     assert bucket.burst + bucket.per_second * seconds <= count
     assert as_bucket(Rate(1.0, burst=2)) == Rate(1.0, burst=2)  # plain buckets unchanged
+
+
+async def test_spare_is_taken_only_while_half_the_overall_burst_is_free(
+    redis: Redis, other: Redis
+) -> None:
+    budget = RateBudget(overall=Rate(1, burst=4), per_chat=Rate(1, burst=1))
+    a, b = SharedRateLimits(redis, "x", budget), SharedRateLimits(other, "x", budget)
+    assert await a.try_acquire("1")
+    async with b.try_spare("1") as spare:  # 3 of 4 free; chat 1's own slot is spent
+        assert spare
+    async with a.try_spare("2") as spare:  # 2 of 4 free: not more than half
+        assert not spare
+    assert await b.try_acquire("2") and await a.try_acquire("3")  # replies get the rest
+    assert not await b.try_acquire("4")
+
+
+async def test_spare_waits_out_no_hold(redis: Redis) -> None:
+    limits = SharedRateLimits(redis, "x", RateBudget(overall=Rate(1, burst=4)))
+    await limits.hold("1", 30)
+    async with limits.try_spare("1") as spare:
+        assert not spare
+    async with limits.try_spare("2") as spare:
+        assert spare

@@ -2,10 +2,13 @@
 placeholders. No wall-clock timing: tests wait on the channel's recorded calls."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 
+from picobot.core.channel import Rate, RateBudget
 from picobot.core.errors import (
     ChannelTimeout,
     ChatMigrated,
@@ -16,6 +19,8 @@ from picobot.core.errors import (
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.outbound.door import DELIVERY_FAILED_NOTE, DispatchSettings, Outbound
+from picobot.outbound.placeholders import Placeholders
+from picobot.outbound.ratelimit import RateLimits
 from tests.fakes.memory_channel import EDITABLE, MemoryChannel
 
 
@@ -208,3 +213,36 @@ async def test_channels_added_after_the_dispatcher_was_made_are_served() -> None
     await dispatcher.deliver(out("a", "late"))
     assert channel.visible("a") == ["late"]
     await dispatcher.aclose()
+
+
+class WatchedBudget(RateLimits):
+    """The real budget; `asked` is set each time a typing indicator asked for spare room."""
+
+    def __init__(self, budget: RateBudget) -> None:
+        super().__init__(budget)
+        self.asked = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def try_spare(self, chat_id: str) -> AsyncIterator[bool]:
+        async with super().try_spare(chat_id) as spare:
+            yield spare
+        self.asked.set()
+
+
+async def test_typing_takes_only_spare_budget_so_it_never_delays_a_reply() -> None:
+    # A burst to 300 chats once sent 300 indicators before its first reply.
+    channel = MemoryChannel(capabilities=replace(EDITABLE, typing_interval=60))
+    budget = WatchedBudget(RateBudget(overall=Rate.per_window(4, 60.0)))
+    registry = Placeholders()
+    for chat in ("a", "b", "c"):  # replies took 3 of the 4 slots
+        assert await budget.try_acquire(chat)
+    registry.open("in1", channel, "d", None, budget)
+    await asyncio.wait_for(budget.asked.wait(), 5)
+    assert channel.typing_calls == []
+    assert await budget.try_acquire("e")  # the last slot is still there for a reply
+
+    budget = WatchedBudget(RateBudget(overall=Rate.per_window(4, 60.0)))
+    registry.open("in2", channel, "d", None, budget)
+    await asyncio.wait_for(budget.asked.wait(), 5)
+    assert channel.typing_calls == ["d"]
+    await registry.aclose()

@@ -112,3 +112,20 @@ async def test_try_slot_holds_only_when_every_level_has_room() -> None:
         assert first
         async with limits.try_slot("b") as second:
             assert not second  # the window's one slot is held by the running call
+
+
+async def test_spare_takes_the_overall_level_only_while_half_of_it_is_free() -> None:
+    limits = RateLimits(RateBudget(overall=Rate.per_window(4, 60.0), per_chat=Rate(1.0, 1)))
+    assert await limits.try_acquire("a") and await limits.try_acquire("b")
+    async with limits.try_spare("a") as spare:  # 2 of 4 free; chat "a"'s own slot is spent
+        assert spare
+    async with limits.try_spare("c") as spare:  # the indicator took one: 1 of 4 free
+        assert not spare
+    assert await limits.try_acquire("c")  # a reply still gets the last slot
+
+
+async def test_spare_is_always_there_without_an_overall_level() -> None:
+    limits = RateLimits(RateBudget(per_chat=Rate(1.0, 1)))
+    assert await limits.try_acquire("a")
+    async with limits.try_spare("a") as spare:
+        assert spare
