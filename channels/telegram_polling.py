@@ -1,7 +1,8 @@
 """Telegram long polling that confirms an update only after it was handed over.
 
-    getUpdates(offset) ─► updates, in order ─► handle(update) ─► offset = update_id + 1
-                                                   └─ BusClosed: stop; the update stays unconfirmed
+    getUpdates(offset) ─► updates ─► handle(update), per chat in order, chats at once
+                                   ─► offset = last update_id + 1
+                                   └─ BusClosed: stop; the first refused update stays unconfirmed
 
 Telegram forgets every update below ``offset`` when a getUpdates with that offset reaches it, so
 the poll after an update was handled is its ack. PTB's `Updater` sends that poll as soon as it
@@ -34,7 +35,7 @@ CONFIRM_TIMEOUT = 2.0  # seconds the courtesy confirmation at stop() may take
 
 
 class TelegramPoller:
-    """Polls `bot` and hands each update to `handle`, in order, one at a time.
+    """Polls `bot` and hands each update to `handle`: each chat's in order, chats at once.
 
     Resource handling: `start()` starts one task; `stop()` ends it (an in-flight long poll is
     cancelled; a batch being handed over is finished first, within `drain_timeout`), then
@@ -141,19 +142,39 @@ class TelegramPoller:
                 self._report(State.CONNECTED, "polling")
             self._handing_over = True
             try:
-                for update in updates:
-                    await self._hand_over(update)
+                await self._hand_over(updates)
             finally:
                 self._handing_over = False
 
-    async def _hand_over(self, update: Update) -> None:
-        try:
-            await self._handle(update)
-        except BusClosed:
-            raise  # not taken: leave the offset, so Telegram delivers it again
-        except Exception:
-            log.exception("telegram: could not handle update %s; skipped", update.update_id)
-        self._offset = update.update_id + 1
+    async def _hand_over(self, updates: Sequence[Update]) -> None:
+        """Each chat's updates in order, the chats of the batch at once: one chat's slow
+        download does not hold up another, and the intake records the batch in one commit.
+
+        :raises BusClosed: if an update was refused; the offset stays at the first one not
+            taken (those of other chats after it come again, and are recognised as replays).
+        """
+        chats: dict[int | None, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat
+            chats.setdefault(chat.id if chat is not None else None, []).append(update)
+        refused = await asyncio.gather(*(self._hand_over_chat(chat) for chat in chats.values()))
+        first = min((update.update_id for update in refused if update is not None), default=None)
+        if first is not None:
+            self._offset = first
+            raise BusClosed(f"update {first} refused: shutting down")
+        if updates:
+            self._offset = updates[-1].update_id + 1
+
+    async def _hand_over_chat(self, updates: list[Update]) -> Update | None:
+        """One chat's updates, in order; the first one refused (`BusClosed`), if any."""
+        for update in updates:
+            try:
+                await self._handle(update)
+            except BusClosed:
+                return update  # not taken: Telegram delivers it again
+            except Exception:
+                log.exception("telegram: could not handle update %s; skipped", update.update_id)
+        return None
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, tg.Conflict):

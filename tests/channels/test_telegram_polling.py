@@ -101,6 +101,29 @@ async def test_offset_passes_an_update_only_after_the_sink_returned(fake: FakeTe
     assert sink.ids == [f"telegram:{first['update_id']}", f"telegram:{second['update_id']}"]
 
 
+async def test_a_batch_is_handed_over_chat_by_chat_at_once(fake: FakeTelegram) -> None:
+    # One batch: chat 42 twice, chat 43 once. Holding 42's first update holds 42's second
+    # (order within a chat) but not 43's; the offset passes none until all were handed over.
+    sink = Recorder()
+    first = fake.user_message(42, "first")
+    other = fake.user_message(43, "other chat")
+    second = fake.user_message(42, "second")
+    sink.gate(first)
+    channel = channel_for(fake, sink)
+    await channel.start()
+    try:
+        await sink.wait_for(other)
+        assert sink.ids == [f"telegram:{u['update_id']}" for u in (first, other)]
+        assert all(o is None or o <= first["update_id"] for o in offsets(fake))
+        sink.release(first)
+        await sink.wait_for(second)
+        await fake.wait_for(lambda f: f.pending_polls > 0)  # polling on, past the batch
+    finally:
+        await channel.stop()
+    assert offsets(fake)[-1] == second["update_id"] + 1
+    assert [m.text for m in sink.received if m.chat_id == "42"] == ["first", "second"]
+
+
 async def test_refused_update_is_delivered_again_after_a_restart(fake: FakeTelegram) -> None:
     refused: list[str] = []
 
@@ -116,7 +139,8 @@ async def test_refused_update_is_delivered_again_after_a_restart(fake: FakeTeleg
         await fake.wait_for(lambda f: bool(refused))
     finally:
         await channel.stop()
-    assert refused == [f"telegram:{first['update_id']}"]  # polling stopped at the refusal
+    # Both chats' updates were offered at once; polling stopped without confirming either.
+    assert sorted(refused) == sorted(f"telegram:{u['update_id']}" for u in (first, second))
     assert all(o is None or o <= first["update_id"] for o in offsets(fake))
 
     sink = Recorder()
