@@ -26,11 +26,8 @@ So dropping the synthetic fence lines and joining gives back the text with only 
 at the break points removed (leading blank lines, trailing whitespace, the spaces or newlines
 where a chunk was cut); indentation at the start of a line is kept.
 
-Fences are recognised line by line, more eagerly than CommonMark (a false positive costs a
-spare close/reopen pair, a false negative breaks a code block): any indentation, then 3+
-backticks (info string without backticks) or 3+ tildes, closed by a line of the same character
-at least as long. Not recognised: fences inside block quotes. Two limits, far from real replies:
-a fence whose opening line leaves no room to reopen it is treated as text, and a run of
+Fences are recognised as `picobot.text.fences` says. Two limits, far from real replies: a
+fence whose opening line leaves no room to reopen it is treated as text, and a run of
 backticks or tildes longer than about a quarter of the limit, or a code line ending in one that
 does not fit beside the reopened opening line, may be cut into a fence-like line.
 """
@@ -38,12 +35,12 @@ does not fit beside the reopened opening line, may be cut into a fence-like line
 from __future__ import annotations
 
 import re
-import sys
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from picobot.text.fences import Fence, is_fence_line, scan_fences
+from picobot.text.spans import inline_spans, inside
 from picobot.text.units import Measure, codepoints, joins, utf16_units
 
 __all__ = [
@@ -69,8 +66,6 @@ _WS_RUN = re.compile(r"\s*")
 _INDENT = re.compile(r"[ \t]*")
 _BLANK_AHEAD = re.compile(r"[^\S\n]*(?:\n|\Z)")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’»)\]]*(?=\s)|[。！？][」』”’）]*")
-_LINK = re.compile(r"!?\[[^\[\]\n]*\]\([^()\s]*(?:\s+\"[^\"\n]*\")?\)")
-_BACKTICKS = re.compile(r"`+")
 _RUNS = ("```", "~~~")
 
 
@@ -300,7 +295,7 @@ class _Splitter:
             b = m.end()
             if b > z.hi:
                 break
-            if b < least or _inside(spans, b) or not self._clean(b, z.fence):
+            if b < least or inside(spans, b) or not self._clean(b, z.fence):
                 continue
             if text[indent_end : m.start()].isdigit():
                 continue  # "1. " starts an ordered list item, it does not end a sentence
@@ -313,7 +308,7 @@ class _Splitter:
         least = max(z.floor + 1, indent_end + 1)  # never cut inside indentation
         j = text.rfind(" ", seg, z.hi + 1)
         while j >= least:
-            span = _inside(spans, j)
+            span = inside(spans, j)
             if span is not None:
                 j = text.rfind(" ", seg, span[0])
             elif not self._clean(j, z.fence):
@@ -322,7 +317,7 @@ class _Splitter:
                 break
         best = j if j >= least else None
         # A code span or link crossing the window end: break just before it.
-        crossing = _inside(spans, z.hi)
+        crossing = inside(spans, z.hi)
         if crossing and crossing[0] >= least and (best is None or crossing[0] > best):
             if self._clean(crossing[0], z.fence):
                 best = crossing[0]
@@ -331,7 +326,7 @@ class _Splitter:
     def _hard_cut(self, z: _Zone, spans: list[tuple[int, int]]) -> int:
         """Cut as late as possible, but not through a span, a grapheme or indentation."""
         text = self.text
-        crossing = _inside(spans, z.hi)
+        crossing = inside(spans, z.hi)
         if crossing and crossing[0] > z.floor and self._clean(crossing[0], z.fence):
             return crossing[0]  # cut before a code span or link, not through it
         b = z.hi
@@ -399,32 +394,11 @@ class _Splitter:
         start, _ = self._segment(z)
         stop = text.find("\n", z.hi, z.hi + self.limit)
         stop = stop if stop >= 0 else min(len(text), z.hi + self.limit)
-        found: list[tuple[int, int]] = []
-        opener: re.Match[str] | None = None
-        for m in _BACKTICKS.finditer(text, start, stop):
-            if opener is None:
-                if m.start() >= z.hi:
-                    break  # spans starting past the window cannot be cut by this chunk
-                opener = m
-            elif len(m.group()) == len(opener.group()):
-                found.append((opener.start(), m.end()))
-                opener = None
-        for m in _LINK.finditer(text, start, stop):
-            if m.start() >= z.hi:
-                break
-            found.append(m.span())
-        found.sort()
-        spans: list[tuple[int, int]] = []
-        for s, e in found:  # merge overlaps (a code span inside a link text)
-            if spans and s < spans[-1][1]:
-                spans[-1] = (spans[-1][0], max(spans[-1][1], e))
-            else:
-                spans.append((s, e))
         limit, measure = self.limit, self.measure
         # Short spans fit whatever the measure (up to 4 units a character, like UTF-8).
         return [
             (s, e)
-            for s, e in spans
+            for s, e in inline_spans(text, start, z.hi, stop)
             if 4 * (e - s) <= limit or (e - s <= limit and measure(text[s:e]) <= limit)
         ]
 
@@ -439,11 +413,3 @@ def _skip(text: str, b: int) -> int:
     if b == 0 or text[b - 1] == "\n":
         return b
     return end
-
-
-def _inside(spans: list[tuple[int, int]], b: int) -> tuple[int, int] | None:
-    """The span that a break at ``b`` would cut, if any."""
-    i = bisect_right(spans, (b, sys.maxsize)) - 1  # the last span starting at or before b
-    if i >= 0 and spans[i][0] < b < spans[i][1]:
-        return spans[i]
-    return None
