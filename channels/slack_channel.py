@@ -18,7 +18,7 @@ Senders: `users.info` gives each sender's Slack username (once per user, cached)
 ``allow_from`` can list ``@username`` as well as user ids. If the lookup fails, the event is
 not acknowledged and Slack redelivers it.
 
-Modules: slack_app (bolt wiring), slack_events (event → InboundMessage), slack_files,
+Modules: slack_app (bolt wiring), slack_events (event → InboundMessage), slack_users, slack_files,
 slack_errors (`translate_errors()`: SDK errors → `picobot.core.errors`).
 
 Cluster mode (`HoldsConnection`): in Socket Mode only the node holding the lease opens the
@@ -54,6 +54,7 @@ from channels.inflight import InFlight
 from channels.slack_app import CountingSocketHandler, connect_socket, handle_http, make_app
 from channels.slack_errors import TYPING_UNAVAILABLE, error_code, translate_errors
 from channels.slack_events import event_type, remember, to_inbound
+from channels.slack_users import Usernames
 from picobot.config import SlackConfig
 from picobot.core.channel import (
     NO_SERVICES,
@@ -74,10 +75,8 @@ from picobot.core.errors import (
     BusClosed,
     ChannelError,
     ChannelTimeout,
-    Forbidden,
-    PermanentError,
 )
-from picobot.core.messages import Attachment, InboundMessage, Sender
+from picobot.core.messages import Attachment, InboundMessage
 
 __all__ = ["CAPABILITIES", "SlackChannel"]
 
@@ -140,8 +139,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
         self._bot_user_id = ""
         self._mention: re.Pattern[str] | None = None
         self._seen: OrderedDict[str, str] = OrderedDict()  # event ids, channel:ts accepted
-        self._usernames: OrderedDict[str, str] = OrderedDict()  # user id -> Slack username
-        self._no_usernames = False  # users.info refused for good (no users:read scope)
+        self._usernames = Usernames()
         self._authorization: AuthorizeResult | None = None  # start()'s auth.test, for bolt
         self._thread_of: OrderedDict[str, str] = OrderedDict()  # our ts -> thread_ts
         self._statuses: set[tuple[str, str]] = set()  # (channel, thread) showing our status
@@ -276,7 +274,7 @@ class SlackChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
             log.info("slack: ignored a redelivered event %s (retry %s)", keys[-1], retry)
             return
         # Before the event counts as seen: if the lookup fails, a redelivery tries again.
-        msg = replace(msg, sender=await self._named(msg.sender))
+        msg = replace(msg, sender=await self._usernames.named(self._web(), msg.sender))
         for key in keys:
             remember(self._seen, key)
         try:
@@ -286,28 +284,6 @@ class SlackChannel(Channel, ServesHttp, FileTransfer, HoldsConnection):
             for key in keys:
                 self._seen.pop(key, None)
             raise
-
-    async def _named(self, sender: Sender) -> Sender:
-        """`sender` with their Slack username (users.info, once per user). Without the
-        `users:read` scope there are no usernames, and ``allow_from`` matches ids only.
-
-        :raises TransientError: the lookup failed for now (the event is not acknowledged).
-        """
-        name = self._usernames.get(sender.id)
-        if name is None and not self._no_usernames:
-            user: object = None
-            try:
-                with translate_errors():
-                    user = (await self._web().users_info(user=sender.id)).get("user")
-            except Forbidden as exc:  # missing_scope, ...: do not ask again
-                self._no_usernames = True
-                log.warning("slack: no usernames (%s); allow_from matches user ids only", exc)
-                return sender
-            except PermanentError as exc:  # user_not_found, ...
-                log.info("slack: no username for %s (%s)", sender.id, exc)
-            name = str(user.get("name") or "") if isinstance(user, dict) else ""
-            remember(self._usernames, sender.id, name)
-        return replace(sender, username=name or None)
 
     async def _on_other_event(self, body: dict[str, Any]) -> None:
         log.debug("slack: ignored a %s event", event_type(body))
