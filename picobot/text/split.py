@@ -136,7 +136,7 @@ class _Splitter:
         # The text ends inside an unclosed fence: the last chunk must close it.
         tail_close = last.close if last and not last.closed and last.start < n_eff else ""
         pieces: list[Piece] = []
-        pos = self._skip(0)
+        pos = _skip(self.text, 0)
         while pos < n_eff:
             ctx = self._fence_at(pos)
             reopen = ctx.reopen if ctx else ""
@@ -153,7 +153,7 @@ class _Splitter:
                 continue
             b, inside = self._choose(pos, floor, budget)
             pieces.append(self._piece(pos, b, reopen, inside.close if inside else ""))
-            pos = self._skip(b)
+            pos = _skip(self.text, b)
         return pieces
 
     # -- helpers ------------------------------------------------------------------------
@@ -178,9 +178,6 @@ class _Splitter:
             else:
                 hi = mid
         return lo
-
-    def _skip(self, b: int) -> int:
-        return _skip(self.text, b)
 
     def _first_nonspace(self, i: int) -> int:
         return _WS_RUN.match(self.text, i).end()  # type: ignore[union-attr]
@@ -370,7 +367,7 @@ class _Splitter:
         if first < b and text.startswith(_RUNS, first):
             if is_fence_line(text[line_start:b].rstrip(), fence):
                 return False
-        rest = self._skip(b)
+        rest = _skip(self.text, b)
         if rest > 0 and text[rest - 1] != "\n" and text.startswith(_RUNS, rest):
             if is_fence_line(text[rest : self._line_end(rest)], fence):
                 return False
