@@ -138,7 +138,13 @@ class Outbox:
         )
 
     async def delivered(self, msg: OutboundMessage) -> None:
-        """Prune `msg`; its inbound message is answered (no replay after a restart)."""
+        """Prune `msg`; its inbound message is answered (no replay after a restart).
+
+        Queued, not waited for (as the turn journal's records): the lane goes on at once. Its
+        next read of the outbox comes after this in the same queue; and should the write fail
+        (the write watcher reports it), the reply is delivered again after a restart, as after
+        a kill between the send and this record.
+        """
 
         def prune(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM outbound WHERE id = ?", (msg.id,))
@@ -150,7 +156,7 @@ class Outbox:
                     (msg.in_reply_to,),
                 )
 
-        await self._ops(prune)
+        self._db.run_soon(prune)
 
     async def dead(self, msg: OutboundMessage, error: str) -> None:
         """Keep a permanently failed message, with its error, out of the delivery queue."""
