@@ -87,8 +87,9 @@ def is_plain(text: str) -> bool:
 def render_markdown(markdown: str, fmt: Format) -> Rendered:
     """`render` without the plain-text shortcut: always through the parser."""
     if fmt == "telegram_html":
-        html = TelegramRenderer().document(markdown)
-        return Rendered(html, "HTML", visible_text_of_telegram_html(html))
+        renderer = TelegramRenderer()
+        html = renderer.document(markdown)
+        return Rendered(html, "HTML", renderer.visible(html))
     if fmt == "slack_mrkdwn":
         tree = parse(markdown)
         slack = SlackRenderer().document(markdown, tree)

@@ -38,9 +38,14 @@ class TelegramRenderer(Renderer):
 
     def __init__(self) -> None:
         self.quote_depth = 0
+        self._visible = ("", "")  # the last text asked about, and what it shows
 
     def visible(self, text: str) -> str:
-        return visible_text_of_telegram_html(text)  # "<code> </code>" shows nothing
+        # Asked twice of a document: by `finish` ("<code> </code>" shows nothing), then for
+        # `Rendered.visible`.
+        if text is not self._visible[0]:
+            self._visible = (text, visible_text_of_telegram_html(text))
+        return self._visible[1]
 
     def block(self, node: Node) -> list[Line]:
         if node.kind != "blockquote":

@@ -162,7 +162,7 @@ class Renderer:
     # -- inline ---------------------------------------------------------------------------
 
     def inline(self, node: Node) -> str:
-        return "".join(self.span(child) for child in node.children)
+        return "".join([self.span(child) for child in node.children])
 
     def span(self, node: Node) -> str:
         kind = node.kind

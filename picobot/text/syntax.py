@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import string
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -257,6 +258,8 @@ def _start(tag: Any) -> Node:
 # Percent-encoding as CommonMark's reference renderer does (and markdown-it did): what a URL
 # may hold as it is, and "%" starting an escape.
 _URL_SAFE = ";/?:@&=+$,-_.!~*'()#%"
+# What a URL may hold as it is, "%" aside (the quick test: stripping them leaves nothing).
+_URL_PLAIN = string.ascii_letters + string.digits + _URL_SAFE.replace("%", "")
 _PLAIN_URL = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*\Z")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -273,7 +276,7 @@ def _valid_link(url: str) -> bool:
 def normalize_link(url: str) -> str:
     """The URL with what it may not hold percent-encoded, and an http(s) URL's international
     host in punycode."""
-    if _PLAIN_URL.match(url):
+    if not url.strip(_URL_PLAIN) or _PLAIN_URL.match(url):
         return url
     try:
         parts = urlsplit(url)
