@@ -18,29 +18,29 @@ by class: only `retryable` errors are retried, and the user sees `user_message`,
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from picobot.core.errors import PicobotError
 from picobot.core.events import ReasoningDelta as ReasoningDelta  # the same as run events
 from picobot.core.events import TextDelta as TextDelta
 from picobot.core.messages import Message as Message  # re-exported for the providers
+from picobot.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class ToolCall:
     id: str
     name: str
     arguments: str  # JSON text, as the model produced it
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class Finish:
     reason: str  # "stop", "tool_calls", "length", ...
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from picobot.core.events import RunEvent
 from picobot.core.messages import Attachment, AttachmentKind, InboundMessage, Post
+from picobot.core.values import value
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -27,7 +28,7 @@ InboundSink = Callable[[InboundMessage], Awaitable[None]]
 Format = Literal["telegram_html", "discord", "slack_mrkdwn", "plain", "markdown"]
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class Rendered:
     """A message ready to send."""
 

@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from picobot.core.values import value
 
-@dataclass(frozen=True, slots=True)
+
+@value(frozen=True, slots=True)
 class TurnStarted:
     run_id: str
     session: str
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class TextDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class ReasoningDelta:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class ToolStarted:
     call_id: str
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class ToolFinished:
     call_id: str
     name: str
@@ -37,13 +39,13 @@ class ToolFinished:
     error: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class SteeringInjected:
     text: str
     message_id: str | None = None  # the InboundMessage.id it came from, when known
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class TurnFinished:
     text: str  # the full reply
 
@@ -51,12 +53,12 @@ class TurnFinished:
 SHUTDOWN = "shutdown"  # TurnAborted reason when the daemon stops mid-turn: it runs again later
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class TurnAborted:
     reason: str  # e.g. "stopped", "new session", "shutdown"
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class TurnFailed:
     message: str  # safe to show to the user
     # What went wrong, for the owner (`picobot chat`), never shown to chat users.

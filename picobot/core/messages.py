@@ -8,19 +8,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from dataclasses import dataclass as _message
-else:
-
-    def _message(**options: Any) -> Any:
-        """A message class: frozen for the type checker (mypy --strict refuses any assignment
-        to a field; `dataclasses.replace` makes a changed copy), not at run time, where frozen's
-        `__init__` (an `object.__setattr__` per field) costs ~1.7 µs a message built, and the
-        path of one inbound message builds four."""
-        return dataclass(**{**options, "frozen": False})
-
+from picobot.core.values import value
 
 Message = dict[str, Any]  # an OpenAI-style chat message, as kept in session history
 
@@ -97,7 +87,7 @@ def _fields(attachment: Attachment) -> dict[str, object]:
     return {name: getattr(attachment, name) for name in Attachment.__slots__}
 
 
-@_message(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class InboundMessage:
     """A user's message, translated from a platform event by a channel.
 
@@ -137,7 +127,7 @@ class Kind(StrEnum):
     DONE = "done"  # the turn is over: stop typing, remove an unused placeholder
 
 
-@_message(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class OutboundMessage:
     """Text for a chat, in Markdown; the dispatcher renders, splits and delivers it.
 

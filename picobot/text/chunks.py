@@ -4,16 +4,16 @@ that rendering grew past the limit. Shared by the dispatcher and the streamer.""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 from picobot.core.channel import Capabilities
+from picobot.core.values import value
 from picobot.text.render import Rendered, render
 from picobot.text.split import Measure, codepoints, split_markdown, utf16_units
 
 MIN_LIMIT = 64
 
 
-@dataclass(frozen=True, slots=True)
+@value(frozen=True, slots=True)
 class Chunk:
     markdown: str  # the source, kept to re-render as plain text if the platform rejects markup
     rendered: Rendered
