@@ -37,6 +37,7 @@ DB_NAME = "outbox.db"
 # log. Turns that never started, and turns a graceful shutdown cut, do not count.
 MAX_INBOUND_ATTEMPTS = 3
 KEEP_INBOUND_SECONDS = 7 * 24 * 3600  # replay ids remembered this long
+_ANSWERED_KEPT = 10_000  # answered ids kept in memory for `finished` (see there)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbound (
@@ -80,6 +81,9 @@ class Outbox:
     def __init__(self, path: str | Path, *, on_write: WriteWatcher | None = None) -> None:
         self.path = Path(path)
         self._db = Database(self.path, _SCHEMA, name="outbox", on_write=on_write)
+        # Inbound ids a delivered reply marked answered (and their placeholder forgotten): for
+        # these, the turn's end has nothing left to record. Forgetting them costs a statement.
+        self._answered: set[str] = set()
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, *, on_write: WriteWatcher | None = None) -> Outbox:
@@ -157,6 +161,10 @@ class Outbox:
                 )
 
         self._db.run_soon(prune)
+        if msg.in_reply_to:
+            if len(self._answered) >= _ANSWERED_KEPT:  # ids whose turn never ends here
+                self._answered.clear()
+            self._answered.add(msg.in_reply_to)
 
     async def dead(self, msg: OutboundMessage, error: str) -> None:
         """Keep a permanently failed message, with its error, out of the delivery queue."""
@@ -256,6 +264,11 @@ class Outbox:
 
     async def finished(self, inbound_id: str) -> None:
         """The turn for `inbound_id` ended; it will not be run again."""
+        if inbound_id in self._answered:
+            # Answered (`delivered`) is done already: neither runs again, and no placeholder
+            # is recorded after the reply that took it.
+            self._answered.discard(inbound_id)
+            return
         sql = "UPDATE inbound SET state = 'done', placeholder = NULL WHERE id = ?"
         self._db.run_soon(_statement(sql, (inbound_id,)))
 

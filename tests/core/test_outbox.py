@@ -1,3 +1,4 @@
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,24 @@ async def test_inbound_with_a_pending_or_delivered_reply_is_not_run_again(tmp_pa
         await box.add(answered)
         await box.delivered(answered)
         assert await box.unfinished() == []
+
+
+async def test_a_turn_answered_by_a_delivered_reply_ends_without_another_write(
+    tmp_path: Path,
+) -> None:
+    async with Outbox.in_dir(tmp_path) as box:
+        await box.seen(inbound(1))
+        await box.seen(inbound(2))
+        await box.placeholder(Placeholder("tg:2", "tg", "c", "t", "ph2"))
+        answer = reply("answer", in_reply_to="tg:1")
+        await box.add(answer)
+        await box.delivered(answer)
+        await box.finished("tg:1")  # answered already: nothing left to record
+        await box.finished("tg:2")  # no reply delivered (e.g. an empty one): recorded
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    states = dict(db.execute("SELECT id, state FROM inbound").fetchall())
+    db.close()
+    assert states == {"tg:1": "answered", "tg:2": "done"}
+    async with Outbox.in_dir(tmp_path) as box:  # neither runs again, no placeholder is left
+        assert await box.unfinished() == []
+        assert await box.placeholders() == []

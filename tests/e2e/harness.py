@@ -251,8 +251,13 @@ def assert_in_order(fake: FakeTelegram, chat_id: int, texts: list[str]) -> None:
     assert set(got) <= set(mine) and got[-1:] == mine[-1:], (chat_id, got, mine)
 
 
+# The states of an inbound message that never runs again: "answered" (a reply to it was
+# delivered; its turn's end adds nothing), "done" (its turn ended, or it was absorbed into one).
+ENDED = frozenset(("answered", "done"))
+
+
 def finished_turns(data_dir: Path) -> dict[str, str]:
-    """Inbound text -> state ("done": its turn ended, or it was absorbed into one)."""
+    """Inbound text -> state (see `ENDED`)."""
     with contextlib.closing(sqlite3.connect(data_dir / "outbox.db")) as db:
         rows = db.execute("SELECT data, state FROM inbound").fetchall()
     return {json.loads(data)["text"]: state for data, state in rows}

@@ -83,7 +83,8 @@ async def test_turns_cut_by_graceful_stops_are_not_failed_attempts(tmp_path: Pat
             await bot.ready()
             await fake.wait_for(lambda f: replies(f, CHAT) == ["ping-501-000"], TIMEOUT)
             assert await bot.stop() == 0
-        assert inbound_rows(tmp_path / "data") == [("done", 1)]
+        # Answered by its delivered reply, one attempt counted (its end had nothing to add).
+        assert inbound_rows(tmp_path / "data") == [("answered", 1)]
 
 
 # ---- the web chat's data_dir under the daemon's feet ----
