@@ -1,8 +1,12 @@
 """Rate budgets, asserted by counts of immediately available slots (no wall-clock timing)."""
 
+import asyncio
+
+import pytest
+
 from channels.telegram_channel import CAPABILITIES as TELEGRAM
 from picobot.core.channel import Rate, RateBudget
-from picobot.outbound.ratelimit import RateLimits, SlidingWindow
+from picobot.outbound.ratelimit import RateLimits, SlidingWindow, _Held
 
 
 async def available(limits: RateLimits, chat: str, **kw: bool) -> int:
@@ -129,3 +133,48 @@ async def test_spare_is_always_there_without_an_overall_level() -> None:
     assert await limits.try_acquire("a")
     async with limits.try_spare("a") as spare:
         assert spare
+
+
+class Level:
+    """A level that lets a call in once `open` is set; notes what it saw."""
+
+    max_rate = 1.0
+
+    def __init__(self, name: str, seen: list[str], open_: bool) -> None:
+        self.name, self.seen = name, seen
+        self.open, self.waiting = asyncio.Event(), asyncio.Event()
+        if open_:
+            self.open.set()
+
+    def has_capacity(self, amount: float = 1) -> bool:
+        return self.open.is_set()
+
+    async def acquire(self, amount: float = 1) -> None:
+        await self.open.wait()
+
+    async def __aenter__(self) -> None:
+        self.seen.append(f"waits {self.name}")
+        self.waiting.set()
+        await self.open.wait()
+        self.seen.append(f"took {self.name}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.seen.append(f"ended {self.name}")
+
+
+async def test_a_slot_cut_while_waiting_ends_the_call_on_the_levels_it_took() -> None:
+    seen: list[str] = []
+    chat, overall = Level("chat", seen, open_=True), Level("overall", seen, open_=False)
+    held = _Held([chat, overall], None)
+
+    async def call() -> None:
+        async with held:
+            seen.append("called")
+
+    task = asyncio.create_task(call())
+    await asyncio.wait_for(overall.waiting.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Windows count a call until a period after it ended: the chat's level must see it end.
+    assert seen == ["waits chat", "took chat", "waits overall", "ended chat"]
