@@ -20,7 +20,6 @@ turn's inbound message sees them too, and its `finish()` is always called.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -224,8 +223,10 @@ class AgentLoop:
             # Leaving early (writer crash, cancellation) closes the events: the turn aborts.
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
-                with contextlib.suppress(Exception):
+                try:  # (not contextlib.suppress: this runs for every turn)
                     await aclose()
+                except Exception:
+                    pass
             await self._finish(writer)
 
     async def _reply(self, msg: InboundMessage, event: ev.RunEvent) -> None:

@@ -277,12 +277,16 @@ class PieceReply:
     async def _take(self) -> None:
         piece, self._pending = self._pending.strip(), ""
         if piece:
-            with contextlib.suppress(ChannelError):  # logged by the dispatcher
+            try:  # (not contextlib.suppress: this and `finish` run for every reply)
                 await self.submit(reply_to(self.inbound, piece))
+            except ChannelError:
+                pass  # logged by the dispatcher
 
     async def finish(self) -> None:
         if self._shutdown:
             return  # keep the placeholder for the rerun
         await self._take()
-        with contextlib.suppress(ChannelError):
+        try:
             await self.submit(reply_to(self.inbound, "", kind=Kind.DONE))
+        except ChannelError:
+            pass

@@ -43,8 +43,10 @@ class FinishedInOutbox:
 
     async def feed(self, event: RunEvent) -> None:
         if isinstance(event, TurnStarted):
-            with contextlib.suppress(StorageError):  # reported by the outbox's watcher
+            try:  # (not contextlib.suppress: this and `_journal` run for every message)
                 await self.outbox.started(self.inbound_id)
+            except StorageError:
+                pass  # reported by the outbox's watcher
         # A turn cut by shutdown is not finished: the next start runs it again.
         if isinstance(event, TurnAborted) and event.reason == SHUTDOWN:
             self._interrupted = True
@@ -70,8 +72,10 @@ class FinishedInOutbox:
     async def _journal(self) -> None:
         if self._unrecorded:
             return  # an attempt that did not finish: runs again (a bounded number of times)
-        with contextlib.suppress(StorageError):  # not recorded: a restart runs it again
+        try:
             if self._interrupted:
                 await self.outbox.interrupted(self.inbound_id)
             else:
                 await self.outbox.finished(self.inbound_id)
+        except StorageError:
+            pass  # not recorded: a restart runs it again
