@@ -258,9 +258,10 @@ def _start(tag: Any) -> Node:
 # Percent-encoding as CommonMark's reference renderer does (and markdown-it did): what a URL
 # may hold as it is, and "%" starting an escape.
 _URL_SAFE = ";/?:@&=+$,-_.!~*'()#%"
-# What a URL may hold as it is, "%" aside (the quick test: stripping them leaves nothing).
+# What a URL may hold as it is, "%" aside (the quick test: stripping them leaves nothing),
+# and a URL that needs no encoding: those, and "%" only as an escape.
 _URL_PLAIN = string.ascii_letters + string.digits + _URL_SAFE.replace("%", "")
-_PLAIN_URL = re.compile(r"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()#]|%[0-9A-Fa-f]{2})*\Z")
+_PLAIN_URL = re.compile(f"(?:[{re.escape(_URL_PLAIN)}]|%[0-9A-Fa-f]{{2}})*\\Z")
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
