@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import re
 import signal
+import string
 import sys
 import urllib.request
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from picobot.runtime import logs
 from picobot.runtime.logs import REDACTED, add_secrets, setup_logging
 from tests.ops.helpers import TIMEOUT, Daemon, write_config
 
@@ -87,6 +90,32 @@ def test_ordinary_text_is_left_alone(stderr) -> None:
     text = "telegram:-1001234567 session 42 at 12:34:56, id 123456789 ok"
     logging.getLogger("picobot.test").info(text)
     assert lines(stderr)[0].endswith(text)
+
+
+def test_the_quick_test_lets_every_token_shape_through() -> None:
+    # `may_hold_token` skips the full pattern: it must never skip a text the pattern matches.
+    rng = random.Random(17)
+    pieces = ["xoxb-", "xapp-", "sk-", "M", "N", ".", ":", "/bot", " ", "-", "_"]
+    runs = string.ascii_letters + string.digits
+
+    def piece() -> str:
+        if rng.random() < 0.5:
+            return rng.choice(pieces)
+        return "".join(
+            rng.choices(runs if rng.random() < 0.7 else string.digits, k=rng.randint(1, 40))
+        )
+
+    texts = [
+        *SHAPED.values(),
+        *(("".join(piece() for _ in range(rng.randint(1, 8)))) for _ in range(20_000)),
+    ]
+    matching = [t for t in texts if logs._TOKEN_SHAPES.search(t)]
+    assert len(matching) > 500  # the generator does make tokens
+    assert all(logs.may_hold_token(t) for t in matching)
+    # ...and it does skip an intake line, whose 32-hex message id looks like a token's run.
+    assert not logs.may_hold_token(
+        "message 3f9a1c2b4d5e6f700000000000000001 in web:c1 from u1 (9 chars)"
+    )
 
 
 def test_secrets_added_on_reload_are_redacted(stderr) -> None:
