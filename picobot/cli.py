@@ -191,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from picobot.runtime.logs import setup_logging
 
-    setup_logging(config.log.level, config.log.format, secrets(config), config.log.content)
+    setup_logging(
+        config.log.level,
+        config.log.format,
+        secrets(config),
+        config.log.content,
+        config.log.event_lines_per_second,
+    )
     if args.command == "chat":
         from picobot.runtime.terminal import chat
 

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from picobot.core.eventlines import EVENT_LINES
+
 if TYPE_CHECKING:
     from picobot.core.messages import InboundMessage
 
@@ -103,9 +105,11 @@ async def run_command(
         return await reminders.cancel_text(chat, command.args)
     if command.name == "stop":
         stopped = await agent.stop(session)
-        log.info("/stop in %s: %s", session, "stopped" if stopped else "nothing to stop")
+        if EVENT_LINES.take(log):
+            log.info("/stop in %s: %s", session, "stopped" if stopped else "nothing to stop")
         return "Stopped." if stopped else "Nothing to stop."
-    log.info("/%s in %s", command.name, session)
+    if EVENT_LINES.take(log):
+        log.info("/%s in %s", command.name, session)
     if command.name == "new":
         await agent.reset(session)
         return "New conversation started."

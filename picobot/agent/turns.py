@@ -29,6 +29,7 @@ from picobot.agent.tools import Publish, ToolContext, ToolRegistry, default_tool
 from picobot.config import AgentConfig
 from picobot.core import events as ev
 from picobot.core.errors import StorageError
+from picobot.core.eventlines import EVENT_LINES
 from picobot.core.messages import InboundMessage, Message, new_id
 from picobot.core.tasks import cancel_and_wait
 from picobot.storage.sessions import HistoryStore, SessionStore, trim_history, visible_history
@@ -211,10 +212,11 @@ class Agent:
                 )
                 if user.get("voice") and media and inbound and ctx.publish:
                     await media.voice_reply(inbound, reply, ctx.publish)
-            log.info(
-                "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
-                *(state.key, time.monotonic() - started, *conversation.tokens),
-            )
+            if EVENT_LINES.take(log):
+                log.info(
+                    "turn finished in %s: %.1f s, %d prompt + %d completion tokens",
+                    *(state.key, time.monotonic() - started, *conversation.tokens),
+                )
         except asyncio.CancelledError:
             emit(ev.TurnAborted(turn.reason))
             raise

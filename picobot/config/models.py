@@ -28,6 +28,7 @@ from picobot.config.fields import (
     starts_with,
 )
 from picobot.core.errors import ConfigError
+from picobot.core.eventlines import DEFAULT_PER_SECOND
 
 DEFAULT_PORT = 8765
 DEFAULT_INBOUND_RATE = 10  # messages per sender per minute
@@ -61,6 +62,8 @@ class LogConfig:
     level: Literal["trace", "debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
     content: bool = False  # message text in the logs (off: privacy by default)
+    # Info lines of events (message, turn, reply, command) a second; past it they are counted.
+    event_lines_per_second: int = field(default=DEFAULT_PER_SECOND, validator=at_least(0))
 
 
 @frozen(kw_only=True)

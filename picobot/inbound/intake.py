@@ -13,6 +13,7 @@ from aiolimiter import AsyncLimiter
 from picobot.config import ChannelConfig, Config
 from picobot.core import metrics
 from picobot.core.errors import BusClosed
+from picobot.core.eventlines import EVENT_LINES
 from picobot.core.messages import InboundMessage, Kind, Post, reply_to
 
 log = logging.getLogger("picobot.intake")
@@ -159,9 +160,11 @@ class Intake:
             raise BusClosed("shutting down: not accepting messages")
         policy = self._policies.get(msg.channel)
         if policy is None or not policy.allows(msg):
-            log.info(
-                "ignored %s:%s from unauthorised sender %s", msg.channel, msg.chat_id, msg.sender.id
-            )
+            if EVENT_LINES.take(log):
+                log.info(
+                    "ignored %s:%s from unauthorised sender %s",
+                    *(msg.channel, msg.chat_id, msg.sender.id),
+                )
             metrics.INBOUND.labels(msg.channel, "unauthorised").inc()
             return
         if not policy.addressed(msg):
@@ -172,17 +175,20 @@ class Intake:
         if verdict != "ok":
             metrics.INBOUND.labels(msg.channel, "flood").inc()
             if verdict == "warn":
-                log.info(
-                    "flood protection: %s:%s sender %s", msg.channel, msg.chat_id, msg.sender.id
-                )
+                if EVENT_LINES.take(log):
+                    log.info(
+                        "flood protection: %s:%s sender %s",
+                        *(msg.channel, msg.chat_id, msg.sender.id),
+                    )
                 await self._post(reply_to(msg, SLOW_DOWN))
             return
         if self._seen is not None and await self._seen(msg):
-            log.info("ignored a replayed event in %s:%s (%s)", msg.channel, msg.chat_id, msg.id)
+            if EVENT_LINES.take(log):
+                log.info("ignored a replayed event in %s:%s (%s)", msg.channel, msg.chat_id, msg.id)
             metrics.INBOUND.labels(msg.channel, "replayed").inc()
             return
         metrics.child(metrics.INBOUND, msg.channel, "accepted").inc()
-        if log.isEnabledFor(logging.INFO):  # every message: no arguments built for nothing
+        if EVENT_LINES.take(log):  # first: no arguments built for a line left out
             log.info(
                 "message %s in %s from %s (%d chars)",
                 msg.id,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from picobot.core.channel import Channel
+from picobot.core.eventlines import EVENT_LINES
 from picobot.core.messages import Kind, OutboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.media.store import MediaStore
@@ -112,7 +113,7 @@ class Delivery:
             return await self.live.update(channel, msg)
         started = time.monotonic()
         ids = await self.replies.deliver(channel, job)
-        if ids:  # one line per reply, not per streaming edit
+        if ids and EVENT_LINES.take(log):  # one line per reply, not per streaming edit
             n, ms = len(ids), (time.monotonic() - started) * 1000
             log.info(
                 "delivered %s:%s (%d chunk%s, %.0f ms)",

@@ -25,6 +25,7 @@ from picobot.config import Config, load_config, summary
 from picobot.core.bus import Topic
 from picobot.core.channel import Channel, ReplyWriter, Services, WatchesRuns, WritesReplies
 from picobot.core.errors import ConfigError, StorageError
+from picobot.core.eventlines import EVENT_LINES
 from picobot.core.messages import InboundMessage
 from picobot.core.retry import RetryPolicy
 from picobot.core.tasks import cancel_and_wait
@@ -400,4 +401,5 @@ class Daemon:
         await self.agent_loop.drain(0)
         # Close channels, the HTTP server, the stores and the model client, in reverse.
         await self._stack.aclose()
+        EVENT_LINES.report()  # event lines left out since the last report, if any
         log.info("stopped")

@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+from picobot.core.eventlines import DEFAULT_PER_SECOND, EVENT_LINES
+
 # Token shapes redacted even when they are not in the config (e.g. echoed back in an error).
 # Telegram's has no \b before it inside a URL (".../bot123:AA..."); Discord's is three
 # base64url parts, the first one the bot's id.
@@ -120,10 +122,16 @@ class JsonFormatter(Formatter):
 
 
 def setup_logging(
-    level: str = "info", fmt: str = "text", secrets: Iterable[str] = (), content: bool = False
+    level: str = "info",
+    fmt: str = "text",
+    secrets: Iterable[str] = (),
+    content: bool = False,
+    event_lines_per_second: int = DEFAULT_PER_SECOND,
 ) -> None:
     """Configure the root logger once (idempotent: replaces picobot's own handler).
-    `content`: message text in the log lines (`log.content`), redacted like the rest."""
+    `content`: message text in the log lines (`log.content`), redacted like the rest;
+    `event_lines_per_second`: the budget of event lines (`log.event_lines_per_second`)."""
+    EVENT_LINES.per_second = event_lines_per_second
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name("picobot")
     if fmt == "json":

@@ -262,6 +262,10 @@ def test_cluster_is_absent_by_default_and_validated() -> None:
             "channels.telegram.webhook.secret_token: required",
         ),
         ({"log": {"level": "loud"}}, "log.level: should be 'trace', 'debug', 'info', 'warning'"),
+        (
+            {"log": {"event_lines_per_second": -1}},
+            "log.event_lines_per_second: should be at least 0",
+        ),
     ],
 )
 def test_types_are_strict(data: dict[str, Any], problem: str) -> None:

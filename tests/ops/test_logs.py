@@ -253,6 +253,29 @@ def test_the_daemon_logs_one_line_per_event_and_no_message_text(tmp_path: Path) 
     assert not any("private question" in line for line in daemon.lines)
 
 
+def test_event_lines_past_the_budget_are_counted_not_lost(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
+    extra = {"dispatch": {"drain_timeout": 30}, "log": {"event_lines_per_second": 1}}
+    config.write_text(config.read_text() + yaml.safe_dump(extra))
+    daemon = Daemon(config, {"PICOBOT_DEMO_DELAY": "0.01"})
+    try:
+        daemon.wait_for(r"ready: ")
+        for n in range(5):
+            post(daemon.port, f"question {n}", session=f"s{n}")
+        daemon.signal(signal.SIGINT)  # finishes the turns and delivers their replies
+        daemon.wait_for(r"INFO picobot: stopped$")
+        assert daemon.proc.wait(TIMEOUT) == 0
+    finally:
+        daemon.stop()
+    event = re.compile(r"(message \w+ in web:s\d|turn finished in web:s\d|delivered web:s\d)")
+    logged = sum(1 for line in daemon.lines if event.search(line))
+    reports = [re.search(r"(\d+) event lines left out in \d+ s", line) for line in daemon.lines]
+    left_out = [int(m[1]) for m in reports if m]
+    # Each message has its three events: every one either logged or counted.
+    assert logged + sum(left_out) == 15
+    assert left_out  # five messages posted at once: more than one line in a second
+
+
 def test_a_second_ctrl_c_forces_exit_during_a_turn(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config.yaml", tmp_path / "data", web={"enabled": True})
     daemon = Daemon(config, {"PICOBOT_DEMO_DELAY": "0.1"})  # a ~15 s reply
