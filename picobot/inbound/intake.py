@@ -3,23 +3,22 @@ every channel, before anything reaches the agent (so rejected messages cost no L
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-
-from aiolimiter import AsyncLimiter
 
 from picobot.config import ChannelConfig, Config
 from picobot.core import metrics
 from picobot.core.errors import BusClosed
 from picobot.core.eventlines import EVENT_LINES
 from picobot.core.messages import InboundMessage, Kind, Post, reply_to
+from picobot.inbound.limits import KeyedLimits
 
 log = logging.getLogger("picobot.intake")
 
 SLOW_DOWN = "You are sending messages too fast; I'll ignore new ones for a minute."
-MAX_SENDERS = 4096  # flood buckets kept before idle ones are dropped
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,20 +68,21 @@ def policies(config: Config) -> dict[str, Policy]:
 
 
 class FloodGuard:
-    """Per-sender rate: over it, the sender is told once, then ignored until the window passes."""
+    """Per-sender rate: over it, the sender is told once, then ignored until the window passes.
+    (Each channel has one rate; a new guard is made when one changes.)"""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[str, str], AsyncLimiter] = {}
+        self._senders: dict[str, KeyedLimits[str]] = {}  # by channel
         self._warned: set[tuple[str, str]] = set()
 
     async def check(self, msg: InboundMessage, per_minute: int) -> str:
         """'ok', 'warn' (first message over the rate) or 'drop'."""
+        senders = self._senders.get(msg.channel)
+        if senders is None:
+            forget = functools.partial(_forget, self._warned, msg.channel)
+            senders = self._senders[msg.channel] = KeyedLimits(per_minute, on_forget=forget)
+        bucket = senders.bucket(msg.sender.id)
         key = (msg.channel, msg.sender.id)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_SENDERS:
-                self._prune()
-            bucket = self._buckets[key] = AsyncLimiter(per_minute, 60)
         if bucket.has_capacity():
             await bucket.acquire()  # has capacity: does not wait
             self._warned.discard(key)
@@ -92,10 +92,9 @@ class FloodGuard:
         self._warned.add(key)
         return "warn"
 
-    def _prune(self) -> None:
-        for key in [k for k, b in self._buckets.items() if b.has_capacity(b.max_rate)]:
-            del self._buckets[key]
-            self._warned.discard(key)
+
+def _forget(warned: set[tuple[str, str]], channel: str, sender: str) -> None:
+    warned.discard((channel, sender))
 
 
 class InboundQueue(Protocol):

@@ -7,11 +7,9 @@ an over-limit POST is answered 429 (and not accepted silently, its run never end
 
 from __future__ import annotations
 
-from aiolimiter import AsyncLimiter
+from picobot.inbound.limits import KeyedLimits
 
-__all__ = ["MAX_KEYS", "KeyedLimits", "TooManyMessages", "WebLimits"]
-
-MAX_KEYS = 4096  # buckets kept per kind before idle (full) ones are dropped
+__all__ = ["TooManyMessages", "WebLimits"]
 
 
 class TooManyMessages(Exception):
@@ -22,34 +20,12 @@ class TooManyMessages(Exception):
         self.reason = reason
 
 
-class KeyedLimits:
-    """One `AsyncLimiter(per_minute, 60)` per key; bounded in the number of keys."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._buckets: dict[str, AsyncLimiter] = {}
-
-    def bucket(self, key: str) -> AsyncLimiter:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_KEYS:
-                self._prune()
-            bucket = self._buckets[key] = AsyncLimiter(self.per_minute, 60)
-        return bucket
-
-    def _prune(self) -> None:
-        for key in [k for k, b in self._buckets.items() if b.has_capacity(b.max_rate)]:
-            del self._buckets[key]
-        while len(self._buckets) >= MAX_KEYS:  # all busy: the oldest go
-            del self._buckets[next(iter(self._buckets))]
-
-
 class WebLimits:
     """`take(session, address)` counts one message against both, or raises."""
 
     def __init__(self, per_session: int, per_address: int) -> None:
-        self.sessions = KeyedLimits(per_session)
-        self.addresses = KeyedLimits(per_address)
+        self.sessions: KeyedLimits[str] = KeyedLimits(per_session)
+        self.addresses: KeyedLimits[str] = KeyedLimits(per_address)
 
     async def take(self, session: str, address: str) -> None:
         """:raises TooManyMessages: if either is over its rate (then neither is counted)."""
