@@ -3,10 +3,11 @@
 `Daemon` with a data_dir in a temporary folder (SQLite, WAL): each inbound message goes through
 the intake (recorded in the outbox), the agent (an instant fake model; the session history is
 loaded and saved), the reply writer, the outbound door (the reply recorded in the outbox, then
-its lane) and the delivery (split, render) to a null channel with Telegram's capabilities and
-no rate budget. Measured: messages/s, CPU µs per message (the whole process: the event loop and
-the WAL's checkpoints), latency from the intake call to the channel's send (p50/p99), and SQLite
-commits per message.
+its lane) and the delivery (split, render) to a null channel with Telegram's formatting and
+limits (no typing indicator: under load it gets no spare rate budget), and no rate budget.
+Measured: messages/s, CPU µs per message (the whole process: the event loop and the WAL's
+checkpoints), latency from the intake call to the channel's send (p50/p99), and SQLite commits
+per message.
 
 Each reply differs (it quotes the question), so no cache hides the rendering. Intake runs in
 batches (as Telegram's long polling hands a polled batch over: confirmed only once recorded),
@@ -41,6 +42,7 @@ import channels as channel_registry
 from benchmarks import pipeline
 from picobot.agent.llm import Finish, LLMEvent, Message, TextDelta
 from picobot.config import parse_config
+from picobot.config.models import DEFAULT_PLACEHOLDER_TEXT as PLACEHOLDER
 from picobot.core.channel import NO_SERVICES, Capabilities, Channel, InboundSink, Rendered
 from picobot.core.channel import Services as ChannelServices
 from picobot.core.eventlines import DEFAULT_PER_SECOND
@@ -75,7 +77,8 @@ class InstantLLM:
 
 
 class NullChannel(Channel):
-    """Telegram's capabilities, no platform: each send is noted with its time."""
+    """Telegram's formatting and limits, edits, no typing indicator (under load it gets no spare
+    rate budget), no platform: each send is noted with its time."""
 
     name = "web"  # enabled by the default config; access is open, so the intake lets all in
     capabilities = Capabilities(
@@ -98,14 +101,27 @@ class NullChannel(Channel):
     async def send(
         self, chat_id: str, message: Rendered, *, reply_to: str | None = None, **kw: Any
     ) -> str:
+        if message.text == PLACEHOLDER:  # the reply edits it
+            return f"placeholder {chat_id}"
+        return self._replied(chat_id)
+
+    async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
+        self._replied(chat_id)
+
+    @staticmethod
+    def _replied(chat_id: str) -> str:
         sent = NullChannel.sent
         sent[chat_id] = time.perf_counter()
         if len(sent) >= N:
             NullChannel.done.set()
         return str(len(sent))
 
-    async def edit(self, chat_id: str, message_id: str, message: Rendered) -> None:
-        return None
+
+class NullTelegram(NullChannel):
+    """The same, as the Telegram channel: its config's defaults apply (a flood guard, the
+    "Thinking…" placeholder the reply is edited into, the streaming reply writer)."""
+
+    name = "telegram"
 
 
 @contextlib.asynccontextmanager
@@ -143,10 +159,12 @@ async def run_once(
     *,
     batch: int = 0,
     parallel_turns: int = PARALLEL_TURNS,
+    telegram: bool = False,
 ) -> dict[str, float]:
     """`senders`: how many intake calls are in flight at once (1: one after another); or, with
     `batch`, batches of that many at once, each recorded before the next comes (as Telegram's
-    long polling hands a polled batch over, and confirms it)."""
+    long polling hands a polled batch over, and confirms it). `telegram`: through a Telegram
+    channel with its config's defaults, not the web chat's."""
     NullChannel.sent, NullChannel.done = {}, asyncio.Event()
     InstantLLM.reply = reply
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,8 +174,15 @@ async def run_once(
             "agent": {"max_parallel_turns": parallel_turns},
             "log": {"level": "warning"},
         }
+        channel: type[NullChannel] = NullChannel
+        if telegram:
+            channel = NullTelegram
+            data["channels"] = {
+                "web": {"enabled": False},
+                "telegram": {"enabled": True, "token": "123456:BENCH", "allow_from": ["*"]},
+            }
         config = parse_config(data, env={})
-        with mock.patch.object(channel_registry, "load", lambda name: NullChannel):
+        with mock.patch.object(channel_registry, "load", lambda name: channel):
             daemon = Daemon(config, llm=InstantLLM())  # type: ignore[arg-type]
             async with daemon, tuned_collector():
                 commits, threads = sqlite_commits(), sqlite_cpu()
@@ -165,7 +190,7 @@ async def run_once(
 
                 async def one(i: int) -> None:
                     # A conversation each: messages to a busy session would steer its turn.
-                    msg = InboundMessage("web", f"chat{i}", Sender(f"u{i}"), f"question {i}")
+                    msg = InboundMessage(channel.name, f"chat{i}", Sender(f"u{i}"), f"question {i}")
                     started[msg.chat_id] = time.perf_counter()
                     await daemon.intake(msg)
 
@@ -303,7 +328,7 @@ def best_of_3(
     senders: int,
     reply: str,
     run: Callable[[Coroutine[Any, Any, Any]], Any] = run_loop,
-    **kw: int,
+    **kw: Any,
 ) -> dict[str, float]:
     runs = [run(run_once(senders, reply, **kw)) for _ in range(3)]
     return max(runs, key=lambda r: r["rate"])
@@ -334,6 +359,10 @@ def main() -> str:
             (f"{info}, every event line (`log.event_lines_per_second: 0`)", row),
             (f"{md}, on asyncio's own event loop", best_of_3(IN_FLIGHT, MARKDOWN, asyncio.run)),
             (
+                f"{md}, Telegram's config defaults (flood guard, placeholder, streaming writer)",
+                best_of_3(IN_FLIGHT, MARKDOWN, telegram=True),
+            ),
+            (
                 f"{md}, `agent.max_parallel_turns` 4 (its default)",
                 best_of_3(IN_FLIGHT, MARKDOWN, parallel_turns=4),
             ),
@@ -353,7 +382,9 @@ def main() -> str:
         f"{N} messages, each in a conversation of its own, best of 3; durability on (SQLite"
         " WAL in a temporary folder: every message recorded before the intake returns, every"
         " reply before its lane takes it, the history saved each turn), an instant fake model"
-        " whose reply quotes the question, Telegram's capabilities, no rate budget,"
+        " whose reply quotes the question, Telegram's formatting and limits (HTML, 4,096"
+        " characters of visible text, edits; no typing indicator, which gets no spare rate"
+        " budget under load), no rate budget,"
         f" `agent.max_parallel_turns` {PARALLEL_TURNS} except where a row says otherwise (a"
         " bot at these rates has far more turns in flight with any real model: the rate times"
         " the model's seconds), the garbage collector set as `picobot run` sets it"
@@ -365,11 +396,16 @@ def main() -> str:
         " time, each waiting for its own commit (a quiet bot). CPU is the whole process's;"
         " the share of the thread that checkpoints the WAL is shown too. Target: ≥"
         f" {TARGET_RATE:,} msg/s and ≤ {TARGET_CPU:.0f} µs CPU/message, for a bot under load,"
-        " as `picobot run` runs it. The last four rows show what a message costs otherwise:"
+        " as `picobot run` runs it. The last five rows show what a message costs otherwise:"
         " with every event line logged, three lines a message (the default logs"
         f" {DEFAULT_PER_SECOND} a second and counts the rest, see `log.event_lines_per_second`"
         " in config.yaml); on asyncio's own event loop (picobot installs uvloop on Linux and"
-        " macOS: this row shows what it buys); with 4 turns in flight, a rate only an instant"
+        " macOS: this row shows what it buys); through a Telegram channel with its config's"
+        " defaults, where the other rows take the web chat's (a per-sender flood guard; the"
+        ' "Thinking…" placeholder, sent when the message is accepted and edited into the'
+        " reply: two platform calls, each on a lane of its own, where the others make one; the"
+        " streaming reply writer, with its flush timer); with 4 turns in flight, a rate only an"
+        " instant"
         " model reaches, fewer writes share each commit; one at a time, none do, and the rate is"
         " the inverse of the latency.\n\n"
         "| intake, reply | messages/s | CPU µs/message | of it checkpoints | p50 | p99"

@@ -87,7 +87,7 @@ class Outbound:
             raise KeyError(f"no channel named {msg.channel!r}")
         if new_id := self._delivery.migrated.get(msg.lane_key):
             msg = replace(msg, chat_id=new_id)
-        if msg.kind in _MARKERS and self._idle_marker(msg):
+        if msg.kind in _MARKERS and self._marker_done_here(msg):
             return _nothing_to_send()
         durable = self.outbox is not None and msg.durable
         if durable:
@@ -98,15 +98,22 @@ class Outbound:
                 return self._lanes.put(Job(msg, durable), spilled=True)
         return self._lanes.put(Job(msg, durable))
 
-    def _idle_marker(self, msg: OutboundMessage) -> bool:
-        """Whether an ACCEPTED or DONE marker would do nothing, so it needs no lane (a job there
-        costs as much as a reply's): ACCEPTED where the channel shows neither typing nor a
-        placeholder; DONE with no entry open and nothing queued that could open one."""
+    def _marker_done_here(self, msg: OutboundMessage) -> bool:
+        """Whether an ACCEPTED or DONE marker needs no lane, as it makes no platform call (a
+        job there costs as much as a reply's): ACCEPTED where the channel shows neither typing
+        nor a placeholder; DONE with nothing queued for the chat (an ACCEPTED that opens an
+        entry is either delivered or on the lane) and no placeholder left to remove (a reply
+        took it, or there was none). Its entry, if any, is closed here: typing stops."""
         caps = self.channels[msg.channel].capabilities
         if msg.kind is Kind.ACCEPTED:
             return msg.in_reply_to is None or not (caps.can_type or (msg.text and caps.can_edit))
-        # An ACCEPTED that opens an entry is either delivered (the entry exists) or on the lane.
-        return self.placeholders.get(msg.in_reply_to) is None and self._lanes.idle(msg.lane_key)
+        if not self._lanes.idle(msg.lane_key):
+            return False
+        entry = self.placeholders.get(msg.in_reply_to)
+        if entry is not None and entry.message_id is not None:
+            return False  # the lane removes it
+        self.placeholders.close(msg.in_reply_to)
+        return True
 
     async def deliver(self, msg: OutboundMessage) -> list[str]:
         """`post()` and wait for delivery; the platform message ids.

@@ -128,6 +128,20 @@ async def test_markers_that_show_nothing_take_no_lane() -> None:
     await dispatcher.aclose()
 
 
+async def test_done_after_the_reply_took_the_placeholder_takes_no_lane() -> None:
+    dispatcher, channel = make()
+    await dispatcher.deliver(out("a", "Thinking…", kind=Kind.ACCEPTED, in_reply_to="in1"))
+    await dispatcher.deliver(out("a", "The answer", in_reply_to="in1"))
+    [entry] = [dispatcher.placeholders.get("in1")]
+    assert entry is not None and entry.typing is not None  # typing until the turn ends
+    lanes = dispatcher.statistics()["lanes"]
+    done = await dispatcher.post(out("a", "", kind=Kind.DONE, in_reply_to="in1"))
+    assert done.done() and dispatcher.statistics()["lanes"] == lanes  # no job was queued
+    assert len(dispatcher.placeholders) == 0 and entry.typing is None  # typing stopped
+    assert channel.visible("a") == ["The answer"]
+    await dispatcher.aclose()
+
+
 async def test_done_follows_a_placeholder_still_queued_on_the_lane() -> None:
     # The lane is held, so the placeholder's entry does not exist yet when DONE is posted:
     # DONE must still queue behind it and remove the placeholder.
