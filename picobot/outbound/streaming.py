@@ -94,6 +94,10 @@ class StreamingReply:
         self._ended = False
         self._shutdown = False
         self._loop: asyncio.Task[None] | None = None
+        # Until the first tick the timer waits without a task: a reply that ends sooner (many
+        # do, with a fast model) never needs one.
+        self._first_tick: asyncio.TimerHandle | None = None
+        self._start = 0.0  # when the first text came: ticks at start + k * interval
         self._flushing = asyncio.Lock()  # a flush in flight is never cancelled halfway
         # Native drafts (Telegram sendMessageDraft) show the stream in private chats without
         # edits; the reply still ends as a real message. None: stream by edits.
@@ -113,8 +117,10 @@ class StreamingReply:
         if isinstance(event, ev.TextDelta):
             self._body.add(event.text)
             self._progress.clear()
-            if self._loop is None and not self._fallback:
-                self._loop = asyncio.create_task(self._run(), name="stream flush")
+            if self._loop is None and self._first_tick is None and not self._fallback:
+                loop = asyncio.get_running_loop()
+                self._start = loop.time()
+                self._first_tick = loop.call_at(self._start + self.interval, self._begin)
         elif isinstance(event, ev.ToolStarted):
             self._body.break_paragraph()
             if self.tool_progress:
@@ -138,9 +144,13 @@ class StreamingReply:
 
     # -- flushing ---------------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        self._first_tick = None
+        self._loop = asyncio.create_task(self._run(), name="stream flush")
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self._start
         tick = 1
         while not self._fallback:
             # A fixed timer: ticks at start + k * interval; a slow flush skips missed ticks.
@@ -208,6 +218,9 @@ class StreamingReply:
         if self._ended:
             return
         self._ended = True
+        if self._first_tick is not None:
+            self._first_tick.cancel()
+            self._first_tick = None
         if self._loop is not None:
             async with self._flushing:  # let a flush in flight land, so its message id is known
                 self._loop.cancel()

@@ -213,3 +213,15 @@ async def test_the_end_of_a_turn_during_a_freeze_duplicates_nothing() -> None:
         assert joined.count(f"line {i}\n") == 1
     assert joined.endswith("Done.")
     await dispatcher.aclose()
+
+
+async def test_a_reply_that_ends_before_the_first_tick_needs_no_flush_task() -> None:
+    dispatcher, channel, inbound = setup()
+    reply = StreamingReply(inbound, EDITABLE, dispatcher.deliver, interval=3600)
+    await reply.feed(ev.TextDelta("quick answer"))
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "stream flush"]
+    await reply.feed(ev.TurnFinished("quick answer"))
+    await reply.finish()
+    assert channel.visible("c") == ["quick answer"]
+    assert reply.flushes == 0  # shown once, whole, formatted
+    await dispatcher.aclose()
