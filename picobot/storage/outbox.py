@@ -240,10 +240,14 @@ class Outbox:
         return not inserted
 
     async def placeholder(self, record: Placeholder) -> None:
-        """Remember the "Thinking…" message sent for `record.key` (on its inbound record)."""
-        await self._run(
-            "UPDATE inbound SET placeholder = ? WHERE id = ?", (record.message_id, record.key)
-        )
+        """Remember the "Thinking…" message sent for `record.key` (on its inbound record).
+
+        Queued, not waited for (as `delivered`): the lane goes on to the reply at once, whose
+        records come after this one in the same queue. Lost to a kill (or a failed write, which
+        the write watcher reports) it leaves the placeholder behind, as a kill between the send
+        and a waited-for record would."""
+        sql = "UPDATE inbound SET placeholder = ? WHERE id = ?"
+        self._db.run_soon(_statement(sql, (record.message_id, record.key)))
 
     async def placeholders(self) -> list[Placeholder]:
         """Placeholders of turns that never finished."""
