@@ -271,12 +271,10 @@ def measure(
     """One run of a row; `event_lines`: at log level info, with that budget (else warning)."""
 
     def once() -> dict[str, float]:
-        if event_lines is None:
+        logs = contextlib.nullcontext() if event_lines is None else info_logs(event_lines)
+        with logs:
             result: dict[str, float] = run(run_once(senders, reply, **kw))
-            return result
-        with info_logs(event_lines):
-            result = run(run_once(senders, reply, **kw))
-            return result
+        return result
 
     return once
 
